@@ -1,0 +1,15 @@
+"""`ascnet-bench`: benchmarks, each comparing backends side by side in one run."""
+import click
+
+from ascnet.cli.lazy import LazyGroup
+
+
+@click.group(
+    cls=LazyGroup,
+    lazy_commands={
+        "decode": ("ascnet.cli.bench_decode", "decode"),
+        "train": ("ascnet.cli.bench_train", "train"),
+    },
+)
+def main():
+    """ascnet-bench: decode and training throughput benchmarks."""

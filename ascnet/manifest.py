@@ -1,0 +1,226 @@
+"""The manifest contract: one parquet row per video, written once by `ascnet-index build`.
+
+Every other part reads videos through `Manifest`: the pipelines take `Manifest.decode_table()`,
+evaluation takes labels and splits from `Manifest.df`. Paths are stored relative to the root
+kept in the file's key-value metadata; `Manifest.resolve()` turns them back into real paths.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+SCHEMA_VERSION = 1
+STATUSES = ("ok", "unsupported", "corrupt", "too_short", "missing")
+SPLITS = ("train", "test", "val", "unused")
+
+# name -> pandas dtype kind: "str", "int", "float"
+COLUMNS: dict[str, str] = {
+    "video_id": "str",      # stable across re-index: the relative path, '/'-separated
+    "path": "str",          # relative to the manifest root
+    "label": "int",         # -1 when unlabelled
+    "label_name": "str",
+    "split": "str",         # one of SPLITS
+    "num_frames": "int",    # decodable frames, counted
+    "fps": "float",
+    "width": "int",
+    "height": "int",
+    "codec": "str",
+    "pix_fmt": "str",
+    "duration_s": "float",
+    "bytes": "int",
+    "mtime": "float",
+    "status": "str",        # one of STATUSES
+    "error": "str",         # readable reason when status != ok, else ""
+    # the decoder-friendly copy ("" / 0 when not transcoded); decode_path is relative
+    # to the root when it lies inside it, absolute otherwise
+    "decode_path": "str",
+    "decode_codec": "str",
+    "decode_num_frames": "int",
+    "decode_width": "int",
+    "decode_height": "int",
+    "decode_fps": "float",
+}
+
+_ARROW = {"str": pa.string(), "int": pa.int64(), "float": pa.float64()}
+_DEFAULTS = {"str": "", "int": 0, "float": 0.0}
+
+
+class ManifestError(ValueError):
+    """A manifest that cannot be used as it is; the message names the file and the field."""
+
+
+def _kind(series: pd.Series) -> str | None:
+    if pd.api.types.is_bool_dtype(series):
+        return None
+    if pd.api.types.is_integer_dtype(series):
+        return "int"
+    if pd.api.types.is_float_dtype(series):
+        return "float"
+    if pd.api.types.is_string_dtype(series) or pd.api.types.is_object_dtype(series):
+        return "str"
+    return None
+
+
+def schema_problems(df: pd.DataFrame) -> list[str]:
+    """Every missing or mistyped column and every bad status/split value, one line each."""
+    problems = []
+    for name, kind in COLUMNS.items():
+        if name not in df.columns:
+            problems.append(f"missing column '{name}' ({kind})")
+            continue
+        got = _kind(df[name])
+        if got != kind and not (kind == "float" and got == "int"):
+            problems.append(f"column '{name}' should be {kind}, found {df[name].dtype}")
+    if "status" in df.columns:
+        bad = sorted(set(df["status"]) - set(STATUSES))
+        if bad:
+            problems.append(f"column 'status' has {bad}; allowed: {list(STATUSES)}")
+    if "split" in df.columns:
+        bad = sorted(set(df["split"]) - set(SPLITS))
+        if bad:
+            problems.append(f"column 'split' has {bad}; allowed: {list(SPLITS)}")
+    if "video_id" in df.columns and df["video_id"].duplicated().any():
+        dup = df.loc[df["video_id"].duplicated(), "video_id"].iloc[0]
+        problems.append(f"column 'video_id' is not unique (e.g. '{dup}')")
+    return problems
+
+
+@dataclass
+class Manifest:
+    df: pd.DataFrame
+    root: Path
+    meta: dict = field(default_factory=dict)
+
+    # ---- constructors -------------------------------------------------------------
+    @classmethod
+    def from_rows(cls, rows: list[dict], root: str | Path, **meta) -> "Manifest":
+        df = pd.DataFrame(rows)
+        for name, kind in COLUMNS.items():
+            if name not in df.columns:
+                df[name] = _DEFAULTS[kind]
+        df = cls._coerce(df)
+        return cls(df=df, root=Path(root).resolve(), meta=dict(meta))
+
+    @classmethod
+    def from_parquet(cls, path: str | Path) -> "Manifest":
+        path = Path(path)
+        if not path.exists():
+            raise ManifestError(f"{path}: no such manifest; build one with 'ascnet-index build'")
+        try:
+            table = pq.read_table(path)
+        except Exception as e:  # pyarrow raises several types for a non-parquet file
+            raise ManifestError(f"{path}: not a readable parquet manifest ({e})") from e
+        raw = table.schema.metadata or {}
+        meta = {k.decode(): v.decode() for k, v in raw.items() if not k.startswith(b"pandas")}
+        if "ascnet" not in meta:
+            raise ManifestError(f"{path}: no ascnet metadata; was it written by 'ascnet-index build'?")
+        info = json.loads(meta["ascnet"])
+        df = table.to_pandas()
+        problems = schema_problems(df)
+        if problems:
+            raise ManifestError(f"{path}: " + "; ".join(problems) + " (rebuild it with 'ascnet-index build')")
+        version = int(info.get("schema_version", -1))
+        if version != SCHEMA_VERSION:
+            raise ManifestError(
+                f"{path}: schema version {version}, this ascnet reads {SCHEMA_VERSION}; rebuild it with 'ascnet-index build'"
+            )
+        root = Path(info["root"])
+        return cls(df=cls._coerce(df), root=root, meta=info)
+
+    @staticmethod
+    def _coerce(df: pd.DataFrame) -> pd.DataFrame:
+        df = df.copy()
+        for name, kind in COLUMNS.items():
+            if kind == "str":
+                df[name] = df[name].fillna("").astype(str)
+            elif kind == "int":
+                df[name] = df[name].fillna(0).astype(np.int64)
+            else:
+                df[name] = df[name].fillna(0.0).astype(np.float64)
+        extra = [c for c in df.columns if c not in COLUMNS]
+        return df[list(COLUMNS) + extra].reset_index(drop=True)
+
+    # ---- writing ------------------------------------------------------------------
+    def write(self, path: str | Path) -> Path:
+        """Write atomically: a temp file beside the target, then rename."""
+        path = Path(path)
+        problems = schema_problems(self.df)
+        if problems:
+            raise ManifestError(f"refusing to write {path}: " + "; ".join(problems))
+        info = {"schema_version": SCHEMA_VERSION, **self.meta, "root": str(self.root)}
+        from ascnet import __version__
+
+        info.setdefault("tool_version", __version__)
+        table = pa.Table.from_pandas(self.df, preserve_index=False)
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), b"ascnet": json.dumps(info).encode()})
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        try:
+            pq.write_table(table, tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        self.meta = info
+        return path
+
+    # ---- reading helpers ----------------------------------------------------------
+    def resolve(self, rel: str) -> Path:
+        """A stored path as a real path; refuses paths that escape the root."""
+        p = Path(rel)
+        if p.is_absolute():
+            return p
+        full = (self.root / p).resolve()
+        if not full.is_relative_to(self.root.resolve()):
+            raise ManifestError(f"path '{rel}' escapes the manifest root {self.root}")
+        return full
+
+    def select(self, split: str | None = None, status: str | None = "ok") -> "Manifest":
+        """Rows of one split (None: all) and one status (None: all), as a new Manifest."""
+        df = self.df
+        if split is not None:
+            if split not in SPLITS:
+                raise ManifestError(f"unknown split '{split}'; allowed: {list(SPLITS)}")
+            df = df[df["split"] == split]
+        if status is not None:
+            df = df[df["status"] == status]
+        return Manifest(df=df.reset_index(drop=True), root=self.root, meta=self.meta)
+
+    def decode_table(self) -> pd.DataFrame:
+        """What a decoder needs, per row: absolute `file`, `num_frames`, `fps`, `codec`, size.
+
+        The decoder-friendly copy is used where one exists, else the original.
+        """
+        df = self.df
+        copy = df["decode_path"] != ""
+        files = [str(self.resolve(d if c else p)) for p, d, c in zip(df["path"], df["decode_path"], copy)]
+        pick = lambda a, b: np.where(copy, df[b], df[a])  # noqa: E731
+        return pd.DataFrame(
+            {
+                "video_id": df["video_id"].to_numpy(),
+                "file": files,
+                "num_frames": pick("num_frames", "decode_num_frames").astype(np.int64),
+                "fps": pick("fps", "decode_fps").astype(np.float64),
+                "codec": pick("codec", "decode_codec"),
+                "width": pick("width", "decode_width").astype(np.int64),
+                "height": pick("height", "decode_height").astype(np.int64),
+                "label": df["label"].to_numpy(),
+            }
+        )
+
+    @property
+    def num_classes(self) -> int:
+        labels = self.df.loc[self.df["label"] >= 0, "label"]
+        return int(labels.max()) + 1 if len(labels) else 0
+
+    def __len__(self) -> int:
+        return len(self.df)

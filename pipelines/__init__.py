@@ -1,0 +1,1 @@
+"""Data flow: DALI graphs that sample, decode and augment clips (installed as ascnet.pipelines)."""

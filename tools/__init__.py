@@ -1,0 +1,1 @@
+"""Data in: dataset layouts, probing, manifests, transcoding, demo data, benchmarks (installed as ascnet.tools)."""
