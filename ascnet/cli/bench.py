@@ -9,6 +9,8 @@ from ascnet.cli.lazy import LazyGroup
     lazy_commands={
         "decode": ("ascnet.cli.bench_decode", "decode"),
         "train": ("ascnet.cli.bench_train", "train"),
+        "index": ("ascnet.cli.bench_index", "index"),
+        "eval": ("ascnet.cli.bench_eval", "eval"),
     },
 )
 def main():
