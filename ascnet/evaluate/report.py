@@ -1,0 +1,167 @@
+"""Results on disk and on screen: results.json + results.md (atomic), plots, side-by-side tables.
+
+Every evaluation command writes the same shape of results.json, so `compare` can read any of
+them:
+
+    {"command": "linear", "config": {...}, "rows": [{"init": ..., "arch": ..., "width": ...,
+     "metrics": {"video_top1": 53.1, ...}}, ...], ...}
+
+Metrics are percentages.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+ROW_KEYS = ("init", "arch", "width")
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write a text file through a temp file beside it, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    return str(value)
+
+
+def markdown_table(headers: list[str], rows: list[list]) -> str:
+    """A GitHub markdown table; floats with two decimals, numbers right-aligned."""
+    cells = [[fmt(v) for v in r] for r in rows]
+    is_num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
+    numeric = [bool(rows) and all(is_num(r[i]) for r in rows) for i in range(len(headers))]
+    widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, h in enumerate(headers)]
+    line = lambda vals: "| " + " | ".join(  # noqa: E731
+        v.rjust(w) if num else v.ljust(w) for v, w, num in zip(vals, widths, numeric)
+    ) + " |"
+    rule = "|" + "|".join(("-" * (w + 1) + ":") if num else ("-" * (w + 2)) for w, num in zip(widths, numeric)) + "|"
+    return "\n".join([line(headers), rule] + [line(c) for c in cells]) + "\n"
+
+
+def rows_table(rows: list[dict], lead: list[str] | None = None) -> str:
+    """Markdown table of result rows: the lead columns, then every metric in first-seen order."""
+    lead = lead or list(ROW_KEYS)
+    metrics: list[str] = []
+    for r in rows:
+        metrics += [m for m in r["metrics"] if m not in metrics]
+    body = [[r.get(k, "") for k in lead] + [r["metrics"].get(m, "") for m in metrics] for r in rows]
+    return markdown_table(lead + metrics, body)
+
+
+def write_results(out_dir: str | Path, results: dict, title: str) -> str:
+    """results.json and results.md in `out_dir` (both atomic); returns the markdown table."""
+    out_dir = Path(out_dir)
+    table = rows_table(results["rows"])
+    write_text_atomic(out_dir / "results.json", json.dumps(results, indent=2, default=str) + "\n")
+    write_text_atomic(out_dir / "results.md", f"# {title}\n\n{table}")
+    return table
+
+
+def load_results(run_dir: str | Path) -> dict:
+    path = Path(run_dir) / "results.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no results.json; is {run_dir} the --out of an 'ascnet-eval' command?")
+    try:
+        results = json.loads(path.read_text())
+        results["rows"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: not an ascnet-eval results file ({e})") from e
+    return results
+
+
+def compare_table(run_dirs: list[str | Path]) -> str:
+    """Several runs side by side: one row per result row, metrics aligned by name."""
+    rows = []
+    for d in run_dirs:
+        res = load_results(d)
+        for r in res["rows"]:
+            rows.append({"run": str(d), "command": res.get("command", ""), **r})
+    return rows_table(rows, lead=["run", "command", *ROW_KEYS])
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, never a window
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path: Path) -> Path:
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=100, bbox_inches="tight")
+    os.replace(tmp, path)
+    return path
+
+
+def plot_topk(rows: list[dict], path: str | Path) -> Path:
+    """Retrieval top-k curve, one line per row (metrics named "top{k}")."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for r in rows:
+        ks = sorted(int(m[3:]) for m in r["metrics"] if m.startswith("top"))
+        ax.plot(ks, [r["metrics"][f"top{k}"] for k in ks], marker="o", label=str(r["init"]))
+        ax.set_xscale("log")
+        ax.set_xticks(ks, [str(k) for k in ks])
+    ax.set(xlabel="k", ylabel="top-k accuracy (%)", ylim=(0, 100), title="video retrieval")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    path = save_figure(fig, Path(path))
+    plt.close(fig)
+    return path
+
+
+def plot_bars(rows: list[dict], path: str | Path, title: str) -> Path:
+    """Grouped bars: one group per metric, one bar per row."""
+    import numpy as np
+
+    plt = _pyplot()
+    metrics = [m for m in rows[0]["metrics"]]
+    x = np.arange(len(metrics))
+    width = 0.8 / max(len(rows), 1)
+    fig, ax = plt.subplots(figsize=(1.3 * len(metrics) + 2, 3.5))
+    for i, r in enumerate(rows):
+        vals = [r["metrics"].get(m, 0.0) for m in metrics]
+        bars = ax.bar(x + i * width - 0.4 + width / 2, vals, width, label=str(r["init"]))
+        ax.bar_label(bars, fmt="%.1f", fontsize=7)
+    ax.set_xticks(x, metrics)
+    ax.set(ylabel="accuracy (%)", ylim=(0, 105), title=title)
+    ax.legend(fontsize=8)
+    path = save_figure(fig, Path(path))
+    plt.close(fig)
+    return path
+
+
+def plot_curves(history: list[dict], path: str | Path, title: str) -> Path:
+    """Fine-tuning curves: train loss and accuracy per epoch (+ test accuracy where logged)."""
+    plt = _pyplot()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
+    epochs = [h["epoch"] for h in history]
+    ax1.plot(epochs, [h["loss"] for h in history], marker="o")
+    ax1.set(xlabel="epoch", ylabel="train loss", title=title)
+    ax2.plot(epochs, [h["train_top1"] for h in history], marker="o", label="train clip top-1")
+    tested = [h for h in history if "test_top1" in h]
+    if tested:
+        ax2.plot([h["epoch"] for h in tested], [h["test_top1"] for h in tested], marker="s", label="test video top-1")
+    ax2.set(xlabel="epoch", ylabel="accuracy (%)", ylim=(0, 100))
+    ax2.legend(fontsize=8)
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+    path = save_figure(fig, Path(path))
+    plt.close(fig)
+    return path

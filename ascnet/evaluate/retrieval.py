@@ -1,0 +1,61 @@
+"""Nearest-neighbour retrieval (the paper's Table 5): test videos query train videos by cosine.
+
+Each video is the mean of its clip features, L2-normalised; a query scores a hit at k when any
+of its k nearest gallery videos has the query's class.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+DEFAULT_KS = (1, 5, 10, 20, 50)
+
+
+def video_means(features: np.ndarray, video_index: np.ndarray, num_videos: int) -> np.ndarray:
+    """Mean clip feature per video, L2-normalised.
+
+    features: (R, D) one row per clip (or crop); video_index: (R,) in [0, num_videos).
+    Returns (num_videos, D) float32; raises if a video has no rows.
+    """
+    features = np.asarray(features, dtype=np.float64)
+    video_index = np.asarray(video_index, dtype=np.int64)
+    counts = np.bincount(video_index, minlength=num_videos)
+    if len(counts) > num_videos or (counts == 0).any():
+        missing = np.flatnonzero(counts[:num_videos] == 0)[:5].tolist()
+        raise ValueError(f"video_index does not cover 0..{num_videos - 1} (no rows for videos {missing})")
+    sums = np.zeros((num_videos, features.shape[1]))
+    np.add.at(sums, video_index, features)
+    means = sums / counts[:, None]
+    return l2_normalise(means).astype(np.float32)
+
+
+def l2_normalise(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    """Rows scaled to unit length; (N, D) -> (N, D). An all-zero row stays zero."""
+    x = np.asarray(x, dtype=np.float64)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), eps)
+
+
+def topk_accuracy(
+    query: np.ndarray,
+    query_labels: np.ndarray,
+    gallery: np.ndarray,
+    gallery_labels: np.ndarray,
+    ks=DEFAULT_KS,
+) -> dict[int, float]:
+    """Retrieval top-k accuracy in percent, {k: acc}, for each k capped at the gallery size.
+
+    query: (Q, D), gallery: (G, D), both L2-normalised (cosine = dot product). A k larger than
+    G is reported as G (the key is the k actually used), so the result never claims a k that
+    the gallery could not give. Ties in similarity are broken by gallery order (stable sort).
+    """
+    query, gallery = np.asarray(query, np.float64), np.asarray(gallery, np.float64)
+    query_labels, gallery_labels = np.asarray(query_labels), np.asarray(gallery_labels)
+    if len(query) == 0 or len(gallery) == 0:
+        raise ValueError(f"retrieval needs queries and a gallery (got {len(query)} queries, {len(gallery)} gallery videos)")
+    sims = query @ gallery.T  # (Q, G)
+    order = np.argsort(-sims, axis=1, kind="stable")
+    hits = gallery_labels[order] == query_labels[:, None]  # (Q, G): rank r holds the query's class
+    first_hit = np.where(hits.any(axis=1), hits.argmax(axis=1), len(gallery))  # rank of the first hit
+    result = {}
+    for k in sorted({min(int(k), len(gallery)) for k in ks}):
+        result[k] = float(100.0 * np.mean(first_hit < k))
+    return result

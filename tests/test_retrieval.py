@@ -1,0 +1,37 @@
+import numpy as np
+import pytest
+
+from ascnet.evaluate.retrieval import l2_normalise, topk_accuracy, video_means
+
+
+def test_topk_on_hand_made_features():
+    # gallery: four unit vectors with classes 0, 1, 1, 2
+    gallery = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0], [-1.0, 0.0]])
+    gallery_labels = np.array([0, 1, 1, 2])
+    # q0 = g0 (class 0): nearest is g0 -> first hit at rank 0
+    # q1 (class 2): cosines .6 .96 .8 -.6 -> order g1 g2 g0 g3 -> first hit at rank 3
+    # q2 (class 0): cosines 0 .6 1 0 -> order g2 g1 g0 g3 (tie g0/g3 kept in gallery order) -> rank 2
+    query = np.array([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]])
+    query_labels = np.array([0, 2, 0])
+    got = topk_accuracy(query, query_labels, gallery, gallery_labels, ks=(1, 2, 3, 5))
+    # k=5 is capped at the gallery size 4, and reported as 4
+    assert got == pytest.approx({1: 100 / 3, 2: 100 / 3, 3: 200 / 3, 4: 100.0})
+
+
+def test_topk_no_hit_anywhere_is_a_miss():
+    got = topk_accuracy(np.eye(2)[:1], np.array([5]), np.eye(2), np.array([0, 1]), ks=(1, 50))
+    assert got == {1: 0.0, 2: 0.0}
+
+
+def test_video_means_average_then_normalise():
+    feats = np.array([[1.0, 0.0], [0.0, 2.0], [3.0, 0.0], [0.0, 0.0], [2.0, 2.0]])
+    vidx = np.array([0, 1, 0, 1, 1])
+    got = video_means(feats, vidx, 2)
+    # video 0: mean (2, 0) -> (1, 0); video 1: mean (2/3, 4/3) -> (1, 2)/sqrt(5)
+    np.testing.assert_allclose(got, [[1.0, 0.0], [1 / 5**0.5, 2 / 5**0.5]], rtol=1e-6)
+    with pytest.raises(ValueError, match=r"no rows for videos \[2\]"):
+        video_means(feats, vidx, 3)
+
+
+def test_l2_normalise_keeps_zero_rows():
+    np.testing.assert_allclose(l2_normalise(np.array([[3.0, 4.0], [0.0, 0.0]])), [[0.6, 0.8], [0.0, 0.0]])
