@@ -1,0 +1,47 @@
+"""ACP and SCP losses (DESIGN §1) as pure tensor functions, with thin module wrappers.
+
+Both are BYOL's normalised regression, `2 - 2 cos(p, sg(z))`: the target side is detached,
+so gradients reach only the online network.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def regression(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """(N, D), (N, D) -> (N,): 2 - 2 cos(p_i, sg(z_i))."""
+    return 2 - 2 * F.cosine_similarity(p, z.detach(), dim=-1)
+
+
+def acp_loss(p_a: torch.Tensor, p_b: torch.Tensor, z_a: torch.Tensor, z_b: torch.Tensor) -> torch.Tensor:
+    """Appearance consistency, symmetrised over the two clips of each video -> scalar.
+
+    p_a, p_b: (B, D) online appearance predictions of clip a / clip b (same video, two speeds);
+    z_a, z_b: (B, D) target appearance projections of the same clips.
+    mean_i [ (2 - 2 cos(p_a_i, z_b_i)) + (2 - 2 cos(p_b_i, z_a_i)) ], range [0, 8].
+    """
+    return (regression(p_a, z_b) + regression(p_b, z_a)).mean()
+
+
+def scp_loss(q: torch.Tensor, k: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Speed consistency against retrieved positives -> scalar.
+
+    q: (N, D) online speed predictions; k: (N, D) speed features of each row's positive (same
+    speed, another video) from the memory queue; valid: (N,) bool, False where the queue held
+    no candidate. Mean of 2 - 2 cos(q_i, k_i) over valid rows; 0 (still connected to q, so
+    every parameter gets a gradient) when no row is valid.
+    """
+    per_row = regression(q, k) * valid.to(q.dtype)
+    return per_row.sum() / valid.sum().clamp(min=1)
+
+
+class ACPLoss(nn.Module):
+    def forward(self, p_a, p_b, z_a, z_b):
+        return acp_loss(p_a, p_b, z_a, z_b)
+
+
+class SCPLoss(nn.Module):
+    def forward(self, q, k, valid):
+        return scp_loss(q, k, valid)
