@@ -1,0 +1,137 @@
+import csv
+import json
+
+import av
+import click
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from ascnet.tools.demo_data import (
+    MOTIONS,
+    background,
+    STAMP,
+    DemoDataConfig,
+    demo_data,
+    generate,
+    read_digits,
+    render_video,
+    trajectory,
+    video_specs,
+)
+
+SMALL = dict(num_videos=12, size=32, min_frames=10, max_frames=14, workers=1)
+
+
+def _decode(path):
+    with av.open(str(path)) as c:
+        return np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    return generate(DemoDataConfig(out=str(tmp_path_factory.mktemp("demo") / "d"), **SMALL), progress=False)
+
+
+def test_ucf101_layout_and_side_file(small):
+    classes = (small / "classInd.txt").read_text().split("\n")
+    assert classes[:6] == [f"{i + 1} {c}" for i, c in enumerate(MOTIONS.values())]
+    train = [line.split() for line in (small / "trainlist01.txt").read_text().splitlines()]
+    test = (small / "testlist01.txt").read_text().splitlines()
+    assert len(train) + len(test) == 12 and len(test) == 6  # 0.3 of 2 per class rounds to 1
+    for path, label in train:
+        folder = path.split("/")[0]
+        assert int(label) == list(MOTIONS.values()).index(folder) + 1
+        assert (small / path).is_file()
+    rows = list(csv.DictReader(open(small / "digits.csv")))
+    assert len(rows) == 12
+    assert {r["split"] for r in rows if r["path"] in test} == {"test"}
+    assert set(read_digits(small).values()) <= set(range(10))
+
+
+def test_videos_have_the_recorded_frames_and_size(small):
+    for row in csv.DictReader(open(small / "digits.csv")):
+        frames = _decode(small / row["path"])
+        assert frames.shape == (int(row["num_frames"]), 32, 32, 3)
+    codec = av.open(str(small / row["path"])).streams.video[0].codec_context.name
+    assert codec == "vp9"
+
+
+def test_deterministic_for_a_seed(tmp_path, small):
+    again = generate(DemoDataConfig(out=str(tmp_path / "again"), **SMALL), progress=False)
+    assert (again / "digits.csv").read_text() == (small / "digits.csv").read_text()
+    for row in list(csv.DictReader(open(small / "digits.csv")))[:3]:
+        assert (again / row["path"]).read_bytes() == (small / row["path"]).read_bytes()
+    other = video_specs(DemoDataConfig(out="x", **dict(SMALL, seed=1)))
+    assert [s["digit"] for s in other] != [s["digit"] for s in video_specs(DemoDataConfig(out="x", **SMALL))]
+
+
+def test_second_run_reuses_and_a_new_size_replaces(tmp_path):
+    cfg = DemoDataConfig(out=str(tmp_path / "d"), **SMALL)
+    out = generate(cfg, progress=False)
+    first = out / "MoveLeft" / "v_MoveLeft_g01_c01.webm"
+    mtime = first.stat().st_mtime_ns
+    generate(cfg, progress=False)
+    assert first.stat().st_mtime_ns == mtime  # reused, not rewritten
+    generate(DemoDataConfig(out=str(tmp_path / "d"), **dict(SMALL, num_videos=18, codec="h264")), progress=False)
+    assert not first.exists()  # the old .webm files are gone, the .mp4 ones listed
+    assert json.loads((out / STAMP).read_text())["codec"] == "h264"
+    assert len((out / "trainlist01.txt").read_text().splitlines()) + len(
+        (out / "testlist01.txt").read_text().splitlines()
+    ) == 18
+    assert (out / "MoveLeft" / "v_MoveLeft_g01_c01.mp4").is_file()
+
+
+def test_trajectories_move_the_right_way():
+    right = trajectory("right", 5, speed=1.5, phase=0, radius=10, centre=(20, 30))
+    np.testing.assert_allclose(right[:, 1], [30, 31.5, 33, 34.5, 36])
+    np.testing.assert_allclose(right[:, 0], 20)
+    up = trajectory("up", 3, speed=2, phase=0, radius=10, centre=(20, 30))
+    np.testing.assert_allclose(up[:, 0], [20, 18, 16])
+    for motion, sign in (("circle_cw", 1), ("circle_ccw", -1)):
+        p = trajectory(motion, 3, speed=1, phase=0, radius=10, centre=(0, 0))
+        # screen coordinates (x right, y down): clockwise = positive z of (v1 x v2) in (x, y)
+        v1, v2 = p[1] - p[0], p[2] - p[1]
+        cross = v1[1] * v2[0] - v1[0] * v2[1]
+        assert np.sign(cross) == sign
+        np.testing.assert_allclose(np.hypot(p[:, 0], p[:, 1]), 10)
+
+
+def test_rendered_sprite_follows_its_trajectory():
+    spec = video_specs(DemoDataConfig(out="x", **dict(SMALL, size=64, min_frames=6, max_frames=6)))[1]
+    assert spec["motion"] == "right"
+    spec = dict(spec, centre=(32.0, 20.0), speed=4.0)
+    frames = render_video(spec).astype(np.float32)
+    # the sprite is where a frame differs from the video's background (the spec seed's first draw)
+    bg = background(np.random.default_rng(spec["seed"]), 64) * 255
+    xs = []
+    for f in frames:
+        mask = np.abs(f - bg).sum(axis=2) > 60
+        xs.append(np.nonzero(mask)[1].mean())
+    np.testing.assert_allclose(np.diff(xs), 4.0, atol=1.0)
+
+
+@pytest.mark.parametrize(
+    "change,match",
+    [
+        (dict(codec="av1"), "codec 'av1' is not one of"),
+        (dict(num_videos=5), "need at least 12"),
+        (dict(min_frames=20, max_frames=10), "need 2 <= min_frames <= max_frames"),
+        (dict(sprites=3), "use 1 or 2"),
+        (dict(test_fraction=1.0), r"in \(0, 1\)"),
+    ],
+)
+def test_bad_parameters_are_named(tmp_path, change, match):
+    with pytest.raises(click.BadParameter, match=match):
+        generate(DemoDataConfig(out=str(tmp_path / "d"), **dict(SMALL, **change)), progress=False)
+
+
+def test_command(tmp_path):
+    out = tmp_path / "cli"
+    args = [str(out), "--videos", "12", "--size", "32", "--min-frames", "8", "--max-frames", "8", "--workers", "2"]
+    res = CliRunner().invoke(demo_data, args)
+    assert res.exit_code == 0, res.output
+    assert str(out) in res.output
+    assert len(list(out.glob("*/*.webm"))) == 12
+    res = CliRunner().invoke(demo_data, [str(out), "--videos", "3"])
+    assert res.exit_code != 0 and "need at least 12" in res.output

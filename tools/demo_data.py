@@ -1,0 +1,353 @@
+"""The embedded demo dataset: real handwritten digits in motion, labelled by the motion.
+
+Each video is a small canvas (64x64 by default) with a textured random background and one or
+two upscaled digit sprites from scikit-learn's bundled copy of the UCI handwritten digits
+(`sklearn.datasets.load_digits`, no download). The class is the *motion* (left, right, up,
+down, circle clockwise, circle counter-clockwise); speed, phase, digit, colours and background
+are random per video, so appearance is the nuisance. The digit is recorded beside the videos
+(`digits.csv`) so appearance can be probed too.
+
+Written in the UCF-101 layout (`<Class>/v_<Class>_gNN_cNN.webm`, `classInd.txt`,
+`trainlist01.txt`, `testlist01.txt`) so `ascnet-index build --layout ucf101` reads it as it
+reads UCF-101. Encoded with ffmpeg (VP9 by default: DALI's CPU decoder takes it; H.264 for
+NVDEC-only set-ups). Deterministic for a seed; a second call with the same parameters reuses
+the files (`demo_data.json` holds the parameters they were made with).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, fields
+from multiprocessing import get_context
+from pathlib import Path
+
+import click
+import numpy as np
+
+# motion -> UCF-style class folder name; the class index is the position here (1-based on disk)
+MOTIONS = {
+    "left": "MoveLeft",
+    "right": "MoveRight",
+    "up": "MoveUp",
+    "down": "MoveDown",
+    "circle_cw": "CircleClockwise",
+    "circle_ccw": "CircleCounterClockwise",
+}
+CODECS = {
+    "vp9": (".webm", {"vcodec": "libvpx-vp9", "deadline": "realtime", "cpu-used": 8, "crf": 24, "b:v": 0}),
+    "h264": (".mp4", {"vcodec": "libx264", "preset": "ultrafast", "tune": "fastdecode", "crf": 18, "bf": 0}),
+}
+STAMP = "demo_data.json"
+GENERATOR_VERSION = 1
+
+
+@dataclass
+class DemoDataConfig:
+    out: str
+    num_videos: int = 300
+    size: int = 64            # square canvas, pixels
+    min_frames: int = 64      # frames per video drawn uniformly in [min_frames, max_frames]
+    max_frames: int = 96
+    fps: float = 25.0
+    sprites: int = 1          # digits per video (1 or 2), moving together
+    test_fraction: float = 0.3
+    codec: str = "vp9"
+    gop: int = 16             # keyframe interval: short, so a random clip costs little seeking
+    seed: int = 0
+    workers: int = 2
+
+    def check(self) -> None:
+        if self.codec not in CODECS:
+            raise click.BadParameter(f"codec '{self.codec}' is not one of {sorted(CODECS)}", param_hint="codec")
+        if self.num_videos < 2 * len(MOTIONS):
+            raise click.BadParameter(
+                f"num_videos={self.num_videos}: need at least {2 * len(MOTIONS)} (two per class, one train, one test)",
+                param_hint="num_videos",
+            )
+        if not 16 <= self.size <= 512:
+            raise click.BadParameter(f"size={self.size}: use 16..512 pixels", param_hint="size")
+        if not 2 <= self.min_frames <= self.max_frames:
+            raise click.BadParameter(
+                f"frames {self.min_frames}..{self.max_frames}: need 2 <= min_frames <= max_frames",
+                param_hint="min_frames",
+            )
+        if self.sprites not in (1, 2):
+            raise click.BadParameter(f"sprites={self.sprites}: use 1 or 2", param_hint="sprites")
+        if not 0.0 < self.test_fraction < 1.0:
+            raise click.BadParameter(f"test_fraction={self.test_fraction}: use a value in (0, 1)", param_hint="test_fraction")
+
+    def identity(self) -> dict:
+        """The parameters that determine the files (not where they go or how many processes)."""
+        d = asdict(self)
+        d.pop("out")
+        d.pop("workers")
+        return {"generator_version": GENERATOR_VERSION, **d}
+
+
+# ---- drawing (pure numpy, (H, W, 3) float32 in [0, 1]) --------------------------------------
+def _upsample(grid: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Bilinear resize of an (h0, w0, C) array to (h, w, C), corners aligned."""
+    h0, w0 = grid.shape[:2]
+    ys, xs = np.linspace(0, h0 - 1, h), np.linspace(0, w0 - 1, w)
+    y0, x0 = np.floor(ys).astype(int), np.floor(xs).astype(int)
+    y1, x1 = np.minimum(y0 + 1, h0 - 1), np.minimum(x0 + 1, w0 - 1)
+    fy, fx = (ys - y0)[:, None, None], (xs - x0)[None, :, None]
+    top = grid[y0][:, x0] * (1 - fx) + grid[y0][:, x1] * fx
+    bot = grid[y1][:, x0] * (1 - fx) + grid[y1][:, x1] * fx
+    return (top * (1 - fy) + bot * fy).astype(np.float32)
+
+
+def background(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A smooth random colour field with a random grating and fine noise over it."""
+    field = _upsample(rng.uniform(0.1, 0.6, (4, 4, 3)), size, size)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    theta, period = rng.uniform(0, math.pi), rng.uniform(4, 12)
+    grating = np.sin(2 * math.pi * (xx * math.cos(theta) + yy * math.sin(theta)) / period + rng.uniform(0, 2 * math.pi))
+    noise = _upsample(rng.normal(0, 1, (size // 2, size // 2, 1)), size, size)
+    tex = 0.08 * grating[..., None] + 0.04 * noise
+    return np.clip(field + tex, 0, 1).astype(np.float32)
+
+
+def _shift(layer: np.ndarray, dy: float, dx: float) -> np.ndarray:
+    """Translate an (H, W, C) layer by a sub-pixel amount, wrapping around (a torus)."""
+    iy, ix = math.floor(dy), math.floor(dx)
+    fy, fx = dy - iy, dx - ix
+    out = np.zeros_like(layer)
+    for oy, wy in ((0, 1 - fy), (1, fy)):
+        for ox, wx in ((0, 1 - fx), (1, fx)):
+            if wy * wx > 0:
+                out += wy * wx * np.roll(layer, (iy + oy, ix + ox), axis=(0, 1))
+    return out
+
+
+def trajectory(motion: str, num_frames: int, speed: float, phase: float, radius: float, centre: tuple) -> np.ndarray:
+    """(num_frames, 2) sprite offsets (dy, dx) in pixels for one motion; y points down."""
+    t = np.arange(num_frames, dtype=np.float64)
+    cy, cx = centre
+    if motion in ("left", "right", "up", "down"):
+        step = {"left": (0, -1), "right": (0, 1), "up": (-1, 0), "down": (1, 0)}[motion]
+        return np.stack([cy + step[0] * speed * t, cx + step[1] * speed * t], axis=1)
+    # on screen (y down) an increasing angle turns clockwise
+    sign = 1.0 if motion == "circle_cw" else -1.0
+    angle = phase + sign * (speed / radius) * t
+    return np.stack([cy + radius * np.sin(angle), cx + radius * np.cos(angle)], axis=1)
+
+
+def render_video(spec: dict) -> np.ndarray:
+    """(T, H, W, 3) uint8 frames for one video spec (see `video_specs`)."""
+    rng = np.random.default_rng(spec["seed"])
+    size, T = spec["size"], spec["num_frames"]
+    bg = background(rng, size)
+    layers = []
+    for k, img in enumerate(spec["digits_img"]):
+        # the digit, upscaled, as an alpha mask centred on a canvas-sized layer
+        side = int(round(8 * spec["scale"]))
+        alpha = _upsample(np.asarray(img, np.float32).reshape(8, 8, 1) / 16.0, side, side)[..., 0]
+        a = np.zeros((size, size), np.float32)
+        off = (size - side) // 2
+        a[off : off + side, off : off + side] = alpha
+        a = np.roll(a, (-size // 2, -size // 2), axis=(0, 1))  # sprite centre at (0, 0)
+        colour = np.asarray(spec["colours"][k], np.float32)
+        layers.append((a[..., None], colour, np.asarray(spec["offsets"][k])))
+    path = trajectory(spec["motion"], T, spec["speed"], spec["phase"], spec["radius"], spec["centre"])
+    frames = np.empty((T, size, size, 3), np.uint8)
+    for t in range(T):
+        f = bg.copy()
+        for a, colour, off in layers:
+            m = _shift(a, path[t, 0] + off[0], path[t, 1] + off[1])
+            f = f * (1 - m) + colour * m
+        frames[t] = np.clip(f * 255 + 0.5, 0, 255).astype(np.uint8)
+    return frames
+
+
+def video_specs(cfg: DemoDataConfig) -> list[dict]:
+    """Everything random about every video, drawn from the seed up front (order-independent)."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    motions = list(MOTIONS)
+    specs = []
+    for i in range(cfg.num_videos):
+        motion = motions[i % len(motions)]  # balanced classes
+        r = np.random.default_rng([cfg.seed, i])
+        picks = r.integers(0, len(digits.images), size=cfg.sprites)
+        scale = float(r.uniform(2.0, 3.0)) * cfg.size / 64
+        sprite_side = 8 * scale
+        offsets = [(0.0, 0.0)] if cfg.sprites == 1 else [(-0.3 * sprite_side, -0.55 * sprite_side), (0.3 * sprite_side, 0.55 * sprite_side)]
+        specs.append(
+            {
+                "index": i,
+                "seed": int(r.integers(2**31)),
+                "motion": motion,
+                "size": cfg.size,
+                "num_frames": int(r.integers(cfg.min_frames, cfg.max_frames + 1)),
+                "speed": float(r.uniform(0.6, 1.6)) * cfg.size / 64,  # pixels per frame
+                "phase": float(r.uniform(0, 2 * math.pi)),
+                "radius": float(r.uniform(0.15, 0.3)) * cfg.size,
+                "centre": (float(r.uniform(0, cfg.size)), float(r.uniform(0, cfg.size))),
+                "scale": scale,
+                "digit": [int(digits.target[p]) for p in picks],
+                "digits_img": [digits.images[p].tolist() for p in picks],
+                "colours": [_bright_colour(r) for _ in picks],
+                "offsets": offsets,
+            }
+        )
+    # the held-out split: a fixed fraction of every class
+    for m in motions:
+        idx = [s["index"] for s in specs if s["motion"] == m]
+        n_test = max(1, min(len(idx) - 1, int(round(cfg.test_fraction * len(idx)))))
+        for j in np.random.default_rng([cfg.seed, motions.index(m), 1 << 20]).permutation(idx)[:n_test]:
+            specs[j]["split"] = "test"
+    count = dict.fromkeys(motions, 0)
+    for s in specs:
+        s.setdefault("split", "train")
+        folder = MOTIONS[s["motion"]]
+        count[s["motion"]] += 1
+        n = count[s["motion"]]
+        s["path"] = f"{folder}/v_{folder}_g{n:02d}_c01{CODECS[cfg.codec][0]}"
+    return specs
+
+
+def _bright_colour(r: np.random.Generator) -> list[float]:
+    """A saturated colour that stands out from the (darker) background."""
+    c = r.uniform(0.0, 1.0, 3)
+    c[r.integers(3)] = 1.0
+    return (0.5 + 0.5 * c).tolist()
+
+
+def _encode(job: tuple) -> str:
+    """Render one video and encode it to a temp file beside its target, then rename (atomic)."""
+    import ffmpeg
+
+    spec, out, codec, fps, gop = job
+    frames = render_video(spec)
+    target = Path(out) / spec["path"]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    suffix, opts = CODECS[codec]
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=suffix, dir=target.parent)
+    os.close(fd)
+    size = spec["size"]
+    try:
+        (
+            ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{size}x{size}", framerate=fps)
+            # bitexact: no random container ids or dates, so a seed gives the same bytes
+            .output(tmp, pix_fmt="yuv420p", g=gop, threads=1, an=None, fflags="+bitexact", **opts)
+            .overwrite_output()
+            .run(input=frames.tobytes(), quiet=True)
+        )
+        os.replace(tmp, target)
+    except ffmpeg.Error as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise RuntimeError(f"ffmpeg failed to encode {target}: {e.stderr.decode(errors='replace')[-400:]}") from e
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return spec["path"]
+
+
+def _write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def is_cached(cfg: DemoDataConfig) -> bool:
+    """True when `cfg.out` holds a complete dataset made with these exact parameters."""
+    out = Path(cfg.out)
+    try:
+        stamp = json.loads((out / STAMP).read_text())
+    except (OSError, ValueError):
+        return False
+    if stamp != cfg.identity():
+        return False
+    with open(out / "digits.csv") as f:
+        return all((out / row["path"]).is_file() for row in csv.DictReader(f))
+
+
+def generate(cfg: DemoDataConfig, progress: bool = True) -> Path:
+    """Write the dataset into `cfg.out` (or reuse it when it is already there); returns `cfg.out`."""
+    from tqdm import tqdm
+
+    cfg.check()
+    out = Path(cfg.out)
+    if is_cached(cfg):
+        if progress:
+            click.echo(f"demo data: reusing {out} ({cfg.num_videos} videos, same parameters)", err=True)
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    (out / STAMP).unlink(missing_ok=True)  # the stamp goes last: a half-made dataset has none
+    _remove_previous(out)
+    specs = video_specs(cfg)
+    jobs = [(s, str(out), cfg.codec, cfg.fps, cfg.gop) for s in specs]
+    bar = tqdm(total=len(jobs), desc="demo data: encoding", unit="video", disable=not progress)
+    if cfg.workers > 1:
+        # spawn: the parent may hold torch/DALI threads that fork would copy in a bad state
+        with ProcessPoolExecutor(cfg.workers, mp_context=get_context("spawn")) as pool:
+            for _ in pool.map(_encode, jobs, chunksize=4):
+                bar.update()
+    else:
+        for job in jobs:
+            _encode(job)
+            bar.update()
+    bar.close()
+
+    classes = list(MOTIONS.values())
+    _write_text(out / "classInd.txt", "".join(f"{i + 1} {c}\n" for i, c in enumerate(classes)))
+    train = [s for s in specs if s["split"] == "train"]
+    test = [s for s in specs if s["split"] == "test"]
+    _write_text(
+        out / "trainlist01.txt",
+        "".join(f"{s['path']} {classes.index(MOTIONS[s['motion']]) + 1}\n" for s in train),
+    )
+    _write_text(out / "testlist01.txt", "".join(f"{s['path']}\n" for s in test))
+    rows = ["path,digit,motion,split,num_frames,speed_px_per_frame\n"]
+    rows += [
+        f"{s['path']},{s['digit'][0]},{s['motion']},{s['split']},{s['num_frames']},{s['speed']:.4f}\n" for s in specs
+    ]
+    _write_text(out / "digits.csv", "".join(rows))
+    _write_text(out / STAMP, json.dumps(cfg.identity(), indent=1) + "\n")
+    return out
+
+
+def _remove_previous(out: Path) -> None:
+    """Delete the videos a previous run listed (another size or seed), and nothing else."""
+    listing = out / "digits.csv"
+    if not listing.is_file():
+        return
+    with open(listing) as f:
+        for row in csv.DictReader(f):
+            p = (out / row["path"]).resolve()
+            if p.is_relative_to(out.resolve()):
+                p.unlink(missing_ok=True)
+    listing.unlink()
+
+
+def read_digits(root: str | Path) -> dict[str, int]:
+    """video path (relative to the dataset root, '/'-separated) -> the digit drawn in it."""
+    with open(Path(root) / "digits.csv") as f:
+        return {row["path"]: int(row["digit"]) for row in csv.DictReader(f)}
+
+
+@click.command("demo-data")
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--videos", "num_videos", default=DemoDataConfig.num_videos, show_default=True, help="number of videos")
+@click.option("--size", default=DemoDataConfig.size, show_default=True, help="canvas side in pixels")
+@click.option("--min-frames", default=DemoDataConfig.min_frames, show_default=True)
+@click.option("--max-frames", default=DemoDataConfig.max_frames, show_default=True)
+@click.option("--fps", default=DemoDataConfig.fps, show_default=True)
+@click.option("--sprites", default=DemoDataConfig.sprites, show_default=True, help="digits per video (1 or 2)")
+@click.option("--test-fraction", default=DemoDataConfig.test_fraction, show_default=True)
+@click.option("--codec", type=click.Choice(sorted(CODECS)), default=DemoDataConfig.codec, show_default=True)
+@click.option("--gop", default=DemoDataConfig.gop, show_default=True, help="keyframe interval")
+@click.option("--seed", default=DemoDataConfig.seed, show_default=True)
+@click.option("--workers", default=DemoDataConfig.workers, show_default=True, help="encoding processes")
+def demo_data(**kwargs):
+    """Write the demo dataset (digits in motion, UCF-101 layout) into OUT; reuses it if already there."""
+    cfg = DemoDataConfig(**{f.name: kwargs[f.name] for f in fields(DemoDataConfig)})
+    out = generate(cfg)
+    click.echo(f"{out}  (index it with: ascnet-index build {out} --layout ucf101)")
