@@ -1,0 +1,252 @@
+"""Dataset layouts -> rows: which videos a dataset has, their labels and splits.
+
+One parser per layout, each a function over the dataset's own annotation files; no dataset
+classes. A row is a plain dict (`video_id`, `path`, `label`, `label_name`, `split`, `exists`)
+with `path` relative to the root; probing fills in the rest.
+
+    ucf101    ROOT[/UCF-101]/<class>/<video>.avi, ucfTrainTestlist/{classInd,trainlistNN,testlistNN}.txt
+    hmdb51    ROOT[/videos]/<class>/<video>.avi, <class>_test_splitN.txt (1 train, 2 test, 0 unused)
+    kinetics  CSV label,youtube_id,time_start,time_end,split; files <id>[_%06d_%06d].<ext> anywhere under ROOT
+    folder    ROOT/[train|val|test/]<class>/<video>; labels from the sorted class folder names
+"""
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+LAYOUTS = ("ucf101", "hmdb51", "kinetics", "folder")
+VIDEO_EXTENSIONS = frozenset(
+    {".avi", ".mp4", ".mkv", ".webm", ".mov", ".m4v", ".flv", ".mpg", ".mpeg", ".wmv", ".3gp", ".ogv"}
+)
+_KINETICS_SPLITS = {"train": "train", "training": "train", "val": "val", "validate": "val",
+                    "validation": "val", "test": "test", "testing": "test"}
+_HMDB_TAGS = {"1": "train", "2": "test", "0": "unused"}
+_HMDB_LINE = re.compile(r"^(.*\S)\s+([012])$")
+_KINETICS_NAME = re.compile(r"^(?P<id>.+?)(?:_(?P<start>\d{6})_(?P<end>\d{6}))?$")
+
+
+class LayoutError(ValueError):
+    """A layout that cannot be read; the message names the file or the argument and the fix."""
+
+
+@dataclass
+class Scan:
+    """What a layout parser found: one row per listed video, plus the files no list names."""
+
+    rows: list[dict]
+    classes: list[str]
+    annotations: Path | None
+    unlisted: list[str] = field(default_factory=list)  # relative paths of videos in no list
+
+
+def scan(layout: str, root: str | Path, *, split: int = 1, annotations: str | Path | None = None,
+         exclude: tuple[Path, ...] = ()) -> Scan:
+    """Rows of one dataset layout under `root`; `exclude` are folders to skip (e.g. transcoded copies)."""
+    if layout not in LAYOUTS:
+        raise LayoutError(f"unknown layout '{layout}'; allowed: {', '.join(LAYOUTS)}")
+    root = Path(root)
+    if not root.is_dir():
+        raise LayoutError(f"root {root} is not a folder")
+    if not any(root.iterdir()):
+        raise LayoutError(f"root {root} is empty: point ROOT at the dataset folder")
+    if annotations is not None and not Path(annotations).exists():
+        raise LayoutError(f"annotation path {annotations} does not exist (--annotations)")
+    if split < 1:
+        raise LayoutError(f"--split must be 1 or more, got {split}")
+    parser = {"ucf101": _ucf101, "hmdb51": _hmdb51, "kinetics": _kinetics, "folder": _folder}[layout]
+    return parser(root, split, Path(annotations) if annotations else None, tuple(Path(e).resolve() for e in exclude))
+
+
+# ---- helpers ---------------------------------------------------------------------------
+def video_files(folder: Path, exclude: tuple[Path, ...] = ()) -> list[Path]:
+    """Video files under `folder` (by extension), sorted; hidden folders and `exclude` skipped."""
+    found = []
+    for p in folder.rglob("*"):
+        if p.suffix.lower() not in VIDEO_EXTENSIONS or not p.is_file():
+            continue
+        rel = p.relative_to(folder)
+        if any(part.startswith(".") for part in rel.parts):
+            continue
+        if exclude and any(p.resolve().is_relative_to(e) for e in exclude):
+            continue
+        found.append(p)
+    return sorted(found)
+
+
+def _rel(path: Path, root: Path) -> str:
+    return path.relative_to(root).as_posix()
+
+
+def _lines(path: Path) -> list[str]:
+    """Non-empty lines with CRLF and trailing spaces gone (the real UCF/HMDB lists have both)."""
+    return [ln.strip() for ln in path.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
+
+
+def _find_annotations(layout: str, given: Path | None, candidates: list[Path], marker: str) -> Path:
+    """The first candidate folder holding `marker` (a glob), or the folder/file the user gave."""
+    if given is not None:
+        return given
+    for c in candidates:
+        if c.is_dir() and any(c.glob(marker)):
+            return c
+    tried = ", ".join(str(c) for c in candidates)
+    raise LayoutError(f"{layout}: no annotation files ({marker}) found in {tried}; pass --annotations PATH")
+
+
+def _row(root: Path, rel: str, label: int, label_name: str, split: str) -> dict:
+    return {"video_id": rel, "path": rel, "label": label, "label_name": label_name, "split": split,
+            "exists": (root / rel).is_file()}
+
+
+def _by_lower(files: list[Path], base: Path) -> dict[str, Path]:
+    """Case-insensitive lookup of files by their path under `base` (UCF's HandStand/Handstand)."""
+    return {p.relative_to(base).as_posix().lower(): p for p in files}
+
+
+# ---- ucf101 ----------------------------------------------------------------------------
+def _ucf101(root: Path, split: int, annotations: Path | None, exclude) -> Scan:
+    ann = _find_annotations("ucf101", annotations,
+                            [root / "ucfTrainTestlist", root.parent / "ucfTrainTestlist", root], "classInd.txt")
+    if ann.is_file():
+        ann = ann.parent
+    class_file = ann / "classInd.txt"
+    if not class_file.is_file():
+        raise LayoutError(f"ucf101: {class_file} not found; pass --annotations with the ucfTrainTestlist folder")
+    names: dict[str, tuple[int, str]] = {}
+    for ln in _lines(class_file):
+        parts = ln.split()
+        if len(parts) != 2 or not parts[0].isdigit():
+            raise LayoutError(f"{class_file}: line '{ln}' is not '<1-based id> <class>'")
+        names[parts[1].lower()] = (int(parts[0]) - 1, parts[1])
+    classes = [n for _, n in sorted(names.values())]
+
+    videos = root / "UCF-101" if (root / "UCF-101").is_dir() else root
+    files = video_files(videos, exclude)
+    lookup = _by_lower(files, videos)
+    rows, listed = [], set()
+    for kind, with_label in (("train", True), ("test", False)):
+        lst = ann / f"{kind}list{split:02d}.txt"
+        if not lst.is_file():
+            raise LayoutError(f"ucf101: {lst} not found (split {split}); pass --split or --annotations")
+        for ln in _lines(lst):
+            parts = ln.split()
+            entry = parts[0]
+            cls = entry.split("/")[0].lower()
+            if cls not in names:
+                raise LayoutError(f"{lst}: class '{entry.split('/')[0]}' of '{entry}' is not in {class_file}")
+            label, label_name = names[cls]
+            if with_label and len(parts) > 1 and int(parts[1]) - 1 != label:
+                raise LayoutError(f"{lst}: '{entry}' has label {parts[1]} but {class_file} gives its class {label + 1}")
+            found = lookup.get(entry.lower())
+            rel = _rel(found, root) if found else _rel(videos / entry, root)
+            if found:
+                listed.add(found)
+            rows.append(_row(root, rel, label, label_name, kind))
+    unlisted = [_rel(p, root) for p in files if p not in listed]
+    return Scan(rows, classes, ann, unlisted)
+
+
+# ---- hmdb51 ----------------------------------------------------------------------------
+def _hmdb51(root: Path, split: int, annotations: Path | None, exclude) -> Scan:
+    marker = f"*_test_split{split}.txt"
+    ann = _find_annotations("hmdb51", annotations,
+                            [root / "splits", root / "testTrainMulti_7030_splits",
+                             root.parent / "testTrainMulti_7030_splits", root.parent / "splits", root], marker)
+    lists = [ann] if ann.is_file() else sorted(ann.glob(marker))
+    if not lists:
+        raise LayoutError(f"hmdb51: no {marker} in {ann} (split {split}); pass --split or --annotations")
+    per_class = {p.name[: -len(f"_test_split{split}.txt")]: p for p in lists}
+    classes = sorted(per_class)
+    videos = root / "videos" if (root / "videos").is_dir() else root
+    files = video_files(videos, exclude)
+    lookup = _by_lower(files, videos)
+    rows, listed = [], set()
+    for label, cls in enumerate(classes):
+        for ln in _lines(per_class[cls]):
+            m = _HMDB_LINE.match(ln)
+            if m is None:
+                raise LayoutError(f"{per_class[cls]}: line '{ln}' is not '<file>.avi <0|1|2>'")
+            name, tag = m.groups()
+            entry = f"{cls}/{name}"
+            found = lookup.get(entry.lower())
+            rel = _rel(found, root) if found else _rel(videos / entry, root)
+            if found:
+                listed.add(found)
+            rows.append(_row(root, rel, label, cls, _HMDB_TAGS[tag]))
+    unlisted = [_rel(p, root) for p in files if p not in listed]
+    return Scan(rows, classes, ann, unlisted)
+
+
+# ---- kinetics --------------------------------------------------------------------------
+def _kinetics(root: Path, split: int, annotations: Path | None, exclude) -> Scan:
+    ann = _find_annotations("kinetics", annotations, [root / "annotations", root.parent / "annotations", root], "*.csv")
+    csvs = [ann] if ann.is_file() else sorted(ann.glob("*.csv"))
+    entries = []  # (youtube_id, start, end, label_name, split, csv)
+    for path in csvs:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            cols = [c.strip() for c in reader.fieldnames or []]
+            if "youtube_id" not in cols:
+                raise LayoutError(f"{path}: no 'youtube_id' column (found {cols}); expected "
+                                  "label,youtube_id,time_start,time_end,split")
+            for rec in reader:
+                rec = {k.strip(): (v or "").strip() for k, v in rec.items() if k is not None}
+                default = _KINETICS_SPLITS.get(path.stem.lower(), "train")
+                sp = _KINETICS_SPLITS.get(rec.get("split", "").lower() or default)
+                if sp is None:
+                    raise LayoutError(f"{path}: split '{rec['split']}' of '{rec['youtube_id']}' is not one of "
+                                      f"{sorted(_KINETICS_SPLITS)}")
+                entries.append((rec["youtube_id"], rec.get("time_start", ""), rec.get("time_end", ""),
+                                rec.get("label", ""), sp))
+    classes = sorted({e[3] for e in entries if e[3]})
+    label_of = {c: i for i, c in enumerate(classes)}
+
+    exclude = exclude + ((ann.resolve(),) if ann.is_dir() and ann.resolve() != root.resolve() else ())
+    files = video_files(root, exclude)
+    by_id: dict[str, Path] = {}
+    for p in files:
+        by_id.setdefault(_KINETICS_NAME.match(p.stem)["id"], p)
+    rows, listed = [], set()
+    for yid, start, end, name, sp in entries:
+        found = by_id.get(yid)
+        if found:
+            listed.add(found)
+            rel = _rel(found, root)
+        else:
+            rel = yid  # no file: the id stands for the path until one appears
+        row = _row(root, rel, label_of.get(name, -1), name, sp)
+        if found is None:
+            row["error"] = f"no file for youtube id '{yid}' (looked for {yid}.* and {yid}_%06d_%06d.* under {root})"
+        rows.append(row)
+    seen, unique = set(), []
+    for r in rows:  # one id listed twice (e.g. in train.csv and val.csv) keeps its first row
+        if r["video_id"] not in seen:
+            seen.add(r["video_id"])
+            unique.append(r)
+    unlisted = [_rel(p, root) for p in files if p not in listed]
+    return Scan(unique, classes, ann, unlisted)
+
+
+# ---- folder ----------------------------------------------------------------------------
+def _folder(root: Path, split: int, annotations: Path | None, exclude) -> Scan:
+    top = [d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")]
+    split_dirs = bool(top) and set(top) <= {"train", "val", "test"}
+    files = video_files(root, exclude)
+    if not files:
+        raise LayoutError(f"folder: no video files ({', '.join(sorted(VIDEO_EXTENSIONS))}) under {root}")
+
+    def parts(p: Path) -> tuple[str, str]:  # (split, class)
+        rel = p.relative_to(root).parts
+        if split_dirs:
+            return rel[0], rel[1] if len(rel) > 2 else ""
+        return "train", rel[0] if len(rel) > 1 else ""
+
+    classes = sorted({parts(p)[1] for p in files} - {""})
+    label_of = {c: i for i, c in enumerate(classes)}
+    rows = []
+    for p in files:
+        sp, cls = parts(p)
+        rows.append(_row(root, _rel(p, root), label_of.get(cls, -1), cls, sp))
+    return Scan(rows, classes, None, [])
