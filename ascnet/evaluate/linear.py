@@ -5,11 +5,16 @@ video (the paper's protocol), so it can differ from the clip-level one.
 """
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
 from torch import nn
+
+from ascnet.evaluate.features import FrozenEvalConfig, frozen_features, load_splits
+from ascnet.evaluate.report import plot_bars, write_results
 
 
 def standardise(train: np.ndarray, *others: np.ndarray):
@@ -114,3 +119,45 @@ def accuracy_report(
         for k in ks:
             out[f"{level}_top{k}"] = float(100.0 * topk_hits(lg, lb, k).mean())
     return out
+
+
+# ---- the command -------------------------------------------------------------------------
+@dataclass
+class LinearConfig(FrozenEvalConfig):
+    """`ascnet-eval linear`: a linear classifier on frozen, cached clip features."""
+
+    optimizer: str = "lbfgs"
+    epochs: int = 30  # L-BFGS outer steps (20 iterations each) or Adam passes
+    lr: float | None = None  # default: 1.0 for lbfgs, 1e-3 for adam
+    weight_decay: float = 1e-3
+    classifier_batch_size: int = 256  # adam only
+
+
+def linear_probe(cfg: LinearConfig) -> tuple[dict, str]:
+    """Train on train-split features, score the test split; writes results in cfg.out.
+
+    Returns (results dict, markdown table).
+    """
+    splits = load_splits(cfg)
+    lr = cfg.lr if cfg.lr is not None else (1.0 if cfg.optimizer == "lbfgs" else 1e-3)
+    rows = []
+    for info, train, test, cached in frozen_features(cfg, splits):
+        xtr, xte = standardise(train.features, test.features)
+        layer = fit_linear(
+            xtr, train.clip_labels, splits.num_classes, optimizer=cfg.optimizer, epochs=cfg.epochs, lr=lr,
+            weight_decay=cfg.weight_decay, batch_size=cfg.classifier_batch_size, seed=cfg.seed,
+        )
+        metrics = accuracy_report(logits_of(layer, xte), test.clip_labels, test.video_index, test.labels)
+        train_acc = float(100.0 * (logits_of(layer, xtr).argmax(1) == train.clip_labels).mean())
+        rows.append({
+            "init": info.init, "arch": info.arch, "width": info.width, "metrics": metrics,
+            "train_clip_top1": train_acc, "feature_dim": int(train.features.shape[1]), "features_cached": cached,
+        })
+    results = {
+        "command": "linear", "config": asdict(cfg), "rows": rows, "num_classes": splits.num_classes,
+        "num_train_videos": len(splits.train), "num_test_videos": len(splits.test),
+    }
+    out = Path(cfg.out)
+    table = write_results(out, results, f"Linear probe: {cfg.test_split} split, {cfg.clips_per_video} clips/video, center crop")
+    plot_bars(rows, out / "accuracy.png", "linear probe")
+    return results, table

@@ -5,7 +5,13 @@ of its k nearest gallery videos has the query's class.
 """
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
 import numpy as np
+
+from ascnet.evaluate.features import FrozenEvalConfig, frozen_features, load_splits
+from ascnet.evaluate.report import plot_topk, write_results
 
 DEFAULT_KS = (1, 5, 10, 20, 50)
 
@@ -59,3 +65,36 @@ def topk_accuracy(
     for k in sorted({min(int(k), len(gallery)) for k in ks}):
         result[k] = float(100.0 * np.mean(first_hit < k))
     return result
+
+
+# ---- the command -------------------------------------------------------------------------
+@dataclass
+class RetrievalConfig(FrozenEvalConfig):
+    """`ascnet-eval retrieval`: test videos query train videos by cosine on mean clip features."""
+
+    ks: tuple[int, ...] = DEFAULT_KS
+
+
+def retrieval(cfg: RetrievalConfig) -> tuple[dict, str]:
+    """Top-k retrieval accuracy per init; writes results in cfg.out. Returns (results, table)."""
+    splits = load_splits(cfg)
+    rows = []
+    for info, train, test, cached in frozen_features(cfg, splits):
+        gallery = video_means(train.features, train.video_index, train.num_videos)
+        query = video_means(test.features, test.video_index, test.num_videos)
+        acc = topk_accuracy(query, test.labels, gallery, train.labels, cfg.ks)
+        rows.append({
+            "init": info.init, "arch": info.arch, "width": info.width,
+            "metrics": {f"top{k}": v for k, v in acc.items()},
+            "feature_dim": int(train.features.shape[1]), "features_cached": cached,
+        })
+    capped = sorted(k for k in cfg.ks if k > len(splits.train))
+    results = {
+        "command": "retrieval", "config": asdict(cfg), "rows": rows, "gallery_size": len(splits.train),
+        "num_queries": len(splits.test), "ks_capped": capped,
+    }
+    out = Path(cfg.out)
+    note = f" (k capped at the gallery size {len(splits.train)} for k = {capped})" if capped else ""
+    table = write_results(out, results, f"Video retrieval: {cfg.test_split} queries a {cfg.train_split} gallery{note}")
+    plot_topk(rows, out / "topk.png")
+    return results, table

@@ -1,0 +1,365 @@
+"""Frozen-encoder features per clip, from the evaluation loader, with an on-disk cache.
+
+The cache file is named by a hash of everything the features depend on: the encoder (the
+checkpoint file's bytes, or arch/width/seed for a random init), the manifest's rows of the
+split (paths, sizes, mtimes, frame counts, labels), and the clip settings. A second run with
+other classifier settings finds the file and decodes nothing.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ascnet.checkpoint import CheckpointError, load_backbone_state
+from ascnet.manifest import Manifest, ManifestError
+
+CROPS_PER_CLIP = {"center": 1, "three": 3, "ten": 10}
+CACHE_VERSION = 1
+
+
+class EvalError(ValueError):
+    """Input that an evaluation cannot use; the message names the file or field and the fix."""
+
+
+# ---- the encoder -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EncoderInfo:
+    init: str  # "random" or the checkpoint path as given
+    arch: str
+    width: int
+    key: str  # what the features depend on: sha256 of the checkpoint, or "random:arch:width:seed"
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def checkpoint_arch(init: str) -> tuple[str, int]:
+    """(arch, width) stored in a checkpoint."""
+    state = load_backbone_state(init)
+    if not state.get("arch"):
+        raise CheckpointError(f"{init}: the checkpoint does not name its architecture ('arch')")
+    return state["arch"], int(state.get("width") or 64)
+
+
+def load_encoder(init: str, arch: str | None = None, width: int | None = None, seed: int = 0) -> tuple[nn.Module, EncoderInfo]:
+    """The backbone for `init`: "random" (seeded; needs arch) or a checkpoint path.
+
+    With a checkpoint, arch and width come from it; an `arch`/`width` that contradicts it, or
+    weights that do not fit the named architecture, raise CheckpointError naming both.
+    """
+    from ascnet.models import build_backbone
+
+    if init == "random":
+        if not arch:
+            raise EvalError("--init random needs --arch (or a checkpoint among the inits to take it from)")
+        width = int(width or 64)
+        torch.manual_seed(seed)
+        model = build_backbone(arch, width)
+        return model.eval(), EncoderInfo("random", arch, width, f"random:{arch}:{width}:{seed}")
+
+    state = load_backbone_state(init)
+    ck_arch, ck_width = state.get("arch"), int(state.get("width") or 64)
+    if not ck_arch:
+        raise CheckpointError(f"{init}: the checkpoint does not name its architecture ('arch')")
+    if arch and arch != ck_arch:
+        raise CheckpointError(f"{init}: checkpoint holds arch '{ck_arch}' but '{arch}' was asked for; drop --arch or pass the matching checkpoint")
+    if width and int(width) != ck_width:
+        raise CheckpointError(f"{init}: checkpoint holds width {ck_width} but {width} was asked for; drop --width")
+    model = build_backbone(ck_arch, ck_width)
+    missing, unexpected, mismatched = state_dict_problems(model, state["state_dict"])
+    if missing or unexpected or mismatched:
+        parts = []
+        for name, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", mismatched)):
+            if keys:
+                parts.append(f"{len(keys)} {name} (e.g. {keys[0]})")
+        raise CheckpointError(
+            f"{init}: its weights do not fit arch '{ck_arch}' (width {ck_width}): " + ", ".join(parts)
+            + "; was it trained with another --arch or --width?"
+        )
+    model.load_state_dict(state["state_dict"])
+    return model.eval(), EncoderInfo(str(init), ck_arch, ck_width, "sha256:" + file_sha256(init))
+
+
+def state_dict_problems(model: nn.Module, state: dict) -> tuple[list[str], list[str], list[str]]:
+    """Keys missing from `state`, keys `model` lacks, and keys whose shapes differ."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    mismatched = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own if k in state and own[k].shape != state[k].shape]
+    return missing, unexpected, mismatched
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device not in ("cpu", "cuda"):
+        raise EvalError(f"unknown device '{device}'; allowed: ['auto', 'cpu', 'cuda']")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise EvalError("--device cuda asked for but no CUDA GPU is visible; use --device cpu")
+    return torch.device(device)
+
+
+# ---- the split -------------------------------------------------------------------------
+def split_of(manifest: Manifest, split: str, option: str, manifest_path: str | Path = "manifest") -> Manifest:
+    """The usable (status ok), labelled rows of one split; a readable error when there are none."""
+    sel = manifest.select(split)
+    if len(sel) == 0:
+        present = sorted(set(manifest.df.loc[manifest.df["status"] == "ok", "split"]))
+        raise EvalError(
+            f"{manifest_path}: no usable videos in split '{split}' (splits with ok videos: {present}); pass {option} with one of them"
+        )
+    unlabelled = sel.df.loc[sel.df["label"] < 0, "video_id"]
+    if len(unlabelled):
+        raise EvalError(
+            f"{manifest_path}: {len(unlabelled)} videos of split '{split}' have no label (e.g. '{unlabelled.iloc[0]}'); evaluation needs labelled splits"
+        )
+    return sel
+
+
+def check_classes(train: Manifest, test: Manifest, manifest_path: str | Path = "manifest") -> None:
+    """Every test class must occur in train, else neither a classifier nor retrieval can score it."""
+    names = dict(zip(test.df["label"], test.df["label_name"]))
+    unseen = sorted(set(test.df["label"]) - set(train.df["label"]))
+    if unseen:
+        shown = [f"{c} ({names[c]})" if names[c] else str(c) for c in unseen[:5]]
+        raise EvalError(
+            f"{manifest_path}: {len(unseen)} classes of the test split have no training videos: {', '.join(shown)}; "
+            "index the matching split or drop those classes"
+        )
+
+
+# ---- features ----------------------------------------------------------------------------
+@dataclass
+class ClipFeatures:
+    """One row per (video, clip, crop), sorted by video then clip then crop.
+
+    features: (R, D) float32; video_index, clip_index, crop_index: (R,) int64;
+    labels: (V,) int64 per video; video_ids: V strings.
+    """
+
+    features: np.ndarray
+    video_index: np.ndarray
+    clip_index: np.ndarray
+    crop_index: np.ndarray
+    labels: np.ndarray
+    video_ids: list[str]
+
+    @property
+    def num_videos(self) -> int:
+        return len(self.labels)
+
+    @property
+    def clip_labels(self) -> np.ndarray:
+        return self.labels[self.video_index]
+
+    def save(self, path: Path, meta: dict) -> Path:
+        """Atomic .npz write with the cache key's fields alongside."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(
+                    f, features=self.features, video_index=self.video_index, clip_index=self.clip_index,
+                    crop_index=self.crop_index, labels=self.labels, video_ids=np.array(self.video_ids, dtype=str),
+                    meta=np.array(json.dumps(meta)),
+                )
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> "ClipFeatures":
+        with np.load(path, allow_pickle=False) as z:
+            return cls(
+                features=z["features"], video_index=z["video_index"], clip_index=z["clip_index"],
+                crop_index=z["crop_index"], labels=z["labels"], video_ids=[str(v) for v in z["video_ids"]],
+            )
+
+
+@dataclass(frozen=True)
+class ClipSettings:
+    """What the evaluation loader is asked for; part of the cache key."""
+
+    clip_len: int = 16
+    crop_size: int = 112
+    clips_per_video: int = 10
+    crops: str = "center"
+    backend: str = "auto"
+
+
+def manifest_fingerprint(split_rows: Manifest) -> str:
+    cols = ["video_id", "path", "decode_path", "bytes", "mtime", "num_frames", "decode_num_frames", "label"]
+    h = hashlib.sha256(str(split_rows.root).encode())
+    h.update(split_rows.df[cols].to_json(orient="values", double_precision=15).encode())
+    return h.hexdigest()
+
+
+def cache_key(encoder: EncoderInfo, split_rows: Manifest, split: str, settings: ClipSettings) -> tuple[str, dict]:
+    meta = {
+        "version": CACHE_VERSION, "encoder": encoder.key, "arch": encoder.arch, "width": encoder.width,
+        "manifest": manifest_fingerprint(split_rows), "split": split, **asdict(settings),
+    }
+    return hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:24], meta
+
+
+def run_model(
+    model: nn.Module, batches, num_videos: int, rows_per_video: int, labels: np.ndarray, video_ids: list[str],
+    device: torch.device, desc: str = "features",
+) -> ClipFeatures:
+    """Forward every evaluation batch through `model` (no grad), rows sorted per video.
+
+    batches: dicts with clips (B, 3, T, H, W), video_index, clip_index, crop_index (B,).
+    The output of `model` per row (a (B, D) feature or (B, C) logits) becomes ClipFeatures.
+    Every video must come back with exactly `rows_per_video` rows.
+    """
+    from tqdm import tqdm
+
+    model = model.to(device).eval()
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    outs, vids, clips, crops = [], [], [], []
+    with torch.inference_mode(), autocast, tqdm(total=num_videos, desc=desc, unit="video", leave=False) as bar:
+        for batch in batches:
+            x = batch["clips"].to(device, non_blocking=True)
+            outs.append(model(x).float().cpu().numpy())
+            vids.append(batch["video_index"].cpu().numpy())
+            clips.append(batch["clip_index"].cpu().numpy())
+            crops.append(batch["crop_index"].cpu().numpy())
+            bar.update(len(x) / rows_per_video)
+    if not outs:
+        raise EvalError("the evaluation loader yielded no batches")
+    feats, vidx, cidx, kidx = (np.concatenate(a) for a in (outs, vids, clips, crops))
+    order = np.lexsort((kidx, cidx, vidx))
+    feats, vidx, cidx, kidx = feats[order], vidx[order].astype(np.int64), cidx[order].astype(np.int64), kidx[order].astype(np.int64)
+    counts = np.bincount(vidx, minlength=num_videos)
+    if len(counts) != num_videos or (counts != rows_per_video).any():
+        bad = np.flatnonzero(counts != rows_per_video)[:3].tolist()
+        raise EvalError(f"the evaluation loader gave {counts[bad].tolist()} rows for videos {bad}, expected {rows_per_video} each")
+    return ClipFeatures(feats.astype(np.float32), vidx, cidx, kidx, np.asarray(labels, np.int64), list(video_ids))
+
+
+def eval_batches(split_rows: Manifest, settings: ClipSettings, *, batch_size: int, device: torch.device, workers: int):
+    """The pipelines' evaluation loader over one split's rows."""
+    from ascnet.pipelines.loader import build_eval_loader
+
+    return build_eval_loader(
+        split_rows, split=split_rows.df["split"].iloc[0], batch_size=batch_size, clip_len=settings.clip_len,
+        crop_size=settings.crop_size, clips_per_video=settings.clips_per_video, crops=settings.crops,
+        backend=settings.backend, device=device.type, workers=workers,
+    )
+
+
+def cached_features(
+    model: nn.Module, encoder: EncoderInfo, rows: Manifest, split: str, settings: ClipSettings, cache_dir: str | Path,
+    *, batch_size: int = 8, device: str = "auto", workers: int = 2,
+) -> tuple[ClipFeatures, bool]:
+    """Features of every clip of `rows` (one split, from `split_of`) under `encoder`.
+
+    Returns (features, True) when read from the cache, (features, False) when decoded now.
+    """
+    key, meta = cache_key(encoder, rows, split, settings)
+    path = Path(cache_dir) / f"{split}-{key}.npz"
+    if path.exists():
+        return ClipFeatures.load(path), True
+    dev = resolve_device(device)
+    loader = eval_batches(rows, settings, batch_size=batch_size, device=dev, workers=workers)
+    try:
+        feats = run_model(
+            model, loader, len(rows), settings.clips_per_video * CROPS_PER_CLIP[settings.crops],
+            rows.df["label"].to_numpy(), rows.df["video_id"].tolist(), dev, desc=f"{split} features",
+        )
+    finally:
+        close = getattr(loader, "close", None)
+        if close:
+            close()
+    feats.save(path, meta)
+    return feats, False
+
+
+def resolve_inits(inits, arch: str | None, width: int | None) -> list[tuple[str, str | None, int | None]]:
+    """(init, arch, width) per init. A random init without --arch takes the architecture of
+    the first checkpoint among the inits, so pretrained and random rows compare like with like."""
+    if not inits:
+        raise EvalError("nothing to evaluate: pass --init CKPT (a checkpoint) and/or --init random")
+    ckpts = [i for i in inits if i != "random"]
+    if "random" in inits and not arch:
+        if not ckpts:
+            raise EvalError("--init random needs --arch (r3d18, r2plus1d18 or s3dg) when no checkpoint is given")
+        r_arch, ck_width = checkpoint_arch(ckpts[0])
+        r_width = width or ck_width
+    else:
+        r_arch, r_width = arch, width
+    return [(i, r_arch, r_width) if i == "random" else (i, arch, width) for i in inits]
+
+
+@dataclass
+class FrozenEvalConfig:
+    """What the frozen-encoder commands (linear, retrieval) share."""
+
+    manifest: str = ""
+    out: str = ""
+    inits: tuple[str, ...] = ()  # "random" and/or checkpoint paths; one result row each
+    arch: str | None = None  # with a checkpoint, taken from it
+    width: int | None = None
+    train_split: str = "train"
+    test_split: str = "test"
+    clip_len: int = 16
+    crop_size: int = 112
+    clips_per_video: int = 10
+    backend: str = "auto"
+    batch_size: int = 8
+    workers: int = 2
+    device: str = "auto"
+    cache_dir: str | None = None  # default: OUT/cache; share one between commands to reuse features
+    seed: int = 0  # of a random init
+
+    def settings(self) -> ClipSettings:
+        return ClipSettings(self.clip_len, self.crop_size, self.clips_per_video, "center", self.backend)
+
+
+@dataclass
+class SplitPair:
+    train: Manifest
+    test: Manifest
+    num_classes: int
+
+
+def load_splits(cfg: FrozenEvalConfig) -> SplitPair:
+    """The train and test rows of the manifest, checked for use by a classifier or retrieval."""
+    manifest = Manifest.from_parquet(cfg.manifest)
+    train = split_of(manifest, cfg.train_split, "--train-split", cfg.manifest)
+    test = split_of(manifest, cfg.test_split, "--test-split", cfg.manifest)
+    check_classes(train, test, cfg.manifest)
+    return SplitPair(train, test, manifest.num_classes)
+
+
+def frozen_features(cfg: FrozenEvalConfig, splits: SplitPair):
+    """Per init: (EncoderInfo, train ClipFeatures, test ClipFeatures, both came from the cache)."""
+    cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else Path(cfg.out) / "cache"
+    for init, arch, width in resolve_inits(cfg.inits, cfg.arch, cfg.width):
+        model, info = load_encoder(init, arch, width, cfg.seed)
+        kw = dict(batch_size=cfg.batch_size, device=cfg.device, workers=cfg.workers)
+        train, hit_train = cached_features(model, info, splits.train, cfg.train_split, cfg.settings(), cache_dir, **kw)
+        test, hit_test = cached_features(model, info, splits.test, cfg.test_split, cfg.settings(), cache_dir, **kw)
+        del model
+        yield info, train, test, hit_train and hit_test
+
+
+__all__ = [
+    "CheckpointError", "ClipFeatures", "ClipSettings", "EncoderInfo", "EvalError", "ManifestError",
+    "FrozenEvalConfig", "cached_features", "check_classes", "frozen_features", "load_splits", "load_encoder", "resolve_inits", "run_model", "split_of",
+]

@@ -1,0 +1,220 @@
+"""Fine-tuning (the paper's Tables 2 and 3): the encoder plus a new linear head, trained end to
+end on augmented clips at speed 1, tested on N evenly spaced clips x {center, three, ten} crops
+with the logits averaged per video.
+
+Checkpoints (OUT/checkpoint.pt, atomic) hold the model, the optimizer, the step and the epoch's
+running sums; the clip loader is deterministic given (seed, epoch) and skips to a step without
+decoding, so `--resume` continues the exact run.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ascnet.checkpoint import CheckpointError, load, save_atomic
+from ascnet.evaluate.features import (
+    CROPS_PER_CLIP, ClipSettings, EvalError, check_classes, eval_batches, load_encoder, resolve_device, run_model, split_of,
+)
+from ascnet.evaluate.linear import accuracy_report
+from ascnet.evaluate.report import plot_curves, write_results
+from ascnet.manifest import Manifest
+
+CHECKPOINT = "checkpoint.pt"
+# fields that may change between a run and its --resume (they do not change the result)
+RESUMABLE = {"resume", "stop_after_steps", "workers", "checkpoint_every", "test_crops", "test_clips"}
+
+
+@dataclass
+class FinetuneConfig:
+    """`ascnet-eval finetune`."""
+
+    manifest: str = ""
+    out: str = ""
+    init: str = "random"  # a checkpoint path or "random"
+    arch: str | None = None  # with a checkpoint, taken from it
+    width: int | None = None
+    train_split: str = "train"
+    test_split: str = "test"
+    clip_len: int = 16
+    crop_size: int = 112
+    epochs: int = 10
+    batch_size: int = 8
+    lr: float = 0.05  # SGD, cosine to 0 over the run
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    test_clips: int = 10
+    test_crops: tuple[str, ...] = ("center", "three", "ten")
+    backend: str = "auto"
+    workers: int = 2
+    device: str = "auto"
+    seed: int = 0
+    checkpoint_every: int = 0  # steps; 0: at the end of each epoch only
+    stop_after_steps: int = 0  # stop (with a checkpoint) after this many steps of this invocation
+    resume: bool = False
+
+
+class FinetuneModel(nn.Module):
+    """Encoder + linear head: (B, 3, T, H, W) -> (B, num_classes) logits.
+
+    The encoder is named `online_encoder` like the pretraining module's, so a fine-tuned
+    checkpoint is itself a "run" checkpoint that `load_backbone_state` (and --init) can read.
+    """
+
+    def __init__(self, encoder: nn.Module, num_classes: int):
+        super().__init__()
+        self.online_encoder = encoder
+        self.head = nn.Linear(encoder.feature_dim, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.online_encoder(x))
+
+
+def cosine_lr(base: float, step: int, total: int) -> float:
+    """Cosine decay from `base` at step 0 to 0 at `total`."""
+    return 0.5 * base * (1.0 + math.cos(math.pi * min(step, total) / max(total, 1)))
+
+
+def _check_resume(saved: dict, cfg: FinetuneConfig, path: Path) -> None:
+    now = asdict(cfg)
+    for k, v in saved.items():
+        if k in RESUMABLE or k not in now:
+            continue
+        if json.loads(json.dumps(now[k])) != json.loads(json.dumps(v)):
+            raise CheckpointError(f"{path}: --resume with '{k}' = {now[k]!r}, but the run was started with {v!r}; use the same settings or another --out")
+
+
+def finetune(cfg: FinetuneConfig) -> tuple[dict, str]:
+    """Train, checkpoint, test; writes results (and curves) in cfg.out. Returns (results, table)."""
+    from tqdm import tqdm
+
+    from ascnet.pipelines.loader import build_clip_loader
+
+    out = Path(cfg.out)
+    manifest = Manifest.from_parquet(cfg.manifest)
+    train_rows = split_of(manifest, cfg.train_split, "--train-split", cfg.manifest)
+    test_rows = split_of(manifest, cfg.test_split, "--test-split", cfg.manifest)
+    check_classes(train_rows, test_rows, cfg.manifest)
+    device = resolve_device(cfg.device)
+
+    ckpt_path = out / CHECKPOINT
+    saved = None
+    if cfg.resume:
+        if not ckpt_path.exists():
+            raise CheckpointError(f"{ckpt_path}: nothing to resume; run without --resume first")
+        saved = load(ckpt_path)
+        _check_resume(saved.get("config", {}), cfg, ckpt_path)
+    elif ckpt_path.exists():
+        raise EvalError(f"{ckpt_path} exists: pass --resume to continue that run, or another --out")
+
+    encoder, info = load_encoder(cfg.init, cfg.arch, cfg.width, cfg.seed)
+    torch.manual_seed(cfg.seed)  # the head's initialisation
+    model = FinetuneModel(encoder, manifest.num_classes).to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    step, history, sums = 0, [], {"loss": 0.0, "correct": 0, "seen": 0}
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+        step, history, sums = saved["step"], saved["history"], saved["sums"]
+        torch.set_rng_state(saved["rng"])
+
+    loader = build_clip_loader(
+        manifest, split=cfg.train_split, batch_size=cfg.batch_size, clip_len=cfg.clip_len, crop_size=cfg.crop_size,
+        augment=True, backend=cfg.backend, device=device.type, seed=cfg.seed, shard_id=0, num_shards=1, workers=cfg.workers,
+    )
+    per_epoch = loader.steps_per_epoch
+    if per_epoch < 1:
+        raise EvalError(f"{cfg.manifest}: split '{cfg.train_split}' has {len(train_rows)} videos, fewer than one batch of {cfg.batch_size}; lower --batch-size")
+    total = cfg.epochs * per_epoch
+    config = {**asdict(cfg), "arch": info.arch, "width": info.width}
+
+    def save():
+        save_atomic({
+            "kind": "run", "config": config, "model": model.state_dict(), "optimizer": opt.state_dict(),
+            "step": step, "history": history, "sums": sums, "rng": torch.get_rng_state(),
+        }, ckpt_path)
+
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    done_here = 0
+    stopped = False
+    try:
+        bar = tqdm(total=total, initial=step, desc=f"finetune {info.init}", unit="step")
+        while step < total and not stopped:
+            epoch, start = divmod(step, per_epoch)
+            model.train()
+            for batch in loader.epoch(epoch, start_step=start):
+                for group in opt.param_groups:
+                    group["lr"] = cosine_lr(cfg.lr, step, total)
+                x, y = batch["clips"].to(device, non_blocking=True), batch["label"].to(device)
+                with autocast:
+                    logits = model(x)
+                loss = nn.functional.cross_entropy(logits.float(), y)
+                if not math.isfinite(float(loss)):
+                    raise EvalError(f"loss became {float(loss)} at step {step}; lower --lr (the last good checkpoint is {ckpt_path})")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                step += 1
+                done_here += 1
+                sums["loss"] += float(loss) * len(y)
+                sums["correct"] += int((logits.argmax(1) == y).sum())
+                sums["seen"] += len(y)
+                bar.update(1)
+                bar.set_postfix(loss=f"{float(loss):.3f}", epoch=epoch)
+                if step % per_epoch == 0:
+                    history.append({
+                        "epoch": epoch + 1, "step": step, "loss": sums["loss"] / sums["seen"],
+                        "train_top1": 100.0 * sums["correct"] / sums["seen"], "lr": cosine_lr(cfg.lr, step, total),
+                    })
+                    sums = {"loss": 0.0, "correct": 0, "seen": 0}
+                    save()
+                elif cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+                    save()
+                if cfg.stop_after_steps and done_here >= cfg.stop_after_steps:
+                    stopped = True
+                    break
+        bar.close()
+    finally:
+        loader.close()
+    if stopped and step < total:
+        save()
+        return {"command": "finetune", "stopped_at_step": step, "rows": []}, f"stopped at step {step}/{total}; continue with --resume\n"
+
+    metrics = test_model(model, test_rows, cfg, device)
+    rows = [{"init": info.init, "arch": info.arch, "width": info.width, "metrics": metrics}]
+    results = {
+        "command": "finetune", "config": config, "rows": rows, "history": history, "steps": step,
+        "num_classes": manifest.num_classes, "num_train_videos": len(train_rows), "num_test_videos": len(test_rows),
+    }
+    table = write_results(out, results, f"Fine-tuning: {cfg.test_split} split, {cfg.test_clips} clips/video, video-level accuracy per crop mode")
+    if history:
+        plot_curves(history, out / "curves.png", f"fine-tuning {info.arch} ({info.init})")
+    return results, table
+
+
+def test_model(model: nn.Module, test_rows: Manifest, cfg: FinetuneConfig, device: torch.device) -> dict[str, float]:
+    """Video-level top-1/top-5 per crop mode (logits of N clips x crops averaged), in percent."""
+    metrics = {}
+    for crops in cfg.test_crops:
+        settings = ClipSettings(cfg.clip_len, cfg.crop_size, cfg.test_clips, crops, cfg.backend)
+        loader = eval_batches(test_rows, settings, batch_size=cfg.batch_size, device=device, workers=cfg.workers)
+        try:
+            out = run_model(
+                model, loader, len(test_rows), cfg.test_clips * CROPS_PER_CLIP[crops], test_rows.df["label"].to_numpy(),
+                test_rows.df["video_id"].tolist(), device, desc=f"test {crops}",
+            )
+        finally:
+            close = getattr(loader, "close", None)
+            if close:
+                close()
+        acc = accuracy_report(out.features, out.clip_labels, out.video_index, out.labels, ks=(1, 5))
+        metrics[f"{crops}_top1"] = acc["video_top1"]
+        metrics[f"{crops}_top5"] = acc["video_top5"]
+    return metrics
+
+
+__all__ = ["FinetuneConfig", "FinetuneModel", "cosine_lr", "finetune", "test_model"]
