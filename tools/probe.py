@@ -7,6 +7,7 @@ files declare 49 frames and decode 48, and a decoder asked for frame 48 gets pad
 from __future__ import annotations
 
 import os
+import re
 from fractions import Fraction
 from pathlib import Path
 
@@ -19,6 +20,7 @@ SUPPORTED_CODECS = frozenset({"h264", "hevc", "mpeg4", "vp8", "vp9", "mjpeg"})
 SUPPORTED_PIX_FMTS = frozenset({"yuv420p", "yuvj420p", "nv12"})
 PROBE_FIELDS = ("num_frames", "fps", "width", "height", "codec", "pix_fmt", "duration_s", "bytes", "mtime",
                 "status", "error")
+_TAG = re.compile(r"^\[[^\]]* @ 0x[0-9a-f]+\]\s*")  # "[mov,mp4,... @ 0x55...] "
 FIX = "re-index with --transcode h264 (GPU) or vp9 (CPU) to make a decodable copy"
 
 
@@ -41,12 +43,13 @@ def _chroma(pix_fmt: str) -> str:
 
 
 def _ffprobe_message(err: ffmpeg.Error, path: Path) -> str:
-    """The last line ffprobe wrote, without the file name it repeats."""
-    lines = [ln.strip() for ln in (err.stderr or b"").decode(errors="replace").splitlines() if ln.strip()]
-    msg = lines[-1] if lines else "ffprobe failed without a message"
-    for prefix in (f"{path}: ", f"{path.name}: "):
-        msg = msg.replace(prefix, "")
-    return msg
+    """The last lines ffprobe wrote, without the file name and demuxer tags it repeats."""
+    lines = []
+    for ln in (err.stderr or b"").decode(errors="replace").splitlines():
+        ln = _TAG.sub("", ln.replace(f"{path}: ", "")).strip()
+        if ln and ln not in lines:
+            lines.append(ln)
+    return "; ".join(lines[-3:]) or "ffprobe failed without a message"
 
 
 def classify(info: dict, min_frames: int) -> tuple[str, str]:
@@ -93,7 +96,7 @@ def probe(path: str | Path, min_frames: int = 16) -> dict:
     out.update(num_frames=frames, fps=fps, width=int(s.get("width", 0) or 0), height=int(s.get("height", 0) or 0),
                codec=s.get("codec_name", ""), pix_fmt=s.get("pix_fmt", ""), duration_s=duration)
     if frames == 0:
-        return {**out, "status": "corrupt", "error": f"no frame of its {out['codec'] or 'unknown'} stream decodes"}
+        return {**out, "status": "corrupt", "error": f"no frame of its {out['codec'] or 'unknown'} stream decodes: truncated or damaged"}
     declared = int(s.get("nb_frames", 0) or 0)
     if declared and frames < 0.9 * declared:  # a cut-off file whose index still lists every frame
         return {**out, "status": "corrupt",
