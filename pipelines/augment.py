@@ -1,0 +1,136 @@
+"""The per-clip augmentation, shared by every decoder backend (DESIGN §1).
+
+Input: a clip as a DALI sequence, (T, H, W, 3) uint8, layout FHWC, on CPU or GPU.
+Output: (3, T, crop, crop) float32, normalised with MEAN/STD (layout CFHW).
+
+The random decisions are drawn here in numpy (`sample_augment`), seeded like the sampling by
+(seed, epoch, video, clip), and reach DALI as per-sample arguments. So every frame of a clip
+gets the same crop, flip and colour change, the two clips of a pair differ, and a batch
+depends only on (seed, epoch, step): a resumed epoch is the same as one run through.
+Colour jitter, grayscale and hue are one `color_twist` (grayscale = saturation 0), applied
+with p=0.8 in a fixed order (brightness, contrast, then saturation/hue), not torchvision's
+random order.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+# ImageNet statistics on 0..1 RGB, as RSPNet normalises; x = (rgb/255 - MEAN) / STD.
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+
+CROP_SCALE = (0.4, 1.0)
+CROP_RATIO = (3 / 4, 4 / 3)
+FLIP_P = 0.5
+JITTER = (0.4, 0.4, 0.4, 0.1)  # brightness, contrast, saturation, hue (fraction of a turn)
+JITTER_P = 0.8
+GRAY_P = 0.2
+# one clip's decisions, float32: relative crop box (y0, x0, y1, x1), flip, brightness,
+# contrast, saturation, hue (degrees)
+PARAMS = ("y0", "x0", "y1", "x1", "flip", "brightness", "contrast", "saturation", "hue")
+IDENTITY = np.array([0, 0, 1, 1, 0, 1, 1, 1, 0], np.float32)
+
+_MEAN255 = [m * 255 for m in MEAN]
+_STD255 = [s * 255 for s in STD]
+
+
+def denormalize(clips):
+    """Normalised (..., 3, T, H, W) float tensor -> 0..255 float RGB, same shape (torch or numpy)."""
+    shape = (3,) + (1,) * 3  # channel axis is -4
+    mean = np.asarray(_MEAN255, np.float32).reshape(shape)
+    std = np.asarray(_STD255, np.float32).reshape(shape)
+    if hasattr(clips, "device"):  # torch
+        import torch
+
+        mean, std = torch.as_tensor(mean, device=clips.device), torch.as_tensor(std, device=clips.device)
+    return clips * std + mean
+
+
+def sample_crop(rng: np.random.Generator, height: int, width: int) -> tuple[float, float, float, float]:
+    """torchvision's RandomResizedCrop box (scale 0.4-1, ratio 3/4-4/3), relative (y0, x0, y1, x1)."""
+    area = height * width
+    log_ratio = (math.log(CROP_RATIO[0]), math.log(CROP_RATIO[1]))
+    for _ in range(10):
+        target = area * rng.uniform(*CROP_SCALE)
+        ratio = math.exp(rng.uniform(*log_ratio))
+        w = int(round(math.sqrt(target * ratio)))
+        h = int(round(math.sqrt(target / ratio)))
+        if 0 < w <= width and 0 < h <= height:
+            y = int(rng.integers(0, height - h + 1))
+            x = int(rng.integers(0, width - w + 1))
+            return y / height, x / width, (y + h) / height, (x + w) / width
+    # fallback, as torchvision: the centre crop at the nearest allowed ratio
+    lo, hi = CROP_RATIO
+    w, h = float(width), float(height)
+    if w / h < lo:
+        h = w / lo
+    elif w / h > hi:
+        w = h * hi
+    y0, x0 = (height - h) / 2 / height, (width - w) / 2 / width
+    return y0, x0, 1 - y0, 1 - x0
+
+
+def sample_augment(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """(9,) float32: one clip's augmentation decisions (see PARAMS)."""
+    box = sample_crop(rng, max(height, 1), max(width, 1))
+    flip = float(rng.random() < FLIP_P)
+    b, c, s, h = JITTER
+    jitter = rng.random() < JITTER_P
+    u = rng.uniform(-1.0, 1.0, size=4)
+    bri, con, sat, hue = (1 + b * u[0], 1 + c * u[1], 1 + s * u[2], h * 360.0 * u[3]) if jitter else (1.0, 1.0, 1.0, 0.0)
+    if rng.random() < GRAY_P:
+        sat = 0.0
+    return np.array([*box, flip, bri, con, sat, hue], np.float32)
+
+
+def augment_clip(clip, params=None, *, crop_size: int, augment: bool = True):
+    """DALI graph: FHWC uint8 clip -> CFHW float32 (3, T, crop, crop).
+
+    params: a DALI node, per sample (9,) float32 from `sample_augment`.
+    augment=False: resize the short side to crop_size, centre crop, normalise (no randomness).
+    """
+    from nvidia.dali import fn, types
+
+    if not augment:
+        clip = fn.resize(clip, resize_shorter=crop_size, antialias=False)
+        return fn.crop_mirror_normalize(clip, crop=(crop_size, crop_size), mean=_MEAN255, std=_STD255,
+                                        output_layout="CFHW", dtype=types.FLOAT)
+    # the crop box as a relative region of interest of the resize; antialias=False because
+    # DALI's antialiased resize cost 20-25% of the CPU pipeline (DESIGN §2)
+    clip = fn.resize(clip, size=[crop_size, crop_size], roi_start=params[0:2], roi_end=params[2:4], roi_relative=True,
+                     antialias=False)
+    clip = fn.color_twist(clip, brightness=params[5], contrast=params[6], saturation=params[7], hue=params[8])
+    return fn.crop_mirror_normalize(clip, mirror=fn.cast(params[4], dtype=types.INT32), mean=_MEAN255, std=_STD255,
+                                    output_layout="CFHW", dtype=types.FLOAT)
+
+
+def eval_crops(clip, *, crop_size: int, crops: str):
+    """DALI graph: FHWC uint8 clip -> (K, 3, T, crop, crop) float32, K = 1 / 3 / 10.
+
+    center: short side resized to crop_size, centre crop. three: the same resize, crops at the
+    start, middle and end of the long side. ten: short side resized to crop_size*8/7, four
+    corners + centre, then the same five mirrored (crop 5+k = crop k flipped).
+    """
+    from nvidia.dali import fn, types
+
+    short = crop_size if crops in ("center", "three") else int(round(crop_size * 8 / 7))
+    clip = fn.resize(clip, resize_shorter=short, antialias=False)
+
+    def one(x, y, mirror=0):
+        return fn.crop_mirror_normalize(clip, crop=(crop_size, crop_size), crop_pos_x=x, crop_pos_y=y, mirror=mirror,
+                                        mean=_MEAN255, std=_STD255, output_layout="CFHW", dtype=types.FLOAT)
+
+    if crops == "center":
+        views = [one(0.5, 0.5)]
+    elif crops == "three":
+        shape = fn.shapes(clip, dtype=types.INT32)  # (T, H, W, C)
+        landscape = fn.cast(shape[2] >= shape[1], dtype=types.FLOAT)
+        views = [one(landscape * p + (1.0 - landscape) * 0.5, landscape * 0.5 + (1.0 - landscape) * p) for p in (0.0, 0.5, 1.0)]
+    elif crops == "ten":
+        corners = [(0.0, 0.0), (1.0, 0.0), (0.0, 1.0), (1.0, 1.0), (0.5, 0.5)]
+        views = [one(x, y) for x, y in corners] + [one(x, y, 1) for x, y in corners]
+    else:
+        raise ValueError(f"unknown crops '{crops}'; allowed: ['center', 'three', 'ten']")
+    return fn.stack(*views) if len(views) > 1 else fn.expand_dims(views[0], axes=[0])

@@ -1,0 +1,18 @@
+"""The evaluation pipeline: each sample is one speed-1 clip of one video, cut into its crops.
+
+Output per sample: (K, 3, T, crop, crop) float32 (K = 1 center, 3 three, 10 ten), then `ok`
+for the pyav backend.
+"""
+from __future__ import annotations
+
+from nvidia.dali import pipeline_def
+
+from ascnet.pipelines.augment import eval_crops
+from ascnet.pipelines.pretrain import decoded_frames
+
+
+@pipeline_def
+def eval_pipeline(source, backend: str, device: str, crop_size: int, crops: str):
+    frames, _, ok = decoded_frames(source, backend, device, with_aug=False)
+    views = eval_crops(frames, crop_size=crop_size, crops=crops)
+    return (views, ok) if ok is not None else (views,)

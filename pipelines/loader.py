@@ -1,0 +1,417 @@
+"""Manifest -> DALI pipeline -> dicts of torch tensors: the loaders training and evaluation use.
+
+    loader = build_pair_loader(Manifest.from_parquet("ucf101.parquet"), batch_size=8)
+    for epoch in range(epochs):
+        for batch in loader.epoch(epoch):      # batch["clip_a"]: (B, 3, T, H, W) float32
+            ...
+    loader.close()
+
+Every batch is copied out of DALI into a fresh torch tensor (CUDA on the GPU path, straight
+from device memory), so a batch stays valid after the next one is drawn.
+
+Determinism: a batch is a function of (seed, epoch, step, shard) only. The frames come from
+`ascnet.sampling`, the augmentation decisions from `augment.sample_augment`, both seeded by
+(seed, epoch, video). `epoch(e, start_step=s)` starts at batch s without decoding the ones
+before it and yields exactly what running through would have.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Iterator, Literal, Sequence
+
+import numpy as np
+import torch
+
+from ascnet.manifest import Manifest, ManifestError
+from ascnet.optional import require_dali
+from ascnet.pipelines.backends import choose_backend
+from ascnet.pipelines.sources import BytesSource, DecodeError, EvalSchedule, PyAVSource, TrainSchedule
+from ascnet.sampling import SamplingError, check_rate, check_speeds, steps_per_epoch
+
+log = logging.getLogger("ascnet.pipelines")
+
+CROPS = {"center": 1, "three": 3, "ten": 10}
+ON_ERROR = ("raise", "skip")
+
+__all__ = ["build_pair_loader", "build_clip_loader", "build_eval_loader", "PairLoader", "EvalLoader", "DecodeError"]
+
+
+# ---- shared plumbing ---------------------------------------------------------------------
+def _videos(manifest: Manifest, split: str):
+    """The split's `status == ok` rows as a decode table; checks that their files exist."""
+    sel = manifest.select(split, status="ok")
+    if len(sel) == 0:
+        raise ManifestError(f"the manifest has no videos with status 'ok' in split '{split}'")
+    table = sel.decode_table()
+    missing = [f for f in table["file"] if not os.path.exists(f)]
+    if missing:
+        raise ManifestError(
+            f"{len(missing)} video file(s) of split '{split}' are missing (deleted or moved after indexing), "
+            f"e.g. {missing[0]}: restore them or rebuild the manifest (ascnet-index build)"
+        )
+    return table
+
+
+def _to_torch(out, device: str) -> torch.Tensor:
+    """A dense DALI batch as a new torch tensor (a copy: DALI reuses its buffers)."""
+    from nvidia.dali.plugin.pytorch.torch_utils import feed_ndarray, to_torch_type
+
+    t = out.as_tensor()
+    arr = torch.empty(t.shape(), dtype=to_torch_type[t.dtype], device=device)
+    stream = torch.cuda.current_stream() if device == "cuda" else None
+    return feed_ndarray(t, arr, cuda_stream=stream)
+
+
+def _pipeline_kwargs(batch_size: int, backend: str, device: str, workers: int, num_threads: int | None, seed: int) -> dict:
+    kw = dict(batch_size=batch_size, num_threads=num_threads or max(2, workers), seed=seed,
+              device_id=torch.cuda.current_device() if device == "cuda" else None)
+    if backend == "pyav":
+        # fork is fast but unsafe once CUDA is initialised in this process
+        start = "spawn" if torch.cuda.is_initialized() else "fork"
+        kw.update(py_num_workers=max(1, workers), py_start_method=start)
+    return kw
+
+
+def _check(name: str, value, allowed) -> None:
+    if value not in allowed:
+        raise ValueError(f"unknown {name} '{value}'; allowed: {list(allowed)}")
+
+
+class _DaliRunner:
+    """One built pipeline and what to do when a batch fails to decode."""
+
+    def __init__(self, make, backend: str, device: str, skip_errors: bool):
+        require_dali()
+        self.make, self.backend, self.device, self.skip_errors = make, backend, device, skip_errors
+        self.pipe = None
+        self.skipped = 0
+
+    def build(self, source, batch_size: int):
+        self.close()
+        self.pipe = self.make(source, batch_size)
+        self.pipe.build()
+
+    def run(self, describe) -> list[torch.Tensor] | None:
+        """One batch as torch tensors; None when a DALI decoder lost it and errors are skipped.
+
+        describe(): the batch's files and frame ranges, for the error message.
+        """
+        try:
+            outs = self.pipe.run()
+        except Exception as e:
+            text = str(e)
+            if self.backend != "pyav" and self.skip_errors and isinstance(e, RuntimeError):
+                log.warning("skipped a batch that failed to decode (%s): %s", describe(), text.splitlines()[0])
+                return None
+            self.close()
+            if "DecodeError" in text or "SamplingError" in text:  # raised in a worker: its message names the file
+                line = next(ln for ln in reversed(text.splitlines()) if "Error:" in ln)
+                raise DecodeError(line.split("Error: ", 1)[1]) from e
+            raise DecodeError(f"decoding failed for a video among {describe()}: {text.splitlines()[0]}") from e
+        return [_to_torch(o, self.device) for o in outs]
+
+    def close(self):
+        if self.pipe is not None:
+            pool = getattr(self.pipe, "_py_pool", None)
+            if pool is not None:
+                pool.close()  # ends the worker processes now, not when garbage collected
+            self.pipe = None
+
+
+def _describe(table, requests) -> str:
+    return ", ".join(f"{table['file'].iat[r.video_index]} (frames {r.frames.min()}..{r.frames.max()})" for r in requests)
+
+
+# ---- training: pairs and single clips ----------------------------------------------------
+class PairLoader:
+    """Epochs of batches of pairs (clips=2) or single clips (clips=1) from one manifest split.
+
+    `steps_per_epoch` full batches per epoch (drop_last), the same on every shard.
+    `backend`: the decoder chosen; `skipped`: videos dropped by on_error="skip".
+    """
+
+    def __init__(self, manifest: Manifest, *, split: str, batch_size: int, clips: int, clip_len: int, crop_size: int,
+                 speeds: Sequence[int], rate: str, base_fps: float, augment: bool, backend: str, device: str, seed: int,
+                 shard_id: int, num_shards: int, workers: int, on_error: str, split_pair: bool, num_threads: int | None):
+        _check("on_error", on_error, ON_ERROR)
+        self.table = _videos(manifest, split)
+        speeds = check_speeds(speeds)
+        check_rate(rate)
+        short = self.table[self.table["num_frames"] < clip_len]
+        if len(short):
+            raise SamplingError(
+                f"{len(short)} video(s) are shorter than one clip of {clip_len} frames, e.g. {short['file'].iat[0]} "
+                f"({short['num_frames'].iat[0]} frames): mark them too_short (ascnet-index validate) or lower clip_len"
+            )
+        self.backend, self.reason = choose_backend(backend, device, self.table["codec"])
+        n = len(self.table)
+        self.steps_per_epoch = steps_per_epoch(n, batch_size, num_shards)
+        if self.steps_per_epoch == 0:
+            raise ManifestError(f"split '{split}' has {n} usable videos, fewer than batch_size x num_shards = "
+                                f"{batch_size * num_shards}: lower batch_size")
+        self.batch_size, self.clips, self.device = batch_size, clips, device
+        self._sched_args = dict(
+            num_frames=self.table["num_frames"].to_numpy(), fps=self.table["fps"].to_numpy(),
+            sizes=self.table[["height", "width"]].to_numpy(), names=list(self.table["file"]), batch_size=batch_size,
+            seed=seed, shard_id=shard_id, num_shards=num_shards, clips=clips, clip_len=clip_len, speeds=speeds, rate=rate,
+            base_fps=base_fps)
+        self._split_pair, self._skip, self._augment = split_pair, on_error == "skip", augment
+        self._labels = torch.as_tensor(self.table["label"].to_numpy().copy(), dtype=torch.int64)
+
+        from ascnet.pipelines.pretrain import clip_pipeline
+
+        kw = _pipeline_kwargs(batch_size, self.backend, device, workers, num_threads, seed)
+        make = lambda source, b: clip_pipeline(source=source, backend=self.backend, device=device, clips=clips,  # noqa: E731
+                                               clip_len=clip_len, crop_size=crop_size, augment=augment, **kw)
+        self._runner = _DaliRunner(make, self.backend, device, self._skip)
+        self._sched: TrainSchedule | None = None
+        self._next: tuple[int, int] | None = None  # (epoch, step) the built pipeline yields next
+        self._done = 0  # batches run since the pipeline was built
+
+    @property
+    def skipped(self) -> int:
+        return self._runner.skipped
+
+    def _build(self, epoch: int, start_step: int) -> None:
+        self._sched = TrainSchedule(**self._sched_args, epoch0=epoch, step0=start_step)
+        files, fps = list(self.table["file"]), self._sched_args["fps"]
+        if self.backend == "pyav":
+            source = PyAVSource(self._sched, files, fps, with_aug=self._augment, split_pair=self._split_pair,
+                                skip_errors=self._skip)
+        else:
+            source = BytesSource(self._sched, files, with_aug=self._augment)
+        self._runner.build(source, self.batch_size)
+        self._next, self._done = (epoch, start_step), 0
+
+    def epoch(self, epoch: int, start_step: int = 0) -> Iterator[dict]:
+        """Batches `start_step`..steps_per_epoch-1 of this epoch (see the module docstring).
+
+        Pairs: clip_a, clip_b (B, 3, T, crop, crop) float32; speed_a, speed_b, video_index,
+        label (B,) int64. Single clips: clips, video_index, label. B shrinks only when
+        on_error="skip" dropped a video.
+        """
+        if not 0 <= start_step <= self.steps_per_epoch:
+            raise ValueError(f"start_step {start_step} is outside 0..{self.steps_per_epoch}")
+        for step in range(start_step, self.steps_per_epoch):
+            if self._next != (epoch, step):
+                self._build(epoch, step)
+            b = self._done
+            requests = [self._sched.request(g) for g in range(b * self.batch_size, (b + 1) * self.batch_size)]
+            try:
+                outs = self._runner.run(lambda: _describe(self.table, requests))
+            except BaseException:
+                self._next = None  # rebuild on the next call
+                raise
+            self._done += 1
+            self._next = self._sched.position(self._done)
+            if outs is None:
+                self._runner.skipped += self.batch_size
+                continue
+            yield self._batch(outs, requests)
+
+    def _batch(self, outs: list[torch.Tensor], requests) -> dict:
+        vi = torch.tensor([r.video_index for r in requests], dtype=torch.int64)
+        if self.clips == 2:
+            batch = {"clip_a": outs[0], "clip_b": outs[1],
+                     "speed_a": torch.tensor([r.speeds[0] for r in requests], dtype=torch.int64),
+                     "speed_b": torch.tensor([r.speeds[1] for r in requests], dtype=torch.int64)}
+        else:
+            batch = {"clips": outs[0]}
+        batch.update(video_index=vi, label=self._labels[vi])
+        if self.backend == "pyav":
+            ok = outs[-1].reshape(-1).bool().cpu()
+            if not ok.all():
+                self._runner.skipped += int((~ok).sum())
+                batch = {k: v[ok.to(v.device)] for k, v in batch.items()}
+        return batch
+
+    def close(self) -> None:
+        self._runner.close()
+        self._next = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def build_pair_loader(
+    manifest: Manifest,
+    *,
+    split: str = "train",
+    batch_size: int = 8,
+    clip_len: int = 16,
+    crop_size: int = 112,
+    speeds: Sequence[int] = (1, 2, 4, 8),
+    rate: Literal["fixed", "native"] = "fixed",
+    base_fps: float = 25.0,
+    augment: bool = True,
+    backend: Literal["auto", "nvdec", "dali-cpu", "pyav"] = "auto",
+    device: Literal["cpu", "cuda"] = "cpu",
+    seed: int = 0,
+    shard_id: int = 0,
+    num_shards: int = 1,
+    workers: int = 2,
+    on_error: Literal["raise", "skip"] = "raise",
+    split_pair: bool = False,
+    num_threads: int | None = None,
+) -> PairLoader:
+    """Pretraining pairs: two clips per video at two different speeds, each augmented on its own.
+
+    Batches: clip_a, clip_b (B, 3, clip_len, crop_size, crop_size) float32 normalised
+    (augment.MEAN/STD; CUDA tensors for device="cuda"); speed_a, speed_b, video_index (row of
+    manifest.select(split)), label: (B,) int64. on_error="skip" drops (and counts in
+    `.skipped`) a video that fails to decode instead of raising DecodeError. split_pair=True
+    decodes the two clips by two seeks instead of one window (pyav; for benchmarking).
+    """
+    return PairLoader(manifest, split=split, batch_size=batch_size, clips=2, clip_len=clip_len, crop_size=crop_size,
+                      speeds=speeds, rate=rate, base_fps=base_fps, augment=augment, backend=backend, device=device,
+                      seed=seed, shard_id=shard_id, num_shards=num_shards, workers=workers, on_error=on_error,
+                      split_pair=split_pair, num_threads=num_threads)
+
+
+def build_clip_loader(
+    manifest: Manifest,
+    *,
+    split: str = "train",
+    batch_size: int = 8,
+    clip_len: int = 16,
+    crop_size: int = 112,
+    augment: bool = True,
+    backend: str = "auto",
+    device: str = "cpu",
+    seed: int = 0,
+    shard_id: int = 0,
+    num_shards: int = 1,
+    workers: int = 2,
+    on_error: str = "raise",
+    num_threads: int | None = None,
+) -> PairLoader:
+    """Fine-tuning clips: one speed-1 clip per video at a random start.
+
+    Batches: clips (B, 3, clip_len, crop_size, crop_size) float32, video_index, label (B,) int64.
+    """
+    return PairLoader(manifest, split=split, batch_size=batch_size, clips=1, clip_len=clip_len, crop_size=crop_size,
+                      speeds=(1, 2), rate="native", base_fps=25.0, augment=augment, backend=backend, device=device,
+                      seed=seed, shard_id=shard_id, num_shards=num_shards, workers=workers, on_error=on_error,
+                      split_pair=False, num_threads=num_threads)
+
+
+# ---- evaluation --------------------------------------------------------------------------
+class EvalLoader:
+    """One ordered pass over every (video, clip, crop) row of a split; iterate it again to repeat.
+
+    Batches: clips (B, 3, T, crop, crop) float32; video_index, clip_index, crop_index, label
+    (B,) int64; the last batch may be smaller. `num_videos`, `num_rows`, `len()` in batches.
+    """
+
+    def __init__(self, manifest: Manifest, *, split: str, batch_size: int, clip_len: int, crop_size: int,
+                 clips_per_video: int, crops: str, backend: str, device: str, workers: int, on_error: str,
+                 num_threads: int | None):
+        _check("crops", crops, CROPS)
+        _check("on_error", on_error, ON_ERROR)
+        self.table = _videos(manifest, split)
+        self.backend, self.reason = choose_backend(backend, device, self.table["codec"])
+        self.num_videos = len(self.table)
+        self.crops_per_clip = CROPS[crops]
+        self.num_rows = self.num_videos * clips_per_video * self.crops_per_clip
+        self.batch_size, self.device = batch_size, device
+        self._labels = torch.as_tensor(self.table["label"].to_numpy().copy(), dtype=torch.int64)
+        # a DALI sample is one (video, clip) with all its crops
+        self._dali_batch = max(1, batch_size // self.crops_per_clip)
+        self._sched = EvalSchedule(self.table["num_frames"].to_numpy(), clip_len, clips_per_video, self._dali_batch)
+
+        from ascnet.pipelines.evaluation import eval_pipeline
+
+        kw = _pipeline_kwargs(self._dali_batch, self.backend, device, workers, num_threads, seed=0)
+        make = lambda source, b: eval_pipeline(source=source, backend=self.backend, device=device,  # noqa: E731
+                                               crop_size=crop_size, crops=crops, **kw)
+        self._runner = _DaliRunner(make, self.backend, device, on_error == "skip")
+
+    @property
+    def skipped(self) -> int:
+        return self._runner.skipped
+
+    def __len__(self) -> int:
+        return -(-self.num_rows // self.batch_size)
+
+    def __iter__(self) -> Iterator[dict]:
+        files = list(self.table["file"])
+        if self.backend == "pyav":
+            source = PyAVSource(self._sched, files, self.table["fps"].to_numpy(), with_aug=False,
+                                skip_errors=self._runner.skip_errors)
+        else:
+            source = BytesSource(self._sched, files, with_aug=False)
+        self._runner.build(source, self._dali_batch)
+        pending: list[dict] = []
+        have = 0
+        try:
+            for b in range(self._sched.padded // self._dali_batch):
+                g0 = b * self._dali_batch
+                requests = [self._sched.request(g) for g in range(g0, g0 + self._dali_batch)]
+                outs = self._runner.run(lambda: _describe(self.table, requests))
+                real = min(self._dali_batch, self._sched.num_items - g0)  # the rest pads the last batch
+                if outs is None:
+                    self._runner.skipped += real
+                    continue
+                rows = self._rows(outs, requests[:real], real)
+                pending.append(rows)
+                have += len(rows["clips"])
+                while have >= self.batch_size:
+                    batch, pending, have = _take(pending, self.batch_size)
+                    yield batch
+            if have:
+                yield _take(pending, have)[0]
+        finally:
+            self._runner.close()
+
+    def _rows(self, outs, requests, real: int) -> dict:
+        k = self.crops_per_clip
+        views = outs[0][:real]  # (b, K, 3, T, H, W)
+        vi = torch.tensor([r.video_index for r in requests], dtype=torch.int64).repeat_interleave(k)
+        rows = {"clips": views.reshape(real * k, *views.shape[2:]), "video_index": vi,
+                "clip_index": torch.tensor([r.clip_index for r in requests], dtype=torch.int64).repeat_interleave(k),
+                "crop_index": torch.arange(k, dtype=torch.int64).repeat(real), "label": self._labels[vi]}
+        if self.backend == "pyav":
+            ok = outs[-1][:real].reshape(-1).bool().cpu().repeat_interleave(k)
+            if not ok.all():
+                self._runner.skipped += int((~ok).sum()) // k
+                rows = {key: v[ok.to(v.device)] for key, v in rows.items()}
+        return rows
+
+    def close(self) -> None:
+        self._runner.close()
+
+
+def _take(pending: list[dict], n: int) -> tuple[dict, list[dict], int]:
+    """The first n rows of the pending chunks as one batch, and what remains."""
+    joined = {k: torch.cat([p[k] for p in pending]) for k in pending[0]}
+    batch = {k: v[:n] for k, v in joined.items()}
+    rest = {k: v[n:] for k, v in joined.items()}
+    left = len(rest["clips"])
+    return batch, ([rest] if left else []), left
+
+
+def build_eval_loader(
+    manifest: Manifest,
+    *,
+    split: str = "test",
+    batch_size: int = 8,
+    clip_len: int = 16,
+    crop_size: int = 112,
+    clips_per_video: int = 10,
+    crops: Literal["center", "three", "ten"] = "center",
+    backend: str = "auto",
+    device: str = "cpu",
+    workers: int = 2,
+    on_error: str = "raise",
+    num_threads: int | None = None,
+) -> EvalLoader:
+    """Evaluation clips: `clips_per_video` evenly spaced speed-1 clips per video, each cut into
+    1 (center), 3 (three) or 10 (ten: 5 crops + their mirrors) crops, in (video, clip, crop) order.
+    """
+    return EvalLoader(manifest, split=split, batch_size=batch_size, clip_len=clip_len, crop_size=crop_size,
+                      clips_per_video=clips_per_video, crops=crops, backend=backend, device=device, workers=workers,
+                      on_error=on_error, num_threads=num_threads)

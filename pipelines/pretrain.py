@@ -1,0 +1,44 @@
+"""The training pipelines: clip pairs for pretraining, single clips for fine-tuning.
+
+One `@pipeline_def` for both: each sample is one video's `clips` clips of `clip_len` frames,
+decoded in ONE call (one frames list, clip after clip, then split), each clip augmented on
+its own by the shared graph. Outputs: clip_0 [, clip_1] as (3, T, crop, crop) float32 per
+sample, then `ok` (int32; 0 marks a video the pyav source skipped) for the pyav backend.
+"""
+from __future__ import annotations
+
+from nvidia.dali import fn, pipeline_def
+
+from ascnet.pipelines.augment import augment_clip
+
+
+def decoded_frames(source, backend: str, device: str, with_aug: bool):
+    """DALI graph -> (frames (k*T, H, W, 3) uint8 on the output device, aug (k, 9) or None, ok or None).
+
+    pyav: frames arrive decoded from worker processes. nvdec / dali-cpu: the source gives the
+    file's bytes and the indices; pad_mode="none" makes an index past the end an error rather
+    than a black frame (the sampler already edge-pads short videos itself).
+    """
+    n = 3 if with_aug else 2
+    aug = None
+    if backend == "pyav":
+        outs = fn.external_source(source=source, num_outputs=n, batch=False, parallel=True, layout=["FHWC"] + [""] * (n - 1))
+        frames, ok = outs[0], fn.copy(outs[-1])  # a parallel source's output returned as is can be corrupted (DALI 2.1.1)
+    else:
+        outs = fn.external_source(source=source, num_outputs=n, batch=False, parallel=False)
+        frames = fn.decoders.video(outs[0], device="mixed" if backend == "nvdec" else "cpu", frames=outs[1], pad_mode="none")
+        ok = None
+    if with_aug:
+        aug = outs[-2] if backend == "pyav" else outs[2]
+    if device == "cuda" and backend != "nvdec":
+        frames = frames.gpu()  # aug stays on the CPU: DALI takes argument inputs from host memory
+    return frames, aug, ok
+
+
+@pipeline_def
+def clip_pipeline(source, backend: str, device: str, clips: int, clip_len: int, crop_size: int, augment: bool):
+    frames, aug, ok = decoded_frames(source, backend, device, with_aug=augment)
+    outs = [augment_clip(frames[k * clip_len:(k + 1) * clip_len], aug[k] if augment else None, crop_size=crop_size,
+                         augment=augment)
+            for k in range(clips)]
+    return (*outs, ok) if ok is not None else tuple(outs)
