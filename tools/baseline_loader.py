@@ -1,0 +1,338 @@
+"""The loader the peers use (RSPNet / CoCLR / Pace style), kept as the benchmark's baseline.
+
+Written as a competent user of those libraries writes it: a `torch.utils.data.Dataset` whose
+`__getitem__` opens the video with decord (`VideoReader(path, num_threads=1)`) and fetches each
+clip of the pair by its own random seek (`get_batch(indices)`), falling back to PyAV for files
+decord cannot open; a `DataLoader(num_workers=N)` runs it in worker processes. Each clip is
+augmented frame by frame, torchvision-style, with the parameters drawn once per clip: random
+resized crop (scale 0.4-1, ratio 3/4-4/3), horizontal flip, colour jitter (0.4, 0.4, 0.4, 0.1)
+with p=0.8 in a random order, grayscale with p=0.2, normalise. torchvision is not a dependency,
+so its functional ops are written here on torch tensors the way torchvision writes them.
+
+The frames come from `ascnet.sampling` (the same definition as our pipelines) and the frame
+count from the manifest, so both loaders decode the same frames and the benchmark compares
+equal work. The loader mirrors `PairLoader`'s surface: `steps_per_epoch`, `epoch()`, `close()`.
+"""
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ascnet.manifest import Manifest
+from ascnet.pipelines.augment import MEAN, STD  # the same normalisation as our pipelines
+from ascnet.sampling import check_rate, check_speeds, sample_pair, shard_plan, steps_per_epoch
+
+
+
+# ---- decoding ------------------------------------------------------------------------------
+def pyav_frames(path: str, indices: Sequence[int]) -> np.ndarray:
+    """(len(indices), H, W, 3) uint8 frames by decode order, decoding from the start.
+
+    Decode order, not timestamps: some .avi files (HMDB-51's DivX) carry unsorted timestamps
+    and metadata PyAV rejects unless told to ignore it.
+    """
+    import av
+
+    want = [int(i) for i in indices]
+    wanted, last = set(want), max(want)
+    got: dict[int, np.ndarray] = {}
+    with av.open(str(path), metadata_errors="ignore") as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "SLICE"
+        stream.codec_context.thread_count = 1
+        for i, frame in enumerate(container.decode(stream)):
+            if i in wanted:
+                got[i] = frame.to_ndarray(format="rgb24")
+            if i >= last:
+                break
+    missing = sorted(wanted - set(got))
+    if missing:
+        raise RuntimeError(f"{path}: PyAV decoded fewer frames than asked (missing {missing[:5]}); re-index the file")
+    return np.stack([got[i] for i in want])
+
+
+class VideoFile:
+    """One opened video: decord where it opens the file, else PyAV (`backend` says which)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        try:
+            import decord
+
+            self.reader = decord.VideoReader(path, num_threads=1)
+            self.backend = "decord"
+        except Exception:  # decord raises its own DECORDError for files it cannot demux
+            self.reader = None
+            self.backend = "pyav"
+
+    def clip(self, indices: np.ndarray) -> np.ndarray:
+        """(T, H, W, 3) uint8: one random seek and the frames at `indices`."""
+        if self.reader is not None:
+            return self.reader.get_batch([int(i) for i in indices]).asnumpy()
+        return pyav_frames(self.path, indices)
+
+
+# ---- torchvision-style transforms, one frame (3, H, W) float in [0, 1] at a time ------------
+def _gray(img: torch.Tensor) -> torch.Tensor:
+    r, g, b = img.unbind(-3)
+    return (0.2989 * r + 0.587 * g + 0.114 * b).unsqueeze(-3)
+
+
+def _blend(a: torch.Tensor, b: torch.Tensor, ratio: float) -> torch.Tensor:
+    return (ratio * a + (1.0 - ratio) * b).clamp(0.0, 1.0)
+
+
+def adjust_brightness(img: torch.Tensor, factor: float) -> torch.Tensor:
+    return _blend(img, torch.zeros_like(img), factor)
+
+
+def adjust_contrast(img: torch.Tensor, factor: float) -> torch.Tensor:
+    return _blend(img, _gray(img).mean(dim=(-3, -2, -1), keepdim=True), factor)
+
+
+def adjust_saturation(img: torch.Tensor, factor: float) -> torch.Tensor:
+    return _blend(img, _gray(img), factor)
+
+
+def _rgb2hsv(img: torch.Tensor) -> torch.Tensor:
+    r, g, b = img.unbind(-3)
+    maxc = img.max(dim=-3).values
+    minc = img.min(dim=-3).values
+    eqc = maxc == minc
+    cr = maxc - minc
+    ones = torch.ones_like(maxc)
+    s = cr / torch.where(eqc, ones, maxc)
+    div = torch.where(eqc, ones, cr)
+    rc, gc, bc = (maxc - r) / div, (maxc - g) / div, (maxc - b) / div
+    hr = (maxc == r) * (bc - gc)
+    hg = ((maxc == g) & (maxc != r)) * (2.0 + rc - bc)
+    hb = ((maxc != g) & (maxc != r)) * (4.0 + gc - rc)
+    h = torch.fmod((hr + hg + hb) / 6.0 + 1.0, 1.0)
+    return torch.stack((h, s, maxc), dim=-3)
+
+
+def _hsv2rgb(img: torch.Tensor) -> torch.Tensor:
+    h, s, v = img.unbind(-3)
+    i = torch.floor(h * 6.0)
+    f = h * 6.0 - i
+    i = i.to(torch.int32) % 6
+    p = (v * (1.0 - s)).clamp(0.0, 1.0)
+    q = (v * (1.0 - s * f)).clamp(0.0, 1.0)
+    t = (v * (1.0 - s * (1.0 - f))).clamp(0.0, 1.0)
+    mask = (i.unsqueeze(-3) == torch.arange(6).view(-1, 1, 1)).to(img.dtype)
+    a1 = torch.stack((v, q, p, p, t, v), dim=-3)
+    a2 = torch.stack((t, v, v, q, p, p), dim=-3)
+    a3 = torch.stack((p, p, t, v, v, q), dim=-3)
+    return torch.einsum("...ijk,...xijk->...xjk", mask, torch.stack((a1, a2, a3), dim=-4))
+
+
+def adjust_hue(img: torch.Tensor, factor: float) -> torch.Tensor:
+    hsv = _rgb2hsv(img)
+    h, s, v = hsv.unbind(-3)
+    return _hsv2rgb(torch.stack(((h + factor) % 1.0, s, v), dim=-3))
+
+
+@dataclass(frozen=True)
+class ClipParams:
+    """One clip's augmentation, drawn once and applied to every frame."""
+
+    top: int
+    left: int
+    height: int
+    width: int
+    flip: bool
+    jitter: tuple | None  # ((order of 4 ops), brightness, contrast, saturation, hue) or None
+    gray: bool
+
+
+def draw_params(rng: random.Random, height: int, width: int, *, scale=(0.4, 1.0), ratio=(3 / 4, 4 / 3)) -> ClipParams:
+    """RandomResizedCrop.get_params, RandomHorizontalFlip, RandomApply(ColorJitter), RandomGrayscale."""
+    area = height * width
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+    box = None
+    for _ in range(10):
+        target = area * rng.uniform(*scale)
+        aspect = math.exp(rng.uniform(*log_ratio))
+        w = int(round(math.sqrt(target * aspect)))
+        h = int(round(math.sqrt(target / aspect)))
+        if 0 < w <= width and 0 < h <= height:
+            box = (rng.randint(0, height - h), rng.randint(0, width - w), h, w)
+            break
+    if box is None:  # torchvision's fallback: the central crop at the nearest allowed ratio
+        in_ratio = width / height
+        if in_ratio < min(ratio):
+            w, h = width, int(round(width / min(ratio)))
+        elif in_ratio > max(ratio):
+            h, w = height, int(round(height * max(ratio)))
+        else:
+            w, h = width, height
+        box = ((height - h) // 2, (width - w) // 2, h, w)
+    flip = rng.random() < 0.5
+    jitter = None
+    if rng.random() < 0.8:
+        order = list(range(4))
+        rng.shuffle(order)
+        jitter = (tuple(order), rng.uniform(0.6, 1.4), rng.uniform(0.6, 1.4), rng.uniform(0.6, 1.4), rng.uniform(-0.1, 0.1))
+    gray = rng.random() < 0.2
+    return ClipParams(*box, flip=flip, jitter=jitter, gray=gray)
+
+
+def augment_frame(frame: np.ndarray, p: ClipParams, size: int, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (3, size, size) float32, normalised: ToTensor, the ops, Normalize."""
+    crop = frame[p.top : p.top + p.height, p.left : p.left + p.width]
+    img = torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1).float().div_(255.0)
+    img = F.interpolate(img[None], size=(size, size), mode="bilinear", align_corners=False, antialias=True)[0]
+    img = img.clamp_(0.0, 1.0)
+    if p.flip:
+        img = img.flip(-1)
+    if p.jitter is not None:
+        order, b, c, s, h = p.jitter
+        ops = (lambda x: adjust_brightness(x, b), lambda x: adjust_contrast(x, c),
+               lambda x: adjust_saturation(x, s), lambda x: adjust_hue(x, h))
+        for k in order:
+            img = ops[k](img)
+    if p.gray:
+        img = _gray(img).expand(3, -1, -1)
+    return (img - mean) / std
+
+
+def plain_frame(frame: np.ndarray, size: int, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (3, size, size), no randomness: short side resized to `size`, centre crop."""
+    img = torch.from_numpy(frame).permute(2, 0, 1).float().div_(255.0)
+    return (resize_center(img, size, antialias=False) - mean) / std  # as our pipelines' un-augmented path
+
+
+def resize_center(img: torch.Tensor, size: int, antialias: bool = True) -> torch.Tensor:
+    """(..., C, H, W) -> (..., C, size, size): Resize(size) then CenterCrop(size), torchvision's way."""
+    h, w = img.shape[-2:]
+    nh, nw = (size, max(size, int(size * w / h))) if h <= w else (max(size, int(size * h / w)), size)
+    lead = img.shape[:-3]
+    x = F.interpolate(img.reshape(-1, *img.shape[-3:]), size=(nh, nw), mode="bilinear", align_corners=False,
+                      antialias=antialias)
+    top, left = int(round((nh - size) / 2.0)), int(round((nw - size) / 2.0))
+    return x[..., top : top + size, left : left + size].reshape(*lead, img.shape[-3], size, size)
+
+
+# ---- Dataset and loader ----------------------------------------------------------------------
+class PairDataset(torch.utils.data.Dataset):
+    """Item i = the pair of video i for the current epoch: a dict of (3, T, S, S) clips."""
+
+    def __init__(self, table, *, clip_len, crop_size, speeds, rate, base_fps, augment, seed):
+        self.files = table["file"].tolist()
+        self.num_frames = table["num_frames"].to_numpy()
+        self.fps = table["fps"].to_numpy()
+        self.labels = table["label"].to_numpy()
+        self.clip_len, self.crop_size, self.speeds = clip_len, crop_size, speeds
+        self.rate, self.base_fps, self.augment, self.seed = rate, base_fps, augment, seed
+        self.epoch = 0
+        self.mean = torch.tensor(MEAN).view(3, 1, 1)
+        self.std = torch.tensor(STD).view(3, 1, 1)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def pair(self, i: int):
+        return sample_pair(
+            i, int(self.num_frames[i]), float(self.fps[i]), seed=self.seed, epoch=self.epoch,
+            clip_len=self.clip_len, speeds=self.speeds, rate=self.rate, base_fps=self.base_fps, name=self.files[i],
+        )
+
+    def _clip(self, frames: np.ndarray, rng: random.Random) -> torch.Tensor:
+        if self.augment:
+            p = draw_params(rng, frames.shape[1], frames.shape[2])
+            out = [augment_frame(f, p, self.crop_size, self.mean, self.std) for f in frames]
+        else:
+            out = [plain_frame(f, self.crop_size, self.mean, self.std) for f in frames]
+        return torch.stack(out, dim=1)  # (3, T, S, S)
+
+    def __getitem__(self, i: int) -> dict:
+        pair = self.pair(i)
+        video = VideoFile(self.files[i])
+        # each clip by its own seek, as the peers' datasets do
+        frames_a = video.clip(pair.frames_a)
+        frames_b = video.clip(pair.frames_b)
+        rng = random.Random(f"{self.seed}/{self.epoch}/{i}")  # the same draws in any worker
+        return {
+            "clip_a": self._clip(frames_a, rng),
+            "clip_b": self._clip(frames_b, rng),
+            "speed_a": pair.speed_a,
+            "speed_b": pair.speed_b,
+            "video_index": i,
+            "label": int(self.labels[i]),
+        }
+
+
+class _PlanSampler(torch.utils.data.Sampler):
+    def __init__(self, order: np.ndarray):
+        self.order = order
+
+    def __iter__(self):
+        return iter(self.order.tolist())
+
+    def __len__(self):
+        return len(self.order)
+
+
+class BaselineLoader:
+    """The peers' loader behind `PairLoader`'s surface (CPU tensors only)."""
+
+    backend = "baseline"
+
+    def __init__(self, dataset: PairDataset, *, batch_size, seed, shard_id, num_shards, workers):
+        self.dataset = dataset
+        self.batch_size, self.seed = batch_size, seed
+        self.shard_id, self.num_shards, self.workers = shard_id, num_shards, workers
+        self.steps_per_epoch = steps_per_epoch(len(dataset), batch_size, num_shards)
+
+    def epoch(self, epoch: int, start_step: int = 0) -> Iterator[dict]:
+        """Batches of the epoch: `clip_a`, `clip_b` (B, 3, T, S, S) float32, `speed_*`, `video_index`, `label` (B,) int64."""
+        plan = shard_plan(len(self.dataset), seed=self.seed, epoch=epoch, batch_size=self.batch_size,
+                          shard_id=self.shard_id, num_shards=self.num_shards)
+        self.dataset.epoch = epoch
+        order = plan[start_step:].reshape(-1)
+        if len(order) == 0:
+            return
+        loader = torch.utils.data.DataLoader(
+            self.dataset, batch_size=self.batch_size, sampler=_PlanSampler(order), num_workers=self.workers,
+            drop_last=True, persistent_workers=False,
+        )
+        yield from loader
+
+    def close(self) -> None:
+        pass
+
+
+def build_baseline_loader(
+    manifest: Manifest,
+    *,
+    split: str = "train",
+    batch_size: int = 8,
+    clip_len: int = 16,
+    crop_size: int = 112,
+    speeds: Sequence[int] = (1, 2, 4, 8),
+    rate: str = "fixed",
+    base_fps: float = 25.0,
+    augment: bool = True,
+    seed: int = 0,
+    shard_id: int = 0,
+    num_shards: int = 1,
+    workers: int = 2,
+) -> BaselineLoader:
+    """The peers' decord + DataLoader loader over `manifest.select(split)` (status ok)."""
+    table = manifest.select(split).decode_table()
+    if len(table) < batch_size * num_shards:
+        raise ValueError(
+            f"split '{split}' has {len(table)} usable videos, fewer than one batch of {batch_size}"
+            f" x {num_shards} shard(s): lower --batch-size or use a larger manifest"
+        )
+    dataset = PairDataset(
+        table, clip_len=clip_len, crop_size=crop_size, speeds=check_speeds(speeds), rate=check_rate(rate),
+        base_fps=base_fps, augment=augment, seed=seed,
+    )
+    return BaselineLoader(dataset, batch_size=batch_size, seed=seed, shard_id=shard_id, num_shards=num_shards, workers=workers)
