@@ -153,14 +153,14 @@ def finetune(cfg: FinetuneConfig) -> tuple[dict, str]:
                 with autocast:
                     logits = model(x)
                 loss = nn.functional.cross_entropy(logits.float(), y)
-                if not math.isfinite(float(loss)):
+                if not math.isfinite(float(loss.detach())):
                     raise EvalError(f"loss became {float(loss)} at step {step}; lower --lr (the last good checkpoint is {ckpt_path})")
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 step += 1
                 done_here += 1
-                sums["loss"] += float(loss) * len(y)
+                sums["loss"] += float(loss.detach()) * len(y)
                 sums["correct"] += int((logits.argmax(1) == y).sum())
                 sums["seen"] += len(y)
                 bar.update(1)

@@ -1,0 +1,151 @@
+"""`ascnet-eval` end to end: real synthetic videos, the real evaluation loader and backbones."""
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from ascnet.checkpoint import save_atomic
+from ascnet.cli.evaluate import main
+from ascnet.manifest import Manifest
+from ascnet.models import build_backbone
+from ascnet.tools.synthetic import write_pattern_video
+
+TINY = ["--width", "4", "--clip-len", "8", "--crop-size", "32", "--batch-size", "4"]
+
+
+def make_dataset(root: Path, splits=("train",) * 6 + ("test",) * 2, labels=None) -> Path:
+    """Eight 64x48 VP9 videos of 30..65 frames, two classes; returns the manifest path."""
+    rows = []
+    for i, split in enumerate(splits):
+        lab = labels[i] if labels else i % 2
+        n = 30 + 5 * i
+        path = write_pattern_video(root / f"c{lab}" / f"v{i}.webm", n, codec="vp9", width=64, height=48)
+        st = path.stat()
+        rows.append(dict(
+            video_id=f"c{lab}/v{i}.webm", path=f"c{lab}/v{i}.webm", label=lab, label_name=f"class{lab}", split=split,
+            num_frames=n, fps=25.0, width=64, height=48, codec="vp9", pix_fmt="yuv420p", duration_s=n / 25,
+            bytes=st.st_size, mtime=st.st_mtime, status="ok",
+        ))
+    return Manifest.from_rows(rows, root, layout="folder").write(root / "m.parquet")
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("videos"))
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def results(out: Path) -> dict:
+    return json.loads((out / "results.json").read_text())
+
+
+def test_linear_and_retrieval_share_the_cache_and_a_second_run_decodes_nothing(tmp_path):
+    manifest = make_dataset(tmp_path / "data")
+    ckpt = tmp_path / "backbone.pt"
+    net = build_backbone("r2plus1d18", 4)
+    save_atomic({"kind": "backbone", "arch": "r2plus1d18", "width": 4, "input_size": [8, 32, 32],
+                 "feature_dim": net.feature_dim, "state_dict": net.state_dict()}, ckpt)
+    cache = tmp_path / "cache"
+    common = ["--manifest", manifest, "--cache-dir", cache, "--clips-per-video", "2", "--clip-len", "8", "--crop-size", "32"]
+
+    r = invoke("linear", "--init", ckpt, "--init", "random", "--out", tmp_path / "lin1", *common)
+    assert r.exit_code == 0, r.output
+    first = results(tmp_path / "lin1")
+    # the random row takes the checkpoint's architecture, so the two rows compare like with like
+    assert [(row["init"], row["arch"], row["width"]) for row in first["rows"]] == [
+        (str(ckpt), "r2plus1d18", 4), ("random", "r2plus1d18", 4)]
+    assert [row["features_cached"] for row in first["rows"]] == [False, False]
+    assert f"| {ckpt} |" in r.output and "| random " in r.output and "video_top1" in r.output
+    for name in ("results.md", "accuracy.png"):
+        assert (tmp_path / "lin1" / name).stat().st_size > 0
+    assert len(list(cache.glob("*.npz"))) == 4  # (checkpoint, random) x (train, test)
+
+    # the videos are gone: a second run can only succeed from the cache
+    for video in (tmp_path / "data").rglob("*.webm"):
+        video.unlink()
+    r = invoke("linear", "--init", ckpt, "--init", "random", "--optimizer", "adam", "--epochs", "20",
+               "--out", tmp_path / "lin2", *common)
+    assert r.exit_code == 0, r.output
+    assert [row["features_cached"] for row in results(tmp_path / "lin2")["rows"]] == [True, True]
+
+    r = invoke("retrieval", "--init", ckpt, "--init", "random", "--out", tmp_path / "ret", *common)
+    assert r.exit_code == 0, r.output
+    ret = results(tmp_path / "ret")
+    # a gallery of 6 train videos: k = 10, 20, 50 are capped at 6 and say so
+    assert list(ret["rows"][0]["metrics"]) == ["top1", "top5", "top6"] and ret["ks_capped"] == [10, 20, 50]
+    assert ret["rows"][0]["metrics"]["top6"] == 100.0  # both classes are in the gallery
+    assert (tmp_path / "ret" / "topk.png").stat().st_size > 0
+
+    r = invoke("compare", tmp_path / "lin1", tmp_path / "ret")
+    assert r.exit_code == 0, r.output
+    lines = r.output.splitlines()
+    assert "clip_top1" in lines[0] and "top6" in lines[0] and len(lines) == 2 + 4
+    r = invoke("compare", tmp_path / "nowhere")
+    assert r.exit_code == 2 and "no results.json" in r.output
+
+
+def test_manifest_without_test_split_is_a_readable_error(tmp_path):
+    manifest = make_dataset(tmp_path, splits=("train",) * 3 + ("val",), labels=[0, 1, 0, 1])
+    r = invoke("retrieval", "--init", "random", "--arch", "r3d18", "--manifest", manifest, "--out", tmp_path / "o", *TINY)
+    assert r.exit_code == 2
+    assert "no usable videos in split 'test' (splits with ok videos: ['train', 'val']); pass --test-split" in r.output
+
+
+def test_test_classes_missing_from_train_is_a_readable_error(tmp_path):
+    manifest = make_dataset(tmp_path, splits=("train", "train", "test"), labels=[0, 0, 1])
+    r = invoke("linear", "--init", "random", "--arch", "r3d18", "--manifest", manifest, "--out", tmp_path / "o", *TINY)
+    assert r.exit_code == 2
+    assert "1 classes of the test split have no training videos: 1 (class1)" in r.output
+
+
+def test_checkpoint_of_another_architecture_is_a_readable_error(dataset, tmp_path):
+    ckpt = tmp_path / "b.pt"
+    save_atomic({"kind": "backbone", "arch": "s3dg", "width": 4, "input_size": [8, 32, 32], "feature_dim": 32,
+                 "state_dict": build_backbone("r3d18", 4).state_dict()}, ckpt)
+    r = invoke("linear", "--init", ckpt, "--manifest", dataset, "--out", tmp_path / "o", "--clip-len", "8")
+    assert r.exit_code == 2
+    assert f"error: {ckpt}: its weights do not fit arch 's3dg' (width 4)" in r.output
+    r = invoke("linear", "--init", "random", "--manifest", dataset, "--out", tmp_path / "o")
+    assert r.exit_code == 2 and "--init random needs --arch" in r.output
+
+
+FT = ["--init", "random", "--arch", "r3d18", "--epochs", "2", "--batch-size", "2", "--test-clips", "2",
+      "--test-crops", "center,three", "--width", "4", "--clip-len", "8", "--crop-size", "32", "--lr", "0.01"]
+
+
+def test_finetune_resume_is_exact(dataset, tmp_path):
+    import torch
+
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    r = invoke("finetune", "--manifest", dataset, "--out", straight, *FT)
+    assert r.exit_code == 0, r.output
+    # 6 train videos / batch 2 = 3 steps an epoch: stop in the middle of epoch 2, then resume
+    r = invoke("finetune", "--manifest", dataset, "--out", resumed, *FT, "--stop-after-steps", "4")
+    assert r.exit_code == 0 and "stopped at step 4/6; continue with --resume" in r.output
+    r = invoke("finetune", "--manifest", dataset, "--out", resumed, *FT)
+    assert r.exit_code == 2 and "checkpoint.pt exists: pass --resume" in r.output
+    r = invoke("finetune", "--manifest", dataset, "--out", resumed, *FT[:-2], "--lr", "0.02", "--resume")
+    assert r.exit_code == 2 and "--resume with 'lr' = 0.02, but the run was started with 0.01" in r.output
+    r = invoke("finetune", "--manifest", dataset, "--out", resumed, *FT, "--resume")
+    assert r.exit_code == 0, r.output
+
+    a = torch.load(straight / "checkpoint.pt", weights_only=True)
+    b = torch.load(resumed / "checkpoint.pt", weights_only=True)
+    assert a["step"] == b["step"] == 6
+    for k, v in a["model"].items():
+        assert torch.equal(v, b["model"][k]), k
+    ra, rb = results(straight), results(resumed)
+    assert ra["history"] == rb["history"] and len(ra["history"]) == 2
+    assert ra["rows"][0]["metrics"] == rb["rows"][0]["metrics"]
+    assert list(ra["rows"][0]["metrics"]) == ["center_top1", "center_top5", "three_top1", "three_top5"]
+    assert (straight / "curves.png").stat().st_size > 0
+    # the fine-tuned checkpoint is itself an encoder another evaluation can start from
+    r = invoke("retrieval", "--init", straight / "checkpoint.pt", "--manifest", dataset, "--out", tmp_path / "ret",
+               "--clips-per-video", "1", "--clip-len", "8", "--crop-size", "32")
+    assert r.exit_code == 0, r.output
+    assert results(tmp_path / "ret")["rows"][0]["arch"] == "r3d18"
