@@ -125,7 +125,7 @@ def eval_crops(clip, *, crop_size: int, crops: str):
     if crops == "center":
         views = [one(0.5, 0.5)]
     elif crops == "three":
-        shape = fn.shapes(clip, dtype=types.INT32)  # (T, H, W, C)
+        shape = clip.shape(dtype=types.INT32)  # (T, H, W, C)
         landscape = fn.cast(shape[2] >= shape[1], dtype=types.FLOAT)
         views = [one(landscape * p + (1.0 - landscape) * 0.5, landscape * 0.5 + (1.0 - landscape) * p) for p in (0.0, 0.5, 1.0)]
     elif crops == "ten":
