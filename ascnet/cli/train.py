@@ -1,15 +1,137 @@
-"""`ascnet-train` (not built yet)."""
+"""`ascnet-train`: pretrain ASCNet, export its backbone, plot a run's curves.
+
+    ascnet-train pretrain --manifest ucf101.parquet --out runs/r3d18 --epochs 200 --batch-size 64
+    torchrun --nproc_per_node 8 -m ascnet.cli.train pretrain --manifest k400.parquet --out runs/k400
+    ascnet-train export runs/r3d18 --out r3d18_ascnet.pt
+    ascnet-train plot runs/r3d18
+"""
+from __future__ import annotations
+
+import signal
 import sys
+from dataclasses import fields
 
 import click
+
+from ascnet.checkpoint import CheckpointError
+from ascnet.train import CHOICES, PretrainConfig
+
+# every PretrainConfig field is one option, with this help
+HELP = {
+    "manifest": "parquet manifest written by ascnet-index",
+    "out": "run directory (config.json, metrics.jsonl, checkpoints/, curves.png)",
+    "data": "manifest: videos; synthetic: random clips, to check the compute path",
+    "split": "manifest split to train on",
+    "arch": "backbone",
+    "width": "backbone base channels (64 = the published network)",
+    "clip_len": "frames per clip",
+    "crop_size": "crop side in pixels",
+    "speeds": "playback speeds, comma-separated",
+    "rate": "fixed: a speed is a real-time rate at --base-fps; native: a frame stride",
+    "base_fps": "base rate for --rate fixed",
+    "augment": "per-clip augmentation",
+    "proj_dim": "projection/prediction output size",
+    "hidden_dim": "MLP hidden size of heads and predictors",
+    "scp_weight": "lambda in L = L_acp + lambda L_scp",
+    "queue_size": "memory queue entries K",
+    "ema_base": "target EMA momentum at step 0 (cosine to --ema-final)",
+    "ema_final": "target EMA momentum at the last step",
+    "epochs": "epochs over the split",
+    "batch_size": "pairs per process (global batch = this x processes)",
+    "base_lr": "lr = base-lr x global batch / 64",
+    "final_lr_ratio": "cosine ends at lr x this",
+    "warmup_epochs": "linear warm-up length",
+    "momentum": "SGD momentum",
+    "weight_decay": "SGD weight decay",
+    "device": "auto picks cuda when present",
+    "backend": "decoder backend of the data pipeline",
+    "workers": "data loader workers",
+    "seed": "seed of weights and sampling",
+    "ckpt_every": "checkpoint every N steps",
+    "keep_last": "checkpoints to keep",
+    "log_every": "log every N steps",
+    "compile": "torch.compile the model",
+    "max_steps": "if > 0, the run is this many steps (overrides --epochs)",
+    "stop_at": "if > 0, checkpoint and stop after this step; continue later with --resume",
+    "resume": "continue from the newest checkpoint in --out",
+    "progress": "show a progress bar",
+}
+
+
+def config_options(func):
+    """One click option per PretrainConfig field, default and type taken from the field."""
+    for f in reversed(fields(PretrainConfig)):
+        name = "--" + f.name.replace("_", "-")
+        kw = {"default": f.default, "show_default": True, "help": HELP[f.name]}
+        if f.name in CHOICES:
+            kw["type"] = click.Choice(CHOICES[f.name])
+        elif f.type == "bool":
+            name = f"{name}/--no-{f.name.replace('_', '-')}"
+        elif f.name == "speeds":
+            kw["default"] = ",".join(map(str, f.default))
+        else:
+            kw["type"] = {"int": int, "float": float, "str": str}[f.type]
+        func = click.option(name, f.name, **kw)(func)
+    return func
+
+
+def parse_speeds(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: give integers separated by commas, e.g. 1,2,4,8", param_hint="--speeds")
 
 
 @click.group()
 def main():
-    """ascnet-train"""
+    """ascnet-train: ASCNet pretraining and its outputs."""
 
 
 @main.command()
-def status():
-    click.echo("ascnet-train: not available yet", err=True)
-    sys.exit(2)
+@config_options
+def pretrain(**options):
+    """Pretrain ASCNet (ACP + SCP) on a manifest; runs under torchrun as well."""
+    from ascnet.train import TrainingDiverged, pretrain as run
+
+    options["speeds"] = parse_speeds(options["speeds"])
+    try:
+        summary = run(PretrainConfig(**options))
+    except (ValueError, CheckpointError, TrainingDiverged, RuntimeError) as e:
+        raise click.ClickException(str(e))
+    if summary["stopped_by"]:
+        click.echo(f"stopped by {summary['stopped_by']} at step {summary['step']}; checkpoint {summary['checkpoint']} "
+                   f"(continue with --resume)", err=True)
+        sys.exit(128 + signal.Signals[summary["stopped_by"]].value)
+    click.echo(f"step {summary['step']}/{summary['total_steps']}  loss {summary['final_loss']:.4f}  "
+               f"checkpoint {summary['checkpoint']}  curves {summary['curves']}")
+
+
+@main.command()
+@click.argument("run", type=click.Path(exists=True))
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="backbone file to write (.pt)")
+def export(run, out):
+    """The backbone of RUN (a run directory or one of its checkpoints) as a standalone file."""
+    from ascnet.train import export_backbone
+
+    try:
+        path = export_backbone(run, out)
+    except CheckpointError as e:
+        raise click.ClickException(str(e))
+    click.echo(f"wrote {path}")
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+def plot(run_dir):
+    """Write RUN_DIR/curves.png (loss and lr against step) from RUN_DIR/metrics.jsonl."""
+    from ascnet.train import plot_curves
+
+    try:
+        path = plot_curves(run_dir)
+    except (FileNotFoundError, ValueError) as e:
+        raise click.ClickException(str(e))
+    click.echo(f"wrote {path}")
+
+
+if __name__ == "__main__":  # python -m ascnet.cli.train, e.g. under torchrun
+    main()

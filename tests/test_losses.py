@@ -1,0 +1,76 @@
+"""ACP/SCP losses against loop references; gradients reach only the online side; EMA."""
+import math
+
+import torch
+
+from ascnet.losses import acp_loss, scp_loss
+from ascnet.method import ASCNet, ascnet_loss, ema_update
+from ascnet.models import build_backbone
+from ascnet.queue import MemoryQueue
+
+
+def cos(u, v):
+    return sum(a * b for a, b in zip(u, v)) / math.sqrt(sum(a * a for a in u) * sum(b * b for b in v))
+
+
+def test_acp_loss_matches_loop_reference():
+    g = torch.Generator().manual_seed(0)
+    p_a, p_b, z_a, z_b = (torch.randn(5, 7, generator=g, dtype=torch.float64) for _ in range(4))
+    ref = sum((2 - 2 * cos(p_a[i].tolist(), z_b[i].tolist())) + (2 - 2 * cos(p_b[i].tolist(), z_a[i].tolist()))
+              for i in range(5)) / 5
+    assert math.isclose(acp_loss(p_a, p_b, z_a, z_b).item(), ref, rel_tol=1e-12)
+    assert acp_loss(z_b, z_a, z_a, z_b).item() < 1e-12  # identical pairs: zero loss
+
+
+def test_scp_loss_matches_loop_reference_over_valid_rows():
+    g = torch.Generator().manual_seed(1)
+    q, k = torch.randn(6, 4, generator=g, dtype=torch.float64), torch.randn(6, 4, generator=g, dtype=torch.float64)
+    valid = torch.tensor([True, False, True, True, False, True])
+    rows = [i for i in range(6) if valid[i]]
+    ref = sum(2 - 2 * cos(q[i].tolist(), k[i].tolist()) for i in rows) / len(rows)
+    assert math.isclose(scp_loss(q, k, valid).item(), ref, rel_tol=1e-12)
+
+
+def test_scp_loss_without_valid_rows_is_zero_and_keeps_the_graph():
+    q = torch.randn(3, 4, requires_grad=True)
+    loss = scp_loss(q, torch.randn(3, 4), torch.zeros(3, dtype=torch.bool))
+    loss.backward()
+    assert loss.item() == 0 and q.grad is not None and (q.grad == 0).all()
+
+
+def test_losses_do_not_backpropagate_into_targets():
+    p, z = torch.randn(4, 8, requires_grad=True), torch.randn(4, 8, requires_grad=True)
+    (acp_loss(p, p, z, z) + scp_loss(p, z, torch.ones(4, dtype=torch.bool))).backward()
+    assert p.grad is not None and p.grad.abs().sum() > 0
+    assert z.grad is None
+
+
+def test_ascnet_gradients_reach_only_the_online_network():
+    torch.manual_seed(0)
+    model = ASCNet(build_backbone("r3d18", 8), proj_dim=16, hidden_dim=32)
+    queue = MemoryQueue(32, 16)
+    queue.push(torch.randn(32, 16), torch.randn(32, 16), torch.tensor([1, 2] * 16), torch.arange(32) + 100)
+    clips = torch.randn(4, 3, 8, 32, 32)
+    out = ascnet_loss(model(clips), queue, torch.tensor([1, 2, 2, 1]), torch.tensor([0, 1, 0, 1]))
+    out["loss"].backward()
+    assert out["scp_valid"].item() == 1.0
+    online = [model.online_encoder, model.online_appearance, model.online_speed, model.predictor_appearance, model.predictor_speed]
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for m in online for p in m.parameters())
+    assert all(p.grad is None and not p.requires_grad for p in model.target_parameters())
+
+
+def test_ema_update_is_the_convex_combination():
+    torch.manual_seed(0)
+    online, target = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    before = [p.clone() for p in target.parameters()]
+    ema_update(online, target, 0.9)
+    for t, o, b in zip(target.parameters(), online.parameters(), before):
+        torch.testing.assert_close(t, 0.9 * b + 0.1 * o)
+    ema_update(online, target, 0.0)  # m = 0 copies
+    assert all(torch.equal(t, o) for t, o in zip(target.parameters(), online.parameters()))
+
+
+def test_target_starts_as_a_copy_of_online():
+    model = ASCNet(build_backbone("r3d18", 4), proj_dim=8, hidden_dim=16)
+    for o, t in zip([model.online_encoder, model.online_appearance, model.online_speed], model.target_modules()):
+        assert all(torch.equal(a, b) for a, b in zip(o.state_dict().values(), t.state_dict().values()))
