@@ -247,3 +247,20 @@ def test_transcode_resumes(tmp_path):
     table = Manifest.from_parquet(tmp_path / "m.parquet").decode_table()
     assert [f.rsplit("/", 2)[-2:] for f in table["file"]] == [["a", "one.mp4"], ["a", "two.mp4"]]
     assert table["codec"].tolist() == ["h264", "h264"] and isinstance(table, pd.DataFrame)
+
+
+# ---- benchmark (runs, not timed) ---------------------------------------------------------
+def test_bench_index_compares_against_the_sequential_loop(tmp_path):
+    from ascnet.cli.bench import main as bench
+
+    res = CliRunner().invoke(bench, ["index", str(tmp_path / "gen"), "--generate", "3", "--repeat", "1"])
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert lines[0].startswith("device: ") and "CPU cores" in lines[0]
+    methods = [re.split(r"\s{2,}", ln)[0] for ln in lines[3:]]
+    assert methods == ["sequential ffprobe loop (baseline)", "ascnet-index build --workers 2",
+                       "ascnet-index build --workers 2, re-run (all rows reused)", "ascnet-index build --workers 1"]
+    assert re.search(r"baseline\)\s+3\s+[\d.]+\s+[\d.]+\s+1\.00x$", lines[3])
+    assert len(list((tmp_path / "gen").rglob("*.*"))) == 3
+    again = CliRunner().invoke(bench, ["index", str(tmp_path / "gen"), "--generate", "3"])
+    assert again.exit_code == 2 and "--generate writes into an empty ROOT;" in again.output

@@ -91,7 +91,7 @@ def _decode_rel(path: Path, root: Path) -> str:
 def _process(src: Path, row: dict, cfg: IndexConfig, root: Path, threads: int, need_probe: bool) -> dict:
     """Probe one file (unless reused) and make its copy; all failures end up in status/error."""
     if need_probe:
-        row.update(probe(src, cfg.min_frames))
+        row.update(probe(src, cfg.min_frames, threads))
     transcodable = row["status"] == "ok" or (row["status"] == "unsupported" and row["num_frames"] > 0)
     if not cfg.transcode or not transcodable or row.get("decode_path"):
         return row
@@ -99,11 +99,11 @@ def _process(src: Path, row: dict, cfg: IndexConfig, root: Path, threads: int, n
     size = scaled_size(row["width"], row["height"], cfg.short_side)
     try:
         transcode(src, dst, cfg.transcode, size=size if cfg.short_side else None, threads=threads)
-        got = probe(dst, cfg.min_frames)
+        got = probe(dst, cfg.min_frames, threads)
         if got["status"] == "ok" and (got["width"], got["height"]) != size:  # a stale copy of other settings
             dst.unlink()
             transcode(src, dst, cfg.transcode, size=size if cfg.short_side else None, threads=threads)
-            got = probe(dst, cfg.min_frames)
+            got = probe(dst, cfg.min_frames, threads)
     except TranscodeError as e:
         return {**row, "status": "corrupt", "error": str(e)}
     if got["status"] != "ok":
@@ -152,8 +152,9 @@ def build_index(cfg: IndexConfig) -> IndexResult:
         if not unchanged or (cfg.transcode and not row.get("decode_path")):
             jobs.append((len(rows) - 1, src, not unchanged))
 
+    # each job runs ffprobe/ffmpeg processes; together they get about one thread per core
     threads = max(1, (os.cpu_count() or 1) // cfg.workers)
-    with ThreadPoolExecutor(cfg.workers) as pool:  # each job runs ffprobe/ffmpeg processes
+    with ThreadPoolExecutor(cfg.workers) as pool:
         futures = {pool.submit(_process, src, dict(rows[i]), cfg, root, threads, need): i for i, src, need in jobs}
         bar = tqdm(as_completed(futures), total=len(futures), unit="file", desc="probing" if not cfg.transcode
                    else f"probing+{cfg.transcode}", disable=not cfg.progress or not futures, dynamic_ncols=True)

@@ -64,11 +64,12 @@ def classify(info: dict, min_frames: int) -> tuple[str, str]:
     return "ok", ""
 
 
-def probe(path: str | Path, min_frames: int = 16) -> dict:
+def probe(path: str | Path, min_frames: int = 16, threads: int = 0) -> dict:
     """The manifest fields of one file (`PROBE_FIELDS`); never raises for a bad file.
 
     status: ok | unsupported (codec, pixel format, no video) | corrupt (unreadable, empty,
     truncated) | too_short (< min_frames decodable frames) | missing; error says why.
+    `threads`: decoder threads of the ffprobe process (0: ffmpeg's choice).
     """
     path = Path(path)
     out = {"num_frames": 0, "fps": 0.0, "width": 0, "height": 0, "codec": "", "pix_fmt": "", "duration_s": 0.0,
@@ -81,7 +82,7 @@ def probe(path: str | Path, min_frames: int = 16) -> dict:
     if st.st_size == 0:
         return {**out, "status": "corrupt", "error": "empty file (0 bytes)"}
     try:
-        info = ffmpeg.probe(str(path), v="error", select_streams="v:0", count_frames=None)
+        info = ffmpeg.probe(str(path), v="error", select_streams="v:0", count_frames=None, threads=threads)
     except ffmpeg.Error as e:
         return {**out, "status": "corrupt", "error": f"ffprobe cannot read it: {_ffprobe_message(e, path)}"}
     streams = info.get("streams") or []
