@@ -218,6 +218,12 @@ def test_transcode_writes_decodable_short_gop_copies(tmp_path, codec, suffix):
     assert df.loc["b/empty.mp4", ["status", "decode_path"]].tolist() == ["corrupt", ""]
     assert "copies       " + codec + " 2" in res.output
     assert (root / "a/long.avi").stat().st_size > 0 and not list(copies.rglob("*.part"))
+    # without copies, the reused 4:4:4 row is judged on the original again
+    plain = run("build", root, "--layout", "folder", "--out", tmp_path / "m.parquet")
+    assert plain.output.startswith("probed 0, reused 3 unchanged;"), plain.output
+    df = Manifest.from_parquet(tmp_path / "m.parquet").df.set_index("video_id")
+    assert df.loc["b/chroma444.mp4", ["status", "decode_path"]].tolist() == ["unsupported", ""]
+    assert df.loc["b/chroma444.mp4", "error"].startswith("pixel format yuv444p (4:4:4 chroma) is refused by NVDEC")
 
 
 def test_transcode_resumes(tmp_path):

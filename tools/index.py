@@ -21,6 +21,8 @@ from ascnet.tools.layouts import LAYOUTS, LayoutError, scan
 from ascnet.tools.probe import PROBE_FIELDS, classify, probe
 from ascnet.tools.transcode import CODECS, TranscodeError, copy_path, scaled_size, transcode
 
+# Besides the contract's columns, each row keeps the original file's own verdict (`probe_status`,
+# `probe_error`): `status` is the verdict on what the decoders will read, the copy where one exists.
 DECODE_FIELDS = ("decode_path", "decode_codec", "decode_num_frames", "decode_width", "decode_height", "decode_fps")
 
 
@@ -92,6 +94,7 @@ def _process(src: Path, row: dict, cfg: IndexConfig, root: Path, threads: int, n
     """Probe one file (unless reused) and make its copy; all failures end up in status/error."""
     if need_probe:
         row.update(probe(src, cfg.min_frames, threads))
+        row["probe_status"], row["probe_error"] = row["status"], row["error"]
     transcodable = row["status"] == "ok" or (row["status"] == "unsupported" and row["num_frames"] > 0)
     if not cfg.transcode or not transcodable or row.get("decode_path"):
         return row
@@ -133,6 +136,7 @@ def build_index(cfg: IndexConfig) -> IndexResult:
         src = root / row["path"]
         if not r["exists"]:
             row.update(status="missing", error=row.get("error") or f"file not found: {src}")
+            row["probe_status"], row["probe_error"] = row["status"], row["error"]
             rows.append(row)
             continue
         st = os.stat(src)
@@ -142,9 +146,13 @@ def build_index(cfg: IndexConfig) -> IndexResult:
         if unchanged:
             reused += 1
             row.update({k: old[k] for k in PROBE_FIELDS})
-            if row["status"] in ("ok", "too_short"):
+            # the original's own verdict (a copy may have turned 'unsupported' into 'ok'), re-judged
+            # against today's --min-frames
+            row["status"], row["error"] = old.get("probe_status") or old["status"], old.get("probe_error", old["error"])
+            if row["codec"] and row["num_frames"] > 0 and row["status"] in ("ok", "too_short", "unsupported"):
                 row["status"], row["error"] = classify(row, cfg.min_frames)
-            if cfg.transcode and old_transcode == transcode_meta and old["decode_path"]:
+            row["probe_status"], row["probe_error"] = row["status"], row["error"]
+            if cfg.transcode and old_transcode == transcode_meta and old["decode_path"] and old["status"] == "ok":
                 if (root / old["decode_path"]).is_file():  # copy and its probe still good
                     row.update({k: old[k] for k in DECODE_FIELDS})
                     row["status"], row["error"] = "ok", ""
