@@ -1,12 +1,22 @@
 """ACP/SCP losses against loop references; gradients reach only the online side; EMA."""
 import math
 
+import pytest
 import torch
 
 from ascnet.losses import acp_loss, scp_loss
 from ascnet.method import ASCNet, ascnet_loss, ema_update
 from ascnet.models import build_backbone
 from ascnet.queue import MemoryQueue
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: tiny models only lose to threading overhead on a shared CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def cos(u, v):

@@ -6,6 +6,15 @@ import torch.nn.functional as F
 from ascnet.queue import MemoryQueue
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: tiny models only lose to threading overhead on a shared CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def test_fifo_overwrites_the_oldest():
     q = MemoryQueue(size=4, dim=2)
     q.push(torch.ones(3, 2), torch.ones(3, 2), torch.tensor([1, 1, 1]), torch.tensor([10, 11, 12]))
