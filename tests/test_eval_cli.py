@@ -149,3 +149,22 @@ def test_finetune_resume_is_exact(dataset, tmp_path):
                "--clips-per-video", "1", "--clip-len", "8", "--crop-size", "32")
     assert r.exit_code == 0, r.output
     assert results(tmp_path / "ret")["rows"][0]["arch"] == "r3d18"
+
+
+def test_bench_eval_prints_every_backend_beside_the_baseline(dataset, tmp_path):
+    from ascnet.cli.bench import main as bench
+
+    out = tmp_path / "bench.json"
+    r = CliRunner().invoke(bench, ["eval", str(dataset), "--split", "train", "--backends", "nvdec,pyav,baseline",
+                                   "--width", "4", "--clip-len", "8", "--crop-size", "32", "--clips-per-video", "2",
+                                   "--min-videos", "6", "--json", str(out)], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    rows = {row["backend"]: row for row in json.loads(out.read_text())["rows"]}
+    assert set(rows) == {"nvdec", "pyav", "baseline", "model"}
+    assert rows["baseline"]["ratio"] == 1.0 and rows["pyav"]["features_videos_per_s"] > 0
+    # 6 videos x 2 clips = 12 rows; the first batch (8 rows, start-up) is not timed: 4 rows = 2 videos
+    assert rows["pyav"]["videos"] == rows["baseline"]["videos"] == 2
+    table = r.output[r.output.index("backend"):]
+    assert "pyav" in table and "baseline" in table and "model" in table
+    if rows["nvdec"]["status"] == "skipped":
+        assert "no CUDA GPU" in rows["nvdec"]["reason"]

@@ -293,6 +293,7 @@ def cached_features(
 def resolve_inits(inits, arch: str | None, width: int | None) -> list[tuple[str, str | None, int | None]]:
     """(init, arch, width) per init. A random init without --arch takes the architecture of
     the first checkpoint among the inits, so pretrained and random rows compare like with like."""
+    inits = list(dict.fromkeys(inits))  # the same init twice would only repeat its row
     if not inits:
         raise EvalError("nothing to evaluate: pass --init CKPT (a checkpoint) and/or --init random")
     ckpts = [i for i in inits if i != "random"]

@@ -153,18 +153,19 @@ def finetune(cfg: FinetuneConfig) -> tuple[dict, str]:
                 with autocast:
                     logits = model(x)
                 loss = nn.functional.cross_entropy(logits.float(), y)
-                if not math.isfinite(float(loss.detach())):
-                    raise EvalError(f"loss became {float(loss)} at step {step}; lower --lr (the last good checkpoint is {ckpt_path})")
+                value = float(loss.detach())  # one host sync a step: this loop is not the fast path
+                if not math.isfinite(value):
+                    raise EvalError(f"loss became {value} at step {step}; lower --lr (the last good checkpoint is {ckpt_path})")
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 step += 1
                 done_here += 1
-                sums["loss"] += float(loss.detach()) * len(y)
+                sums["loss"] += value * len(y)
                 sums["correct"] += int((logits.argmax(1) == y).sum())
                 sums["seen"] += len(y)
                 bar.update(1)
-                bar.set_postfix(loss=f"{float(loss):.3f}", epoch=epoch)
+                bar.set_postfix(loss=f"{value:.3f}", epoch=epoch)
                 if step % per_epoch == 0:
                     history.append({
                         "epoch": epoch + 1, "step": step, "loss": sums["loss"] / sums["seen"],
@@ -192,7 +193,9 @@ def finetune(cfg: FinetuneConfig) -> tuple[dict, str]:
     }
     table = write_results(out, results, f"Fine-tuning: {cfg.test_split} split, {cfg.test_clips} clips/video, video-level accuracy per crop mode")
     if history:
-        plot_curves(history, out / "curves.png", f"fine-tuning {info.arch} ({info.init})")
+        # the test score sits on the last epoch of the curves
+        shown = history[:-1] + [{**history[-1], "test_top1": metrics[f"{cfg.test_crops[0]}_top1"]}]
+        plot_curves(shown, out / "curves.png", f"fine-tuning {info.arch} ({info.init})")
     return results, table
 
 

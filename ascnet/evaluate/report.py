@@ -93,6 +93,12 @@ def compare_table(run_dirs: list[str | Path]) -> str:
     return rows_table(rows, lead=["run", "command", *ROW_KEYS])
 
 
+def short_label(init: str) -> str:
+    """A legend entry: 'random', or the checkpoint's last two path parts."""
+    parts = Path(str(init)).parts
+    return str(init) if init == "random" else "/".join(parts[-2:])
+
+
 def _pyplot():
     import matplotlib
 
@@ -115,9 +121,10 @@ def plot_topk(rows: list[dict], path: str | Path) -> Path:
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for r in rows:
         ks = sorted(int(m[3:]) for m in r["metrics"] if m.startswith("top"))
-        ax.plot(ks, [r["metrics"][f"top{k}"] for k in ks], marker="o", label=str(r["init"]))
+        ax.plot(ks, [r["metrics"][f"top{k}"] for k in ks], marker="o", label=short_label(r["init"]))
         ax.set_xscale("log")
         ax.set_xticks(ks, [str(k) for k in ks])
+        ax.minorticks_off()
     ax.set(xlabel="k", ylabel="top-k accuracy (%)", ylim=(0, 100), title="video retrieval")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
@@ -137,7 +144,7 @@ def plot_bars(rows: list[dict], path: str | Path, title: str) -> Path:
     fig, ax = plt.subplots(figsize=(1.3 * len(metrics) + 2, 3.5))
     for i, r in enumerate(rows):
         vals = [r["metrics"].get(m, 0.0) for m in metrics]
-        bars = ax.bar(x + i * width - 0.4 + width / 2, vals, width, label=str(r["init"]))
+        bars = ax.bar(x + i * width - 0.4 + width / 2, vals, width, label=short_label(r["init"]))
         ax.bar_label(bars, fmt="%.1f", fontsize=7)
     ax.set_xticks(x, metrics)
     ax.set(ylabel="accuracy (%)", ylim=(0, 105), title=title)
@@ -157,7 +164,7 @@ def plot_curves(history: list[dict], path: str | Path, title: str) -> Path:
     ax2.plot(epochs, [h["train_top1"] for h in history], marker="o", label="train clip top-1")
     tested = [h for h in history if "test_top1" in h]
     if tested:
-        ax2.plot([h["epoch"] for h in tested], [h["test_top1"] for h in tested], marker="s", label="test video top-1")
+        ax2.plot([h["epoch"] for h in tested], [h["test_top1"] for h in tested], marker="s", label="test video top-1 (first crop mode)")
     ax2.set(xlabel="epoch", ylabel="accuracy (%)", ylim=(0, 100))
     ax2.legend(fontsize=8)
     for ax in (ax1, ax2):

@@ -1,0 +1,237 @@
+"""The evaluation benchmark: feature-extraction throughput (videos/s) per decoder backend.
+
+Every loader reads the same manifest split with the same evaluation clips (N evenly spaced
+speed-1 clips per video, `ascnet.sampling.eval_clips`, center crop), in one run:
+
+- `nvdec`, `dali-cpu`, `pyav`: `ascnet.pipelines.loader.build_eval_loader(backend=...)`, the
+  loader `ascnet-eval linear/retrieval` use;
+- `baseline`: what the peers' evaluation scripts do: a PyTorch `DataLoader` over videos whose
+  workers open each file with decord (PyAV where decord cannot), fetch the N clips by
+  `get_batch`, and resize, centre-crop and normalise frame by frame, torchvision-style.
+
+Each loader is timed twice: alone (videos/s it can deliver), and feeding the frozen encoder as
+the extraction does (videos/s of features). A `model` row runs the encoder on synthetic clips
+already in memory: the ceiling the data path is measured against. Ratios are to the baseline.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from ascnet.evaluate.features import resolve_device
+from ascnet.manifest import Manifest
+
+LOADERS = ("nvdec", "dali-cpu", "pyav", "baseline")
+
+
+@dataclass
+class EvalBenchConfig:
+    manifest: str
+    backends: tuple[str, ...] = LOADERS
+    split: str = "test"
+    arch: str = "r3d18"
+    width: int = 64
+    clip_len: int = 16
+    crop_size: int = 112
+    clips_per_video: int = 10
+    batch_size: int = 8  # clips per forward
+    workers: int = 2
+    min_videos: int = 16  # a small split is repeated up to this many videos
+    json: str | None = None
+
+
+@dataclass
+class Row:
+    backend: str
+    status: str  # ok / skipped / failed
+    reason: str = ""
+    loader_videos_per_s: float | None = None
+    features_videos_per_s: float | None = None
+    ratio: float | None = None  # features videos/s over the baseline's
+    videos: int = 0
+    startup_s: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+
+# ---- the peers' evaluation loader --------------------------------------------------------
+class BaselineVideos(torch.utils.data.Dataset):
+    """One item per video: (N, 3, T, crop, crop) float32, decoded and transformed per frame."""
+
+    def __init__(self, table, clip_len: int, clips_per_video: int, crop_size: int):
+        self.table, self.clip_len, self.n, self.crop = table, clip_len, clips_per_video, crop_size
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        from ascnet.pipelines.augment import MEAN, STD
+        from ascnet.sampling import eval_clips
+        from ascnet.tools.baseline_loader import VideoFile
+
+        video = VideoFile(self.table["file"].iat[i])
+        starts = eval_clips(int(self.table["num_frames"].iat[i]), self.clip_len, self.n)
+        mean, std = torch.tensor(MEAN).view(3, 1, 1), torch.tensor(STD).view(3, 1, 1)
+        clips = []
+        for frames in starts:
+            out = []
+            for img in video.clip(frames):  # torchvision-style: Resize(short side) -> CenterCrop -> Normalize
+                x = torch.from_numpy(img).permute(2, 0, 1).float().div(255.0)
+                h, w = x.shape[1:]
+                s = self.crop / min(h, w)
+                x = F.interpolate(x[None], size=(round(h * s), round(w * s)), mode="bilinear", antialias=True,
+                                  align_corners=False)[0]
+                top, left = (x.shape[1] - self.crop) // 2, (x.shape[2] - self.crop) // 2
+                x = x[:, top: top + self.crop, left: left + self.crop]
+                out.append((x - mean) / std)
+            clips.append(torch.stack(out, dim=1))  # (3, T, crop, crop)
+        return torch.stack(clips)
+
+
+def baseline_batches(table, cfg: EvalBenchConfig):
+    """Batches shaped like the evaluation loader's: clips (B, 3, T, crop, crop) + video_index,
+    B = batch_size clips across video boundaries (the same forward sizes as our loader)."""
+    ds = BaselineVideos(table, cfg.clip_len, cfg.clips_per_video, cfg.crop_size)
+    loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=cfg.workers, shuffle=False)
+    clips, index = [], []
+    for vi, video in enumerate(loader):
+        clips += list(video)
+        index += [vi] * len(video)
+        while len(clips) >= cfg.batch_size:
+            yield {"clips": torch.stack(clips[: cfg.batch_size]), "video_index": torch.tensor(index[: cfg.batch_size])}
+            clips, index = clips[cfg.batch_size:], index[cfg.batch_size:]
+    if clips:
+        yield {"clips": torch.stack(clips), "video_index": torch.tensor(index)}
+
+
+# ---- timing ----------------------------------------------------------------------------
+def _batches(name: str, manifest: Manifest, cfg: EvalBenchConfig):
+    if name == "baseline":
+        return baseline_batches(manifest.decode_table(), cfg)
+    from ascnet.pipelines.loader import build_eval_loader
+
+    return build_eval_loader(
+        manifest, split=cfg.split, batch_size=cfg.batch_size, clip_len=cfg.clip_len, crop_size=cfg.crop_size,
+        clips_per_video=cfg.clips_per_video, crops="center", backend=name,
+        device="cuda" if name == "nvdec" else "cpu", workers=cfg.workers,
+    )
+
+
+def time_pass(name: str, manifest: Manifest, cfg: EvalBenchConfig, model: torch.nn.Module | None, device) -> tuple[float, float, int]:
+    """(videos/s after the first batch, start-up seconds, videos timed) of one full pass."""
+    rows_per_video = cfg.clips_per_video
+    t0 = time.perf_counter()
+    batches = iter(_batches(name, manifest, cfg))
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    rows, t1, startup = 0, None, 0.0
+    desc = f"{name:>8} {'features' if model is not None else 'loader'}"
+    with torch.inference_mode(), autocast, tqdm(total=len(manifest), desc=desc, unit="video", leave=False) as bar:
+        for batch in batches:
+            clips = batch["clips"]
+            if model is not None:
+                feats = model(clips.to(device, non_blocking=True))
+                if device.type == "cuda":
+                    feats.float().sum().item()  # wait for the GPU
+            elif clips.is_cuda:
+                torch.cuda.synchronize()
+            if t1 is None:  # the first batch carries pipeline build and worker start-up
+                t1 = time.perf_counter()
+                startup = t1 - t0
+            else:
+                rows += len(clips)
+            bar.update(len(clips) / rows_per_video)
+    elapsed = time.perf_counter() - (t1 or t0)
+    videos = rows / rows_per_video
+    return videos / max(elapsed, 1e-9), startup, int(round(videos))
+
+
+def time_model(model, cfg: EvalBenchConfig, device, videos: int) -> float:
+    """Videos/s of the encoder alone, on synthetic clips already on the device."""
+    x = torch.randn(cfg.batch_size, 3, cfg.clip_len, cfg.crop_size, cfg.crop_size, device=device)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    steps = max(2, -(-videos * cfg.clips_per_video // cfg.batch_size))
+    with torch.inference_mode(), autocast:
+        model(x)  # warm-up
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        for _ in tqdm(range(steps), desc="   model synthetic", leave=False):
+            model(x)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        elapsed = time.perf_counter() - t
+    return steps * cfg.batch_size / cfg.clips_per_video / elapsed
+
+
+def run_eval_bench(cfg: EvalBenchConfig, echo=print) -> dict:
+    """Time each asked loader alone and with the encoder; print the table; returns the JSON doc."""
+    from ascnet.models import build_backbone
+    from ascnet.tools.bench_decode import bench_manifest, environment, skip_reason, write_json_atomic
+
+    bad = [b for b in cfg.backends if b not in LOADERS]
+    if bad:
+        raise ValueError(f"unknown backend(s) {bad}; allowed: {list(LOADERS)}")
+    manifest, reps = bench_manifest(cfg.manifest, cfg.split, cfg.min_videos)
+    env = environment(manifest.decode_table())
+    device = resolve_device("auto")
+    echo(_env_lines(env, cfg, reps, len(manifest)))
+    torch.manual_seed(0)
+    model = build_backbone(cfg.arch, cfg.width).to(device).eval()
+    rows = []
+    for name in cfg.backends:
+        reason = skip_reason(name, sorted(env["codecs"]))
+        if reason:
+            rows.append(Row(name, "skipped", reason=reason))
+            continue
+        run_device = torch.device("cuda") if name == "nvdec" else (device if name == "baseline" else torch.device("cpu"))
+        try:
+            loader_rate, startup, videos = time_pass(name, manifest, cfg, None, run_device)
+            feat_rate, _, _ = time_pass(name, manifest, cfg, model.to(run_device), run_device)
+            rows.append(Row(name, "ok", loader_videos_per_s=loader_rate, features_videos_per_s=feat_rate, videos=videos,
+                            startup_s=startup))
+        except Exception as e:  # one broken backend must not hide the others' figures
+            rows.append(Row(name, "failed", reason=f"{type(e).__name__}: {e}"))
+    model_rate = time_model(model.to(device), cfg, device, len(manifest))
+    rows.append(Row("model", "ok", reason=f"{cfg.arch} width {cfg.width} on synthetic clips ({device.type})",
+                    features_videos_per_s=model_rate))
+    base = next((r.features_videos_per_s for r in rows if r.backend == "baseline" and r.status == "ok"), None)
+    for r in rows:
+        if base and r.features_videos_per_s is not None and r.backend != "model":
+            r.ratio = r.features_videos_per_s / base
+    echo(format_table(rows, model_rate))
+    doc = {"config": asdict(cfg), "environment": env, "repeat": reps, "device": str(device),
+           "rows": [asdict(r) for r in rows]}
+    if cfg.json:
+        write_json_atomic(cfg.json, doc)
+    return doc
+
+
+def _env_lines(env: dict, cfg: EvalBenchConfig, reps: int, videos: int) -> str:
+    v = ", ".join(f"{k} {x}" for k, x in env["versions"].items())
+    mix = ", ".join(f"{c} x{n}" for c, n in sorted(env["codecs"].items()))
+    return (f"device: {env['device']}; CPU: {env['cpu']} ({env['cpus']} available)\n"
+            f"manifest: {cfg.manifest} split {cfg.split}: {env['files']} files ({mix}), rows repeated x{reps} = {videos} videos\n"
+            f"{cfg.arch} width {cfg.width}, {cfg.clips_per_video} clips x {cfg.clip_len}x{cfg.crop_size} center crop per video, "
+            f"batch {cfg.batch_size} clips, workers {cfg.workers}\n{v}")
+
+
+def format_table(rows: list[Row], model_rate: float) -> str:
+    head = (f"{'backend':<9} {'loader videos/s':>15} {'features videos/s':>17} {'x baseline':>10} "
+            f"{'of model-only':>13}  note")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        if r.status != "ok":
+            lines.append(f"{r.backend:<9} {'-':>15} {'-':>17} {'-':>10} {'-':>13}  {r.status}: {r.reason}")
+            continue
+        loader = f"{r.loader_videos_per_s:.2f}" if r.loader_videos_per_s is not None else "-"
+        ratio = f"{r.ratio:.2f}" if r.ratio is not None else "-"
+        share = f"{100 * r.features_videos_per_s / model_rate:.0f}%" if r.backend != "model" else "100%"
+        note = r.reason or f"{r.videos} videos timed after the first batch; start-up {r.startup_s:.1f} s"
+        lines.append(f"{r.backend:<9} {loader:>15} {r.features_videos_per_s:>17.2f} {ratio:>10} {share:>13}  {note}")
+    return "\n".join(lines)
+
+
+__all__ = ["EvalBenchConfig", "run_eval_bench", "BaselineVideos"]
