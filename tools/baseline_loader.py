@@ -209,13 +209,18 @@ def plain_frame(frame: np.ndarray, size: int, mean: torch.Tensor, std: torch.Ten
 
 
 def resize_center(img: torch.Tensor, size: int, antialias: bool = True) -> torch.Tensor:
-    """(..., C, H, W) -> (..., C, size, size): Resize(size) then CenterCrop(size), torchvision's way."""
+    """(..., C, H, W) -> (..., C, size, size): short side resized to `size`, centre crop.
+
+    Sizes and offsets round half up, as DALI's `resize(resize_shorter=)` and centred
+    `crop_mirror_normalize` do (torchvision's CenterCrop rounds half to even: a pixel apart).
+    """
     h, w = img.shape[-2:]
-    nh, nw = (size, max(size, int(size * w / h))) if h <= w else (max(size, int(size * h / w)), size)
+    half_up = lambda x: int(math.floor(x + 0.5))  # noqa: E731
+    nh, nw = (size, max(size, half_up(size * w / h))) if h <= w else (max(size, half_up(size * h / w)), size)
     lead = img.shape[:-3]
     x = F.interpolate(img.reshape(-1, *img.shape[-3:]), size=(nh, nw), mode="bilinear", align_corners=False,
                       antialias=antialias)
-    top, left = int(round((nh - size) / 2.0)), int(round((nw - size) / 2.0))
+    top, left = half_up((nh - size) / 2), half_up((nw - size) / 2)
     return x[..., top : top + size, left : left + size].reshape(*lead, img.shape[-3], size, size)
 
 

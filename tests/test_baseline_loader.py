@@ -1,0 +1,144 @@
+"""The peers' loader (the benchmark's baseline): the frames the sampling names, per-clip
+augmentation, determinism across worker counts, and the torchvision-style colour ops."""
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ascnet.manifest import Manifest
+from ascnet.pipelines.augment import denormalize
+from ascnet.sampling import sample_pair
+from ascnet.tools.baseline_loader import (
+    VideoFile,
+    _gray,
+    _hsv2rgb,
+    _rgb2hsv,
+    adjust_brightness,
+    adjust_hue,
+    adjust_saturation,
+    build_baseline_loader,
+    draw_params,
+    pyav_frames,
+)
+from ascnet.tools.synthetic import CODECS, read_index, write_pattern_video
+
+T, CROP = 8, 32
+# (frames, fps): 50 fps makes the fixed-rate sampling differ from a plain stride
+SPECS = [(90, 25.0), (70, 30.0), (100, 50.0), (60, 25.0)]
+
+
+@pytest.fixture(scope="module")
+def pattern(tmp_path_factory) -> Manifest:
+    root = tmp_path_factory.mktemp("baseline")
+    rows = []
+    for i, (n, fps) in enumerate(SPECS):
+        codec = "h264" if i % 2 else "vp9"
+        p = write_pattern_video(root / f"v{i}{CODECS[codec][1]}", n, codec, width=64, height=48, fps=fps)
+        rows.append(dict(video_id=p.name, path=p.name, label=i, label_name=f"c{i}", split="train", num_frames=n, fps=fps,
+                         width=64, height=48, codec=codec, status="ok"))
+    return Manifest.from_rows(rows, root=root)
+
+
+def indices(clips: torch.Tensor) -> np.ndarray:
+    x = denormalize(clips).numpy()
+    return np.array([[read_index(x[b, :, t], "CHW") for t in range(x.shape[2])] for b in range(x.shape[0])])
+
+
+def test_unaugmented_frames_are_the_sampled_ones(pattern):
+    loader = build_baseline_loader(pattern, batch_size=2, clip_len=T, crop_size=CROP, augment=False, seed=3, workers=0)
+    table = pattern.decode_table()
+    assert loader.steps_per_epoch == 2
+    seen = []
+    for batch in loader.epoch(1):
+        assert batch["clip_a"].shape == (2, 3, T, CROP, CROP) and batch["clip_a"].dtype == torch.float32
+        for r, vi in enumerate(batch["video_index"].tolist()):
+            pair = sample_pair(vi, int(table.num_frames[vi]), float(table.fps[vi]), seed=3, epoch=1, clip_len=T)
+            assert indices(batch["clip_a"][r : r + 1])[0].tolist() == pair.frames_a.tolist()
+            assert indices(batch["clip_b"][r : r + 1])[0].tolist() == pair.frames_b.tolist()
+            assert (int(batch["speed_a"][r]), int(batch["speed_b"][r])) == (pair.speed_a, pair.speed_b)
+            assert pair.speed_a != pair.speed_b
+            assert int(batch["label"][r]) == vi
+            seen.append(vi)
+    assert sorted(seen) == [0, 1, 2, 3]
+
+
+def test_workers_change_nothing_and_start_step_skips(pattern):
+    kw = dict(batch_size=2, clip_len=T, crop_size=CROP, augment=True, seed=5)
+    inline = list(build_baseline_loader(pattern, workers=0, **kw).epoch(2))
+    forked = list(build_baseline_loader(pattern, workers=2, **kw).epoch(2))
+    resumed = list(build_baseline_loader(pattern, workers=0, **kw).epoch(2, start_step=1))
+    for a, b in zip(inline, forked):
+        for k in a:
+            assert torch.equal(a[k], b[k]), k
+    assert len(resumed) == 1 and torch.equal(resumed[0]["clip_a"], inline[1]["clip_a"])
+    other = list(build_baseline_loader(pattern, workers=0, **dict(kw, seed=6)).epoch(2))
+    assert not torch.equal(other[0]["clip_a"], inline[0]["clip_a"])
+
+
+def test_augmentation_is_drawn_once_per_clip(pattern):
+    """A clip of one repeated frame stays one repeated frame; the pair's two clips differ."""
+    loader = build_baseline_loader(pattern, batch_size=2, clip_len=T, crop_size=CROP, seed=0, workers=0)
+    ds = loader.dataset
+    frame = pyav_frames(str(pattern.resolve("v0.webm")), [7])[0]
+    frames = np.repeat(frame[None], T, axis=0)
+    rng = random.Random(11)
+    a, b = ds._clip(frames, rng), ds._clip(frames, rng)
+    assert a.shape == (3, T, CROP, CROP)
+    for t in range(1, T):
+        assert torch.equal(a[:, t], a[:, 0]) and torch.equal(b[:, t], b[:, 0])
+    assert not torch.equal(a, b)
+    # same draws on a fresh generator with the same seed: the augmentation is reproducible
+    assert torch.equal(ds._clip(frames, random.Random(11)), a)
+
+
+def test_draw_params_follow_the_recipe():
+    rng = random.Random(0)
+    draws = [draw_params(rng, 240, 320) for _ in range(2000)]
+    areas = np.array([p.height * p.width / (240 * 320) for p in draws])
+    ratios = np.array([p.width / p.height for p in draws])
+    assert 0.39 <= areas.min() and areas.max() <= 1.0 and 0.4 < areas.mean() < 0.8
+    assert 0.74 <= ratios.min() and ratios.max() <= 1.34
+    assert all(0 <= p.top <= 240 - p.height and 0 <= p.left <= 320 - p.width for p in draws)
+    for name, p, got in [("flip", 0.5, np.mean([d.flip for d in draws])),
+                         ("jitter", 0.8, np.mean([d.jitter is not None for d in draws])),
+                         ("gray", 0.2, np.mean([d.gray for d in draws]))]:
+        assert abs(got - p) < 0.04, name
+    jit = np.array([d.jitter[1:] for d in draws if d.jitter])
+    assert jit[:, :3].min() >= 0.6 and jit[:, :3].max() <= 1.4 and np.abs(jit[:, 3]).max() <= 0.1
+
+
+def test_colour_ops_match_their_definitions():
+    g = torch.Generator().manual_seed(0)
+    img = torch.rand(3, 9, 7, generator=g)
+    assert torch.allclose(_hsv2rgb(_rgb2hsv(img)), img, atol=1e-5)
+    assert torch.allclose(adjust_hue(img, 0.0), img, atol=1e-5)
+    # a hue turn of 1/3 maps pure red to pure green, as torchvision's adjust_hue does
+    red = torch.tensor([1.0, 0.0, 0.0]).view(3, 1, 1)
+    assert torch.allclose(adjust_hue(red, 1 / 3), torch.tensor([0.0, 1.0, 0.0]).view(3, 1, 1), atol=1e-5)
+    assert torch.allclose(adjust_saturation(img, 0.0), _gray(img).expand(3, -1, -1), atol=1e-6)
+    assert torch.allclose(_gray(red), torch.tensor(0.2989).view(1, 1, 1))
+    assert torch.equal(adjust_brightness(img, 2.0), (2 * img).clamp(0, 1))
+
+
+def test_real_clips_decode_to_the_named_frames(real_clips):
+    """decord's seeks on the UCF-101 Xvid and Kinetics H.264 clips give the frames PyAV decodes in order."""
+    files = sorted((real_clips / "ucf101").rglob("*.avi")) + sorted((real_clips / "kinetics").rglob("*.mp4"))
+    assert len(files) == 5
+    for f in files:
+        video = VideoFile(str(f))
+        assert video.backend == "decord"
+        named = np.array([200, 203, 40, 41, 42, 120, 0])
+        got = np.concatenate([video.clip(named[:2]), video.clip(named[2:5]), video.clip(named[5:])]).astype(np.float32)
+        ref = pyav_frames(str(f), np.concatenate([named, named + 1])).astype(np.float32)
+        # the same frames up to a few pixels one level apart (decoders' rounding), unlike the next frames
+        assert np.abs(got - ref[:7]).mean(axis=(1, 2, 3)).max() < 0.05, f.name
+        assert np.abs(got - ref[7:]).mean(axis=(1, 2, 3)).min() > 0.3, f.name
+
+
+def test_pyav_fallback_names_a_short_file(tmp_path: Path):
+    p = write_pattern_video(tmp_path / "short.webm", 20, "vp9", width=64, height=48)
+    assert [read_index(f) for f in pyav_frames(str(p), [3, 19, 0])] == [3, 19, 0]
+    with pytest.raises(RuntimeError, match=r"short\.webm: PyAV decoded fewer frames than asked \(missing \[20, 25\]\)"):
+        pyav_frames(str(p), [5, 20, 25])
