@@ -51,7 +51,8 @@ def test_linear_and_retrieval_share_the_cache_and_a_second_run_decodes_nothing(t
     save_atomic({"kind": "backbone", "arch": "r2plus1d18", "width": 4, "input_size": [8, 32, 32],
                  "feature_dim": net.feature_dim, "state_dict": net.state_dict()}, ckpt)
     cache = tmp_path / "cache"
-    common = ["--manifest", manifest, "--cache-dir", cache, "--clips-per-video", "2", "--clip-len", "8", "--crop-size", "32"]
+    common = ["--manifest", manifest, "--cache-dir", cache, "--clips-per-video", "2", "--clip-len", "8", "--crop-size", "32",
+              "--backend", "dali-cpu"]  # VP9: DALI decodes it in-process, no worker start-up
 
     r = invoke("linear", "--init", ckpt, "--init", "random", "--out", tmp_path / "lin1", *common)
     assert r.exit_code == 0, r.output
@@ -115,7 +116,8 @@ def test_checkpoint_of_another_architecture_is_a_readable_error(dataset, tmp_pat
 
 
 FT = ["--init", "random", "--arch", "r3d18", "--epochs", "2", "--batch-size", "2", "--test-clips", "2",
-      "--test-crops", "center,three", "--width", "4", "--clip-len", "8", "--crop-size", "32", "--lr", "0.01"]
+      "--test-crops", "center,three", "--width", "4", "--clip-len", "8", "--crop-size", "32", "--lr", "0.01",
+      "--backend", "dali-cpu"]
 
 
 def test_finetune_resume_is_exact(dataset, tmp_path):
