@@ -1,0 +1,121 @@
+"""`ascnet-bench decode` end to end on a tiny generated manifest, its skip reasons, its frame
+check and its ceiling arithmetic."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from ascnet.cli.bench import main as bench
+from ascnet.manifest import Manifest
+from ascnet.optional import cuda_available
+from ascnet.tools.baseline_loader import pyav_frames
+from ascnet.tools.bench_decode import (
+    DecodeBenchConfig,
+    _quarter,
+    clip_cost,
+    decode_only,
+    match_frames,
+    pair_cost,
+    run_decode_bench,
+    skip_reason,
+)
+from ascnet.tools.synthetic import CODECS, write_pattern_video
+
+
+def _manifest(tmp: Path, codec: str, specs) -> Path:
+    rows = []
+    for i, (n, fps) in enumerate(specs):
+        p = write_pattern_video(tmp / f"v{i}{CODECS[codec][1]}", n, codec, width=64, height=48, fps=fps, gop=12)
+        rows.append(dict(video_id=p.name, path=p.name, label=i, label_name=f"c{i}", split="train", num_frames=n, fps=fps,
+                         width=64, height=48, codec=codec, status="ok"))
+    return Manifest.from_rows(rows, root=tmp).write(tmp / "m.parquet")
+
+
+@pytest.fixture(scope="module")
+def vp9(tmp_path_factory) -> Path:
+    return _manifest(tmp_path_factory.mktemp("vp9"), "vp9", [(60, 25.0), (80, 30.0), (70, 50.0)])
+
+
+@pytest.fixture(scope="module")
+def h264(tmp_path_factory) -> Path:
+    return _manifest(tmp_path_factory.mktemp("h264"), "h264", [(60, 25.0), (50, 25.0)])
+
+
+def test_end_to_end_json_one_row_per_backend(vp9, tmp_path):
+    out = tmp_path / "res" / "bench.json"
+    args = ["decode", str(vp9), "--backends", "nvdec,dali-cpu,pyav,baseline,ceiling", "--seconds", "1",
+            "--batch-size", "2", "--workers", "1", "--clip-len", "8", "--crop-size", "32", "--min-videos", "12",
+            "--check-pairs", "2", "--json", str(out)]
+    result = CliRunner().invoke(bench, args)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(out.read_text())
+    assert [p.name for p in out.parent.iterdir()] == ["bench.json"]  # atomic: no temp file left
+    rows = {r["backend"]: r for r in doc["rows"]}
+    assert list(rows) == ["nvdec", "dali-cpu", "pyav", "baseline", "ceiling"]
+    assert doc["environment"]["codecs"] == {"vp9": 3} and doc["repeat"] == 4
+    assert doc["environment"]["cpus"] >= 1 and "nvidia-dali" in doc["environment"]["versions"]
+    if not cuda_available():
+        assert rows["nvdec"]["status"] == "skipped" and "no CUDA GPU" in rows["nvdec"]["reason"]
+        assert "skipped: no CUDA GPU on this machine" in result.output
+    for name in ("dali-cpu", "pyav", "baseline"):
+        r = rows[name]
+        assert r["status"] == "ok", (name, r["reason"])
+        assert r["pairs"] > 0 and r["pairs_per_s"] > 0 and r["frames_per_s"] == pytest.approx(r["pairs_per_s"] * 16)
+        assert r["frames_checked"] == 2 * 2 * 8 and r["frames_correct"] == r["frames_checked"], (name, r["wrong"])
+        assert f"{r['frames_correct']}/{r['frames_checked']}" in result.output
+    assert rows["baseline"]["ratio"] == pytest.approx(1.0)
+    assert rows["pyav"]["ratio"] == pytest.approx(rows["pyav"]["pairs_per_s"] / rows["baseline"]["pairs_per_s"])
+    assert rows["ceiling"]["status"] == "ok" and rows["ceiling"]["pairs_per_s"] > 0
+    assert doc["ceiling"]["cores"] == 1 and set(doc["ceiling"]["files"]) == {"v0.webm", "v1.webm", "v2.webm"}
+    assert "device:" in result.output and "vp9 x3" in result.output and "x baseline" in result.output
+
+
+def test_unavailable_backends_are_skipped_with_their_reason(h264, tmp_path):
+    assert "decodes only ['mjpeg', 'vp8', 'vp9']" in skip_reason("dali-cpu", ["h264"])
+    assert skip_reason("dali-cpu", ["vp9"]) is None and skip_reason("baseline", ["h264"]) is None
+    cfg = DecodeBenchConfig(manifest=str(h264), backends=("dali-cpu", "nvdec") if not cuda_available() else ("dali-cpu",),
+                            batch_size=2, json=str(tmp_path / "b.json"))
+    lines = []
+    doc = run_decode_bench(cfg, echo=lines.append)
+    rows = json.loads((tmp_path / "b.json").read_text())["rows"]
+    assert rows == doc["rows"] and all(r["status"] == "skipped" and r["pairs_per_s"] is None for r in rows)
+    assert "transcode to VP9" in rows[0]["reason"]
+    assert "skipped: backend 'dali-cpu' decodes only" in "\n".join(lines)
+
+
+def test_bad_input_is_named(vp9, tmp_path):
+    r = CliRunner().invoke(bench, ["decode", str(vp9), "--backends", "pyav,ffcv"])
+    assert r.exit_code != 0 and "unknown backend(s) ['ffcv']; allowed: ['nvdec', 'dali-cpu', 'pyav', 'baseline', 'ceiling']" in r.output
+    r = CliRunner().invoke(bench, ["decode", str(tmp_path / "nope.parquet")])
+    assert r.exit_code != 0 and "nope.parquet: no such manifest" in r.output
+    r = CliRunner().invoke(bench, ["decode", str(vp9), "--split", "test"])
+    assert r.exit_code != 0 and "no rows with split 'test' and status 'ok'" in r.output
+
+
+def test_frame_check_catches_a_shifted_frame(vp9):
+    """The check's comparison on real decoded frames: the named frame passes, its neighbour does not."""
+    m = Manifest.from_parquet(vp9)
+    file = str(m.resolve("v1.webm"))
+    frames = torch.from_numpy(pyav_frames(file, range(80))).permute(0, 3, 1, 2).float()
+    truth = _quarter(torch.nn.functional.interpolate(frames, size=(32, 43))[..., 5:37])
+    named = [10, 11, 12, 40]
+    exact = truth[named]
+    assert match_frames(exact, named, truth) == named
+    assert match_frames(exact + 2.5, named, truth) == named  # DALI's 2-3 levels of RGB difference
+    assert match_frames(truth[[11, 12, 13, 40]], named, truth) == [11, 12, 13, 40]  # a seek one frame late
+    assert match_frames(exact * 0 + 128, named, truth)[0] != 10
+
+
+def test_ceiling_costs_and_decode_rate(vp9):
+    keys = np.array([0, 12, 24, 36])
+    assert clip_cost(13, 28, keys) == 28 - 12 + 1
+    assert clip_cost(0, 15, keys) == 16 and clip_cost(36, 36, keys) == 1
+    a, b = np.arange(13, 29), np.arange(14, 30)
+    assert pair_cost(a, b, keys) == 29 - 12 + 1  # overlapping clips: one window is cheaper
+    a, b = np.arange(0, 16), np.arange(40, 56)
+    assert pair_cost(a, b, keys) == 16 + (55 - 36 + 1)  # far apart: two seeks are cheaper
+    rate, found = decode_only(str(Manifest.from_parquet(vp9).resolve("v0.webm")), min_seconds=0.05)
+    assert found == [0, 12, 24, 36, 48] and rate > 100
