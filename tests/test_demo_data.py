@@ -69,7 +69,7 @@ def test_deterministic_for_a_seed(tmp_path, small):
 def test_second_run_reuses_and_a_new_size_replaces(tmp_path):
     cfg = DemoDataConfig(out=str(tmp_path / "d"), **SMALL)
     out = generate(cfg, progress=False)
-    first = out / "MoveLeft" / "v_MoveLeft_g01_c01.webm"
+    first = out / "MoveUp" / "v_MoveUp_g01_c01.webm"
     mtime = first.stat().st_mtime_ns
     generate(cfg, progress=False)
     assert first.stat().st_mtime_ns == mtime  # reused, not rewritten
@@ -79,28 +79,32 @@ def test_second_run_reuses_and_a_new_size_replaces(tmp_path):
     assert len((out / "trainlist01.txt").read_text().splitlines()) + len(
         (out / "testlist01.txt").read_text().splitlines()
     ) == 18
-    assert (out / "MoveLeft" / "v_MoveLeft_g01_c01.mp4").is_file()
+    assert (out / "MoveUp" / "v_MoveUp_g01_c01.mp4").is_file()
 
 
 def test_trajectories_move_the_right_way():
-    right = trajectory("right", 5, speed=1.5, phase=0, radius=10, centre=(20, 30))
+    right = trajectory("sideways", 5, speed=1.5, phase=0, radius=10, centre=(20, 30), hdir=1)
     np.testing.assert_allclose(right[:, 1], [30, 31.5, 33, 34.5, 36])
     np.testing.assert_allclose(right[:, 0], 20)
-    up = trajectory("up", 3, speed=2, phase=0, radius=10, centre=(20, 30))
-    np.testing.assert_allclose(up[:, 0], [20, 18, 16])
-    for motion, sign in (("circle_cw", 1), ("circle_ccw", -1)):
-        p = trajectory(motion, 3, speed=1, phase=0, radius=10, centre=(0, 0))
+    left = trajectory("sideways", 3, speed=1.5, phase=0, radius=10, centre=(20, 30), hdir=-1)
+    np.testing.assert_allclose(left[:, 1], [30, 28.5, 27])
+    up = trajectory("up", 3, speed=2, phase=0, radius=10, centre=(20, 30), hdir=-1)
+    np.testing.assert_allclose(up, [[20, 30], [18, 30], [16, 30]])
+    diag = trajectory("diagonal_down", 2, speed=2, phase=0, radius=10, centre=(0, 0), hdir=-1)
+    np.testing.assert_allclose(diag[1], [np.sqrt(2), -np.sqrt(2)])
+    for hdir in (1, -1):
+        p = trajectory("circle", 3, speed=1, phase=0, radius=10, centre=(0, 0), hdir=hdir)
         # screen coordinates (x right, y down): clockwise = positive z of (v1 x v2) in (x, y)
         v1, v2 = p[1] - p[0], p[2] - p[1]
         cross = v1[1] * v2[0] - v1[0] * v2[1]
-        assert np.sign(cross) == sign
+        assert np.sign(cross) == hdir
         np.testing.assert_allclose(np.hypot(p[:, 0], p[:, 1]), 10)
 
 
 def test_rendered_sprite_follows_its_trajectory():
-    spec = video_specs(DemoDataConfig(out="x", **dict(SMALL, size=64, min_frames=6, max_frames=6)))[1]
-    assert spec["motion"] == "right"
-    spec = dict(spec, centre=(32.0, 20.0), speed=4.0)
+    spec = video_specs(DemoDataConfig(out="x", **dict(SMALL, size=64, min_frames=6, max_frames=6)))[2]
+    assert spec["motion"] == "sideways"
+    spec = dict(spec, centre=(32.0, 20.0), speed=4.0, hdir=1)
     frames = render_video(spec).astype(np.float32)
     # the sprite is where a frame differs from the video's background (the spec seed's first draw)
     bg = background(np.random.default_rng(spec["seed"]), 64) * 255

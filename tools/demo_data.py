@@ -2,9 +2,9 @@
 
 Each video is a small canvas (64x64 by default) with a textured random background and one or
 two upscaled digit sprites from scikit-learn's bundled copy of the UCI handwritten digits
-(`sklearn.datasets.load_digits`, no download). The class is the *motion* (left, right, up,
-down, circle clockwise, circle counter-clockwise); speed, phase, digit, colours and background
-are random per video, so appearance is the nuisance. The digit is recorded beside the videos
+(`sklearn.datasets.load_digits`, no download). The class is the *motion* (up, down, sideways,
+diagonally up, diagonally down, circle); its horizontal sense (left or right, clockwise or not),
+speed, phase, digit, colours and background are random per video, so appearance is the nuisance. The digit is recorded beside the videos
 (`digits.csv`) so appearance can be probed too.
 
 Written in the UCF-101 layout (`<Class>/v_<Class>_gNN_cNN.webm`, `classInd.txt`,
@@ -28,21 +28,24 @@ from pathlib import Path
 import click
 import numpy as np
 
-# motion -> UCF-style class folder name; the class index is the position here (1-based on disk)
+# motion -> UCF-style class folder name; the class index is the position here (1-based on disk).
+# Every class is closed under a horizontal flip (sideways = left or right, circle = clockwise or
+# counter-clockwise, ...): the pretraining augmentation flips clips at random, so a class that a
+# flip changes (left vs right) is one the augmentation itself teaches the encoder to ignore.
 MOTIONS = {
-    "left": "MoveLeft",
-    "right": "MoveRight",
     "up": "MoveUp",
     "down": "MoveDown",
-    "circle_cw": "CircleClockwise",
-    "circle_ccw": "CircleCounterClockwise",
+    "sideways": "MoveSideways",
+    "diagonal_up": "DiagonalUp",
+    "diagonal_down": "DiagonalDown",
+    "circle": "Circle",
 }
 CODECS = {
     "vp9": (".webm", {"vcodec": "libvpx-vp9", "deadline": "realtime", "cpu-used": 8, "crf": 24, "b:v": 0}),
     "h264": (".mp4", {"vcodec": "libx264", "preset": "ultrafast", "tune": "fastdecode", "crf": 18, "bf": 0}),
 }
 STAMP = "demo_data.json"
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 
 @dataclass
@@ -124,17 +127,23 @@ def _shift(layer: np.ndarray, dy: float, dx: float) -> np.ndarray:
     return out
 
 
-def trajectory(motion: str, num_frames: int, speed: float, phase: float, radius: float, centre: tuple) -> np.ndarray:
-    """(num_frames, 2) sprite offsets (dy, dx) in pixels for one motion; y points down."""
+def trajectory(motion: str, num_frames: int, speed: float, phase: float, radius: float, centre: tuple,
+               hdir: int = 1) -> np.ndarray:
+    """(num_frames, 2) sprite offsets (dy, dx) in pixels for one motion; y points down.
+
+    `hdir` (+1 or -1) is the horizontal sense: right or left for sideways and diagonal motion,
+    clockwise or counter-clockwise on screen for a circle. `speed` is in pixels per frame.
+    """
     t = np.arange(num_frames, dtype=np.float64)
     cy, cx = centre
-    if motion in ("left", "right", "up", "down"):
-        step = {"left": (0, -1), "right": (0, 1), "up": (-1, 0), "down": (1, 0)}[motion]
-        return np.stack([cy + step[0] * speed * t, cx + step[1] * speed * t], axis=1)
-    # on screen (y down) an increasing angle turns clockwise
-    sign = 1.0 if motion == "circle_cw" else -1.0
-    angle = phase + sign * (speed / radius) * t
-    return np.stack([cy + radius * np.sin(angle), cx + radius * np.cos(angle)], axis=1)
+    if motion == "circle":
+        # on screen (y down) an increasing angle turns clockwise
+        angle = phase + hdir * (speed / radius) * t
+        return np.stack([cy + radius * np.sin(angle), cx + radius * np.cos(angle)], axis=1)
+    d = math.sqrt(0.5)
+    step = {"up": (-1, 0), "down": (1, 0), "sideways": (0, hdir), "diagonal_up": (-d, hdir * d),
+            "diagonal_down": (d, hdir * d)}[motion]
+    return np.stack([cy + step[0] * speed * t, cx + step[1] * speed * t], axis=1)
 
 
 def render_video(spec: dict) -> np.ndarray:
@@ -153,7 +162,7 @@ def render_video(spec: dict) -> np.ndarray:
         a = np.roll(a, (-size // 2, -size // 2), axis=(0, 1))  # sprite centre at (0, 0)
         colour = np.asarray(spec["colours"][k], np.float32)
         layers.append((a[..., None], colour, np.asarray(spec["offsets"][k])))
-    path = trajectory(spec["motion"], T, spec["speed"], spec["phase"], spec["radius"], spec["centre"])
+    path = trajectory(spec["motion"], T, spec["speed"], spec["phase"], spec["radius"], spec["centre"], spec["hdir"])
     frames = np.empty((T, size, size, 3), np.uint8)
     for t in range(T):
         f = bg.copy()
@@ -187,6 +196,7 @@ def video_specs(cfg: DemoDataConfig) -> list[dict]:
                 "num_frames": int(r.integers(cfg.min_frames, cfg.max_frames + 1)),
                 "speed": float(r.uniform(0.6, 1.6)) * cfg.size / 64,  # pixels per frame
                 "phase": float(r.uniform(0, 2 * math.pi)),
+                "hdir": int(r.choice([-1, 1])),
                 "radius": float(r.uniform(0.15, 0.3)) * cfg.size,
                 "centre": (float(r.uniform(0, cfg.size)), float(r.uniform(0, cfg.size))),
                 "scale": scale,
@@ -305,9 +315,9 @@ def generate(cfg: DemoDataConfig, progress: bool = True) -> Path:
         "".join(f"{s['path']} {classes.index(MOTIONS[s['motion']]) + 1}\n" for s in train),
     )
     _write_text(out / "testlist01.txt", "".join(f"{s['path']}\n" for s in test))
-    rows = ["path,digit,motion,split,num_frames,speed_px_per_frame\n"]
+    rows = ["path,digit,motion,hdir,split,num_frames,speed_px_per_frame\n"]
     rows += [
-        f"{s['path']},{s['digit'][0]},{s['motion']},{s['split']},{s['num_frames']},{s['speed']:.4f}\n" for s in specs
+        f"{s['path']},{s['digit'][0]},{s['motion']},{s['hdir']},{s['split']},{s['num_frames']},{s['speed']:.4f}\n" for s in specs
     ]
     _write_text(out / "digits.csv", "".join(rows))
     _write_text(out / STAMP, json.dumps(cfg.identity(), indent=1) + "\n")
@@ -350,4 +360,4 @@ def demo_data(**kwargs):
     """Write the demo dataset (digits in motion, UCF-101 layout) into OUT; reuses it if already there."""
     cfg = DemoDataConfig(**{f.name: kwargs[f.name] for f in fields(DemoDataConfig)})
     out = generate(cfg)
-    click.echo(f"{out}  (index it with: ascnet-index build {out} --layout ucf101)")
+    click.echo(f"{out}  (index it with: ascnet-index build {out} --layout ucf101 --out {out}/manifest.parquet)")

@@ -76,3 +76,8 @@ def validate(manifest):
         click.echo(f"ascnet-index: {len(problems)} problem(s) in {manifest}", err=True)
         sys.exit(1)
     click.echo(f"{manifest}: ok")
+
+
+from ascnet.tools.demo_data import demo_data  # noqa: E402
+
+main.add_command(demo_data, name="demo-data")

@@ -133,5 +133,10 @@ def plot(run_dir):
     click.echo(f"wrote {path}")
 
 
+from ascnet.preview import preview_command  # noqa: E402
+
+main.add_command(preview_command, name="preview")
+
+
 if __name__ == "__main__":  # python -m ascnet.cli.train, e.g. under torchrun
     main()

@@ -1,0 +1,145 @@
+"""A contact sheet of training pairs: what the pretraining pipeline feeds the model.
+
+One batch of the pair loader, exactly as training gets it (decoded, sampled at two playback
+speeds, augmented per clip), denormalised back to RGB: for each video two rows, clip a and
+clip b, one column per frame. Look at it before a long run: a wrong crop, a black padded
+frame or a broken colour conversion shows at once.
+
+    ascnet-train preview --manifest ucf101.parquet --out pairs.png --n 4
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import click
+import numpy as np
+
+
+@dataclass
+class PreviewConfig:
+    manifest: str = ""
+    out: str = "pairs.png"
+    n: int = 4  # pairs (videos) shown
+    split: str = "train"
+    clip_len: int = 16
+    crop_size: int = 112
+    speeds: tuple[int, ...] = (1, 2, 4, 8)
+    rate: str = "fixed"
+    augment: bool = True
+    backend: str = "auto"
+    seed: int = 0
+    epoch: int = 0
+    max_frames: int = 16  # columns; longer clips show evenly spaced frames
+
+    def check(self) -> "PreviewConfig":
+        if not self.manifest:
+            raise click.BadParameter("no manifest: pass --manifest M.parquet (from 'ascnet-index build')", param_hint="--manifest")
+        if self.n < 1:
+            raise click.BadParameter(f"n={self.n}: show at least one pair", param_hint="--n")
+        if Path(self.out).suffix.lower() not in (".png", ".jpg", ".jpeg", ".pdf", ".svg"):
+            raise click.BadParameter(f"{self.out}: write an image (.png, .jpg, .pdf or .svg)", param_hint="--out")
+        return self
+
+
+def pair_batch(cfg: PreviewConfig) -> tuple[dict, list[str], str]:
+    """The first batch of epoch `cfg.epoch` of the pair loader, on the CPU.
+
+    Returns (batch, video ids of its rows, backend): clip_a, clip_b (n, 3, T, H, W) normalised.
+    """
+    from ascnet.manifest import Manifest
+    from ascnet.pipelines.loader import build_pair_loader
+
+    manifest = Manifest.from_parquet(cfg.manifest)
+    loader = build_pair_loader(
+        manifest, split=cfg.split, batch_size=cfg.n, clip_len=cfg.clip_len, crop_size=cfg.crop_size, speeds=cfg.speeds,
+        rate=cfg.rate, augment=cfg.augment, backend=cfg.backend, device="cpu", seed=cfg.seed, workers=1,
+    )
+    try:
+        batch = next(iter(loader.epoch(cfg.epoch)))
+        batch = {k: v.detach().cpu().clone() for k, v in batch.items()}
+        backend = loader.backend
+    finally:
+        loader.close()
+    ids = manifest.select(cfg.split).df["video_id"].tolist()
+    return batch, [ids[int(i)] for i in batch["video_index"]], backend
+
+
+def draw_pairs(batch: dict, video_ids: list[str], out: str | Path, max_frames: int = 16, title: str = "") -> Path:
+    """Write the contact sheet of `batch` (clip_a, clip_b (B, 3, T, H, W) normalised) to `out`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ascnet.pipelines.augment import denormalize
+
+    a = denormalize(batch["clip_a"].float()).clamp(0, 255).byte().numpy()
+    b = denormalize(batch["clip_b"].float()).clamp(0, 255).byte().numpy()
+    n, _, t, h, w = a.shape
+    cols = np.unique(np.linspace(0, t - 1, min(t, max_frames)).round().astype(int))
+    fig, axes = plt.subplots(2 * n, len(cols), figsize=(0.9 * len(cols) + 1.6, 0.9 * 2 * n * h / w + 0.6), squeeze=False)
+    for i in range(n):
+        for r, (clips, key) in enumerate(((a, "speed_a"), (b, "speed_b"))):
+            row = axes[2 * i + r]
+            for j, f in enumerate(cols):
+                row[j].imshow(clips[i, :, f].transpose(1, 2, 0))
+                row[j].set_xticks([])
+                row[j].set_yticks([])
+                if i == 0 and r == 0:
+                    row[j].set_title(f"t{f}", fontsize=7)
+            name = Path(video_ids[i]).stem
+            row[0].set_ylabel(f"{name[:18]}\n{'ab'[r]}: {int(batch[key][i])}x", fontsize=7, rotation=0, ha="right", va="center")
+    fig.suptitle(title or "training pairs (after augmentation): clip a and clip b of each video at their speeds", fontsize=9)
+    fig.tight_layout(pad=0.3)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, out)
+    return out
+
+
+def preview(cfg: PreviewConfig) -> Path:
+    """The contact sheet of `cfg.n` training pairs of `cfg.manifest`, written to `cfg.out`."""
+    cfg.check()
+    batch, ids, backend = pair_batch(cfg)
+    title = (f"{cfg.n} training pairs as the model sees them (split {cfg.split}, {cfg.clip_len}x{cfg.crop_size}, "
+             f"backend {backend}, epoch {cfg.epoch})")
+    return draw_pairs(batch, ids, cfg.out, cfg.max_frames, title)
+
+
+def _speeds(ctx, param, value):
+    try:
+        return tuple(int(s) for s in value.split(",") if s.strip())
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: give integers separated by commas, e.g. 1,2,4,8")
+
+
+@click.command("preview")
+@click.option("--manifest", required=True, type=click.Path(dir_okay=False), help="parquet manifest from ascnet-index build")
+@click.option("--out", default=PreviewConfig.out, show_default=True, type=click.Path(dir_okay=False), help="image to write")
+@click.option("--n", default=PreviewConfig.n, show_default=True, help="pairs to show")
+@click.option("--split", default=PreviewConfig.split, show_default=True)
+@click.option("--clip-len", default=PreviewConfig.clip_len, show_default=True)
+@click.option("--crop-size", default=PreviewConfig.crop_size, show_default=True)
+@click.option("--speeds", default="1,2,4,8", show_default=True, callback=_speeds, help="playback speeds, comma-separated")
+@click.option("--rate", type=click.Choice(["fixed", "native"]), default=PreviewConfig.rate, show_default=True)
+@click.option("--augment/--no-augment", default=True, show_default=True)
+@click.option("--backend", type=click.Choice(["auto", "nvdec", "dali-cpu", "pyav"]), default="auto", show_default=True)
+@click.option("--seed", default=PreviewConfig.seed, show_default=True)
+@click.option("--epoch", default=PreviewConfig.epoch, show_default=True, help="which epoch's first batch")
+@click.option("--max-frames", default=PreviewConfig.max_frames, show_default=True, help="frames (columns) per clip")
+def preview_command(**options):
+    """Contact sheet of training pairs (both clips at their speeds, after augmentation)."""
+    from ascnet.manifest import ManifestError
+    from ascnet.sampling import SamplingError
+
+    cfg = PreviewConfig(**{f.name: options[f.name] for f in fields(PreviewConfig)})
+    try:
+        path = preview(cfg)
+    except (ManifestError, SamplingError, ValueError) as e:
+        raise click.ClickException(str(e))
+    click.echo(f"wrote {path}")
