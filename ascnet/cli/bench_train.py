@@ -35,6 +35,7 @@ class BenchTrainConfig:
     warmup: int = 3  # untimed steps per side
     compile: bool = False
     seed: int = 0
+    threads: int = 0  # torch intra-op threads on CPU; 0 = torch's default
 
 
 def _sync(device: torch.device) -> None:
@@ -67,6 +68,8 @@ def bench_train(cfg: BenchTrainConfig) -> dict:
                           batch_size=cfg.batch_size, speeds=cfg.speeds, rate=cfg.rate, backend=cfg.backend,
                           device=cfg.device, workers=cfg.workers, seed=cfg.seed).check()
     rt = setup_runtime(pcfg.device)
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
     if rt.device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     model, queue, optimizer = build_model(pcfg, rt)
