@@ -185,7 +185,7 @@ def _kinetics(root: Path, split: int, annotations: Path | None, exclude) -> Scan
     csvs = [ann] if ann.is_file() else sorted(ann.glob("*.csv"))
     entries = []  # (youtube_id, start, end, label_name, split, csv)
     for path in csvs:
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a BOM from spreadsheet tools
             reader = csv.DictReader(f)
             cols = [c.strip() for c in reader.fieldnames or []]
             if "youtube_id" not in cols:
