@@ -97,7 +97,8 @@ def probe(path: str | Path, min_frames: int = 16, threads: int = 0) -> dict:
     out.update(num_frames=frames, fps=fps, width=int(s.get("width", 0) or 0), height=int(s.get("height", 0) or 0),
                codec=s.get("codec_name", ""), pix_fmt=s.get("pix_fmt", ""), duration_s=duration)
     if frames == 0:
-        return {**out, "status": "corrupt", "error": f"no frame of its {out['codec'] or 'unknown'} stream decodes: truncated or damaged"}
+        codec = out["codec"] or "unknown"
+        return {**out, "status": "corrupt", "error": f"no frame of its {codec} stream decodes: truncated or damaged"}
     declared = int(s.get("nb_frames", 0) or 0)
     if declared and frames < 0.9 * declared:  # a cut-off file whose index still lists every frame
         return {**out, "status": "corrupt",
