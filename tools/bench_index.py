@@ -12,7 +12,7 @@ import platform
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import ffmpeg
@@ -77,7 +77,7 @@ def bench_index(cfg: BenchIndexConfig) -> list[dict]:
         out = Path(tmp) / "m.parquet"
         index = IndexConfig(root=str(root), layout=cfg.layout, out=str(out), split=cfg.split,
                             annotations=cfg.annotations, workers=cfg.workers, progress=False)
-        one = IndexConfig(**{**index.__dict__, "workers": 1})
+        one = replace(index, workers=1)
         for _ in range(cfg.repeat):  # interleaved, so a burst of load elsewhere hits every method alike
             timed("sequential ffprobe loop (baseline)", lambda: _sequential_ffprobe(files))
             out.unlink(missing_ok=True)
