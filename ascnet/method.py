@@ -84,6 +84,7 @@ def ascnet_loss(outputs, queue, speed: torch.Tensor, video: torch.Tensor, scp_we
     p_a, p_b = p_app.chunk(2)
     z_a, z_b = z_app.chunk(2)
     acp = acp_loss(p_a, p_b, z_a, z_b)
+    # the query's appearance is its target projection: the same space as the queued features
     positive, valid, _ = queue.retrieve(z_app, speed, video)
     scp = scp_loss(p_speed, positive, valid)
     return {"loss": acp + scp_weight * scp, "acp": acp.detach(), "scp": scp.detach(), "scp_valid": valid.float().mean()}
