@@ -239,3 +239,24 @@ def test_pretrain_on_cuda_in_bf16(tmp_path):
     assert summary["step"] == 3 and math.isfinite(summary["final_loss"])
     ck = checkpoint.load(summary["checkpoint"])
     assert ck["model"]["online_encoder.stem.0.weight"].dtype == torch.float32  # bf16 only inside autocast
+
+
+def test_bench_train_command_reports_both_sides(tmp_path):
+    from ascnet.cli.bench import main as bench_cli
+    from ascnet.tools.synthetic import write_pattern_video
+
+    rows = []
+    for i in range(2):
+        p = write_pattern_video(tmp_path / f"v{i}.webm", 40, "vp9", width=64, height=48, fps=25.0)
+        rows.append(dict(video_id=p.name, path=p.name, label=0, label_name="c", split="train", num_frames=40, fps=25.0,
+                         width=64, height=48, codec="vp9", status="ok"))
+    Manifest.from_rows(rows, root=tmp_path).write(tmp_path / "m.parquet")
+    args = ["train", "--manifest", str(tmp_path / "m.parquet"), "--device", "cpu", "--width", "4", "--clip-len", "4",
+            "--crop-size", "16", "--batch-size", "2", "--speeds", "1,2", "--steps", "2", "--warmup", "1", "--workers", "1",
+            "--backend", "pyav", "--threads", "1", "--json-out", str(tmp_path / "r.json")]
+    result = CliRunner().invoke(bench_cli, args)
+    assert result.exit_code == 0, result.output
+    r = json.loads((tmp_path / "r.json").read_text())
+    assert r["ratio"] == pytest.approx(r["real"]["step_s"] / r["synthetic"]["step_s"])
+    assert r["real"]["clips_per_s"] == pytest.approx(2 * r["real"]["pairs_per_s"]) and r["backend"] == "pyav"
+    assert "real/synthetic step time:" in result.output and "device cpu (1 threads)" in result.output
