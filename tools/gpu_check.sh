@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The GPU check: on a machine with one NVIDIA GPU and no network, installs nothing, runs the
+# GPU tests and short decode measurements, and prints one table, in under 8 minutes.
+#
+#   tools/gpu_check.sh                  # on the GPU machine
+#   tools/gpu_check.sh --cpu-rehearsal  # the same parts with the CPU backends, anywhere
+#
+# Needs: a python with torch (CUDA), numpy, pandas, pyarrow, click, pytest, and NVIDIA DALI
+# and PyAV importable (installed, or unpacked on PYTHONPATH). PYTHON picks the interpreter.
+# ascnet need not be installed: a link farm in $WORK maps pipelines/ and tools/ to
+# ascnet.pipelines / ascnet.tools as setup.py does. Every part runs under its own time limit;
+# one that fails prints "FAILED: reason" and the check goes on.
+set -u
+cd "$(dirname "$0")/.."
+REPO=$(pwd)
+REHEARSAL=""
+[ "${1:-}" = "--cpu-rehearsal" ] && REHEARSAL="--cpu-rehearsal"
+if [ -z "${PYTHON:-}" ]; then
+    if [ -x .venv/bin/python ]; then PYTHON=$REPO/.venv/bin/python; else PYTHON=python3; fi
+fi
+export ASCNET_GPU_CHECK_WORK=${ASCNET_GPU_CHECK_WORK:-${TMPDIR:-/tmp}/ascnet-gpu-check}
+WORK=$ASCNET_GPU_CHECK_WORK
+mkdir -p "$WORK/shim/ascnet"
+for f in "$REPO"/ascnet/*; do ln -sfn "$f" "$WORK/shim/ascnet/$(basename "$f")"; done
+ln -sfn "$REPO/pipelines" "$WORK/shim/ascnet/pipelines"
+ln -sfn "$REPO/tools" "$WORK/shim/ascnet/tools"
+export PYTHONPATH="$WORK/shim${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONDONTWRITEBYTECODE=1
+LOG="$WORK/gpu_check.log"
+: >"$LOG"
+START=$(date +%s)
+
+run_part() {  # name, seconds
+    local out rc
+    # run from $WORK: from the repository root, its ascnet/ folder would shadow the link farm
+    out=$(cd "$WORK" && timeout -k 5 "$2" "$PYTHON" -m ascnet.tools.gpu_check "$1" $REHEARSAL 2>>"$LOG")
+    rc=$?
+    [ -n "$out" ] && echo "$out"
+    if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then echo "$1 | - | FAILED: over its ${2}s limit"
+    elif [ $rc -ne 0 ]; then echo "$1 | - | FAILED: exit $rc (see $LOG)"; fi
+}
+
+run_tests() {
+    local out rc expect=1
+    [ -n "$REHEARSAL" ] && expect=0
+    out=$(cd "$WORK" && ASCNET_EXPECT_GPU=$expect timeout -k 5 "$1" "$PYTHON" -m pytest -q -p no:cacheprovider \
+          --import-mode=importlib --rootdir="$REPO" -c "$REPO/setup.cfg" "$REPO/tests/test_gpu.py" 2>&1)
+    rc=$?
+    echo "$out" >>"$LOG"
+    local last
+    last=$(echo "$out" | grep -E "passed|failed|skipped|error" | tail -1)
+    if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then echo "tests | tests/test_gpu.py | FAILED: over its ${1}s limit"
+    elif [ $rc -ne 0 ]; then echo "tests | tests/test_gpu.py | FAILED: ${last:-exit $rc}"
+    else echo "tests | tests/test_gpu.py | ${last}"; fi
+}
+
+{
+    echo "part | what | result"
+    echo "--- | --- | ---"
+    run_part env 60
+    run_tests 150
+    run_part seek 60
+    run_part calls 60
+    run_part threads 100
+    run_part matrix 90
+    echo "total | wall time | $(( $(date +%s) - START )) s (details: $LOG)"
+} | tee "$WORK/gpu_check.md"
