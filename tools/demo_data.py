@@ -20,9 +20,8 @@ import json
 import math
 import os
 import tempfile
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
-from multiprocessing import get_context
 from pathlib import Path
 
 import click
@@ -296,9 +295,10 @@ def generate(cfg: DemoDataConfig, progress: bool = True) -> Path:
     jobs = [(s, str(out), cfg.codec, cfg.fps, cfg.gop) for s in specs]
     bar = tqdm(total=len(jobs), desc="demo data: encoding", unit="video", disable=not progress)
     if cfg.workers > 1:
-        # spawn: the parent may hold torch/DALI threads that fork would copy in a bad state
-        with ProcessPoolExecutor(cfg.workers, mp_context=get_context("spawn")) as pool:
-            for _ in pool.map(_encode, jobs, chunksize=4):
+        # threads are enough: each encode is an ffmpeg process, and numpy drawing releases the GIL
+        # for most of its work; no worker processes means no re-import of the caller's script
+        with ThreadPoolExecutor(cfg.workers) as pool:
+            for _ in pool.map(_encode, jobs):
                 bar.update()
     else:
         for job in jobs:

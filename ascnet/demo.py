@@ -1,0 +1,412 @@
+"""`make demo`: the main job end to end on the embedded dataset, with a report.
+
+    python -m ascnet.demo --out runs/demo [--fast] [--ablation]
+
+Steps, each a library call with its config dataclass (the same ones the CLIs build):
+
+    1 data       tools/demo_data.py: handwritten digits in motion (cached in OUT/data)
+    2 index      ascnet-index build --layout ucf101           -> OUT/manifest.parquet
+    3 pretrain   ascnet-train pretrain (ACP + SCP)            -> OUT/pretrain
+      (--ablation: the same run with lambda = 0, ACP only    -> OUT/pretrain-acp)
+    4 linear     ascnet-eval linear, pretrained and random init of the same architecture
+    5 retrieval  ascnet-eval retrieval, the same encoders (features cached once)
+    6 report     OUT/REPORT.md + PNGs: the table, loss curves, training pairs, a 2-D projection
+
+A finished step is reused when run again with the same settings (the dataset by its stamp,
+the pretraining run by its config, the features by their cache key). A failing step stops the
+demo with the step's name, the reason and the log file holding the traceback.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import sys
+import time
+import traceback
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+import click
+import numpy as np
+
+GOAL_POINTS = 10.0  # pretrained must beat random init by this much (linear top-1, retrieval top-1)
+
+
+@dataclass
+class DemoConfig:
+    out: str = "runs/demo"
+    data: str = ""  # dataset folder; default OUT/data
+    # the dataset
+    videos: int = 300
+    size: int = 64
+    min_frames: int = 64
+    max_frames: int = 96
+    data_seed: int = 0
+    # the model and its input (DESIGN §3: a narrow network is what a CPU trains in minutes)
+    arch: str = "r3d18"
+    width: int = 16
+    clip_len: int = 8
+    crop_size: int = 32
+    speeds: tuple[int, ...] = (1, 2, 4, 8)
+    # the schedule
+    epochs: int = 30
+    max_steps: int = 0  # > 0: overrides epochs
+    batch_size: int = 32
+    base_lr: float = 0.2  # lr = base_lr x batch / 64
+    warmup_epochs: float = 2.0
+    hidden_dim: int = 512
+    queue_size: int = 2048
+    scp_weight: float = 1.0
+    ablation: bool = False  # also pretrain ACP only (scp_weight 0) and report it
+    # evaluation
+    clips_per_video: int = 5
+    # running
+    backend: str = "auto"
+    device: str = "auto"
+    workers: int = 2
+    seed: int = 0
+    progress: bool = True
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.data) if self.data else Path(self.out) / "data"
+
+
+# --fast: the same pipeline at a size that finishes in a few minutes on a 2-core CPU
+FAST = dict(videos=180, epochs=12)
+
+
+class DemoError(RuntimeError):
+    """A demo step failed; the message names the step and the reason."""
+
+
+def say(message: str) -> None:
+    click.echo(message, err=True)
+
+
+@contextmanager
+def step(name: str, timings: dict, log: Path):
+    """Announce a step, time it, and turn any failure into a DemoError naming it."""
+    say(f"\n== {name}")
+    t0 = time.perf_counter()
+    try:
+        yield
+    except (KeyboardInterrupt, DemoError):
+        raise
+    except BaseException as e:  # noqa: BLE001 - any failure of a step is reported the same way
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(f"step: {name}\n\n{traceback.format_exc()}")
+        raise DemoError(f"step '{name}' failed: {type(e).__name__}: {e} (traceback in {log})") from e
+    timings[name] = time.perf_counter() - t0
+    say(f"   {name}: done in {timings[name]:.0f} s")
+
+
+# ---- the steps ------------------------------------------------------------------------------
+def make_data(cfg: DemoConfig) -> Path:
+    from ascnet.tools.demo_data import DemoDataConfig, generate
+
+    return generate(DemoDataConfig(
+        out=str(cfg.data_dir), num_videos=cfg.videos, size=cfg.size, min_frames=cfg.min_frames,
+        max_frames=cfg.max_frames, seed=cfg.data_seed, workers=cfg.workers,
+    ), progress=cfg.progress)
+
+
+def make_index(cfg: DemoConfig, data: Path) -> Path:
+    from ascnet.tools.index import IndexConfig, build_index, summary
+
+    result = build_index(IndexConfig(
+        root=str(data), layout="ucf101", out=str(Path(cfg.out) / "manifest.parquet"), workers=cfg.workers,
+        min_frames=cfg.clip_len, progress=cfg.progress,
+    ))
+    if result.not_ok:
+        raise DemoError(f"{result.not_ok} demo video(s) are not ok in {result.path}; see 'ascnet-index show {result.path}'")
+    say(summary(result.manifest))
+    return Path(result.path)
+
+
+def pretrain_config(cfg: DemoConfig, manifest: Path, run_dir: Path, scp_weight: float):
+    from ascnet.train import PretrainConfig
+
+    return PretrainConfig(
+        manifest=str(manifest), out=str(run_dir), arch=cfg.arch, width=cfg.width, clip_len=cfg.clip_len,
+        crop_size=cfg.crop_size, speeds=tuple(cfg.speeds), hidden_dim=cfg.hidden_dim, queue_size=cfg.queue_size,
+        scp_weight=scp_weight, epochs=cfg.epochs, max_steps=cfg.max_steps, batch_size=cfg.batch_size,
+        base_lr=cfg.base_lr, warmup_epochs=cfg.warmup_epochs, device=cfg.device, backend=cfg.backend,
+        workers=cfg.workers, seed=cfg.seed, ckpt_every=10**9, keep_last=1, log_every=5, progress=cfg.progress,
+    )
+
+
+def run_pretrain(cfg: DemoConfig, manifest: Path, run_dir: Path, scp_weight: float) -> Path:
+    """Pretrain into run_dir; a finished run with the same config is reused. Returns the checkpoint."""
+    from ascnet.train import checkpoint_paths, pretrain
+
+    pcfg = pretrain_config(cfg, manifest, run_dir, scp_weight)
+    want = json.loads(json.dumps(asdict(pcfg), default=list))
+    done = run_dir / "demo-finished.json"
+    if done.exists() and checkpoint_paths(run_dir):
+        if json.loads(done.read_text()) == want:
+            say(f"   reusing the finished run in {run_dir} (same settings)")
+            return checkpoint_paths(run_dir)[-1]
+    if run_dir.exists():
+        shutil.rmtree(run_dir)  # an unfinished or differently configured run of this demo
+    summary = pretrain(pcfg)
+    if summary["stopped_by"] or not summary["checkpoint"]:
+        raise DemoError(f"pretraining stopped early ({summary['stopped_by']}) at step {summary['step']}")
+    done.write_text(json.dumps(want, indent=1))
+    return Path(summary["checkpoint"])
+
+
+def eval_fields(cfg: DemoConfig, manifest: Path, inits: tuple[str, ...], out: Path) -> dict:
+    return dict(
+        manifest=str(manifest), out=str(out), inits=inits, clip_len=cfg.clip_len, crop_size=cfg.crop_size,
+        clips_per_video=cfg.clips_per_video, backend=cfg.backend, batch_size=16, workers=cfg.workers,
+        device=cfg.device, cache_dir=str(Path(cfg.out) / "eval" / "cache"), seed=cfg.seed,
+    )
+
+
+# ---- the report -----------------------------------------------------------------------------
+def pca_2d(x: np.ndarray) -> np.ndarray:
+    """(N, D) -> (N, 2): projection on the two leading principal components."""
+    x = x - x.mean(axis=0)
+    _, _, vt = np.linalg.svd(x, full_matrices=False)
+    return x @ vt[:2].T
+
+
+def plot_projection(panels: list[tuple[str, np.ndarray, np.ndarray]], class_names: list[str], path: Path) -> Path:
+    """One scatter per encoder of (N, 2) points coloured by class."""
+    from ascnet.evaluate.report import _pyplot, save_figure
+
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4), squeeze=False)
+    cmap = plt.get_cmap("tab10")
+    for ax, (title, pts, labels) in zip(axes[0], panels):
+        for c, name in enumerate(class_names):
+            sel = labels == c
+            ax.scatter(pts[sel, 0], pts[sel, 1], s=14, color=cmap(c % 10), label=name)
+        ax.set(title=title, xticks=[], yticks=[])
+    axes[0][-1].legend(fontsize=7, loc="best")
+    fig.suptitle("test videos: PCA of mean clip features, coloured by motion class", fontsize=9)
+    save_figure(fig, path)
+    plt.close(fig)
+    return path
+
+
+def plot_losses(runs: list[tuple[str, Path]], path: Path) -> Path:
+    """Total, ACP and SCP loss against step for each pretraining run."""
+    from ascnet.evaluate.report import _pyplot, save_figure
+    from ascnet.train import read_metrics
+
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.3))
+    for name, run_dir in runs:
+        rows = read_metrics(run_dir)
+        steps = [r["step"] for r in rows]
+        for ax, key in zip(axes, ("loss", "acp", "scp")):
+            ax.plot(steps, [r[key] for r in rows], label=name)
+    for ax, key in zip(axes, ("total loss", "ACP loss", "SCP loss")):
+        ax.set(xlabel="step", title=key)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    save_figure(fig, path)
+    plt.close(fig)
+    return path
+
+
+def probe_digit(train, test, digits_train: np.ndarray, digits_test: np.ndarray) -> float:
+    """Video top-1 (%) of a linear probe on the digit drawn in each video (appearance)."""
+    from ascnet.evaluate.linear import fit_linear, logits_of, standardise, video_logits
+
+    xtr, xte = standardise(train.features, test.features)
+    layer = fit_linear(xtr, digits_train[train.video_index], 10, epochs=30, weight_decay=1e-3)
+    per_video = video_logits(logits_of(layer, xte), test.video_index, test.num_videos)
+    return float(100.0 * (per_video.argmax(1) == digits_test).mean())
+
+
+def write_report(cfg: DemoConfig, *, manifest: Path, inits: dict[str, str], runs: list[tuple[str, Path]],
+                 linear: dict, retrieval: dict, timings: dict, backend: str) -> Path:
+    """OUT/REPORT.md and its PNGs; returns the report's path."""
+    from ascnet.evaluate.features import FrozenEvalConfig, frozen_features, load_splits
+    from ascnet.evaluate.report import markdown_table
+    from ascnet.evaluate.retrieval import video_means
+    from ascnet.manifest import Manifest
+    from ascnet.preview import PreviewConfig, preview
+    from ascnet.tools.demo_data import read_digits
+
+    out = Path(cfg.out)
+    names = {v: k for k, v in inits.items()}  # init string -> row name
+    lin = {names[r["init"]]: r for r in linear["rows"]}
+    ret = {names[r["init"]]: r for r in retrieval["rows"]}
+
+    # appearance probe and projection from the cached features (no decoding)
+    fcfg = FrozenEvalConfig(**eval_fields(cfg, manifest, tuple(inits.values()), out / "eval" / "features"))
+    splits = load_splits(fcfg)
+    digits = read_digits(cfg.data_dir)  # keyed by the path relative to the data folder, as in the manifest
+    root = Manifest.from_parquet(manifest).root
+    if Path(cfg.data_dir).resolve() != Path(root).resolve():
+        raise DemoError(f"{manifest} indexes {root}, not the demo data {cfg.data_dir}")
+    dig = lambda m: np.array([digits[p] for p in m.df["path"]])  # noqa: E731
+    digit_acc, panels = {}, []
+    class_names = sorted(set(zip(splits.test.df["label"], splits.test.df["label_name"])))
+    for info, train, test, _ in frozen_features(fcfg, splits):
+        name = names[info.init]
+        digit_acc[name] = probe_digit(train, test, dig(splits.train), dig(splits.test))
+        means = video_means(test.features, test.video_index, test.num_videos)
+        panels.append((name, pca_2d(means), test.labels))
+    plot_projection(panels, [n for _, n in class_names], out / "projection.png")
+    plot_losses(runs, out / "loss.png")
+    preview(PreviewConfig(manifest=str(manifest), out=str(out / "pairs.png"), n=4, clip_len=cfg.clip_len,
+                          crop_size=max(cfg.crop_size, 64), speeds=tuple(cfg.speeds), backend=cfg.backend, seed=cfg.seed))
+
+    header = ["encoder", "linear top-1", "linear clip top-1", "retrieval top-1", "top-5", "top-10", "digit probe top-1"]
+    body = []
+    for name in inits:
+        lm, rm = lin[name]["metrics"], ret[name]["metrics"]
+        body.append([name, lm["video_top1"], lm["clip_top1"], rm.get("top1", float("nan")), rm.get("top5", float("nan")),
+                     rm.get("top10", float("nan")), digit_acc[name]])
+    table = markdown_table(header, body)
+    gap_lin = lin["ASCNet (ACP+SCP)"]["metrics"]["video_top1"] - lin["random init"]["metrics"]["video_top1"]
+    gap_ret = ret["ASCNet (ACP+SCP)"]["metrics"]["top1"] - ret["random init"]["metrics"]["top1"]
+    met = gap_lin >= GOAL_POINTS and gap_ret >= GOAL_POINTS
+    ntr, nte = len(splits.train), len(splits.test)
+    from ascnet.train import read_metrics
+
+    last = read_metrics(runs[0][1])[-1]
+    total = sum(timings.values())
+    lines = [
+        "# ascnet demo: ASCNet on handwritten digits in motion",
+        "",
+        f"Held-out test split: {nte} videos, gallery/training split: {ntr} videos, {splits.num_classes} motion classes "
+        f"(chance {100 / splits.num_classes:.1f} %). Percentages; video-level linear top-1 averages "
+        f"{cfg.clips_per_video} clips per video.",
+        "",
+        table,
+        f"Pretrained minus random init: linear top-1 {gap_lin:+.1f} points, retrieval top-1 {gap_ret:+.1f} points "
+        f"(goal: both at least +{GOAL_POINTS:.0f}: {'met' if met else 'NOT met'}).",
+        "",
+        "The digit probe is a linear classifier on the digit drawn in each video (chance 10 %): appearance, "
+        "which the motion classes ignore.",
+        "",
+        "## What ran",
+        "",
+        f"- data: {cfg.videos} videos, {cfg.size}x{cfg.size}, {cfg.min_frames}-{cfg.max_frames} frames at 25 fps, VP9, "
+        f"in `{cfg.data_dir}` (UCF-101 layout; the digit of each video in `digits.csv`)",
+        f"- model: {cfg.arch} width {cfg.width}, clips {cfg.clip_len}x{cfg.crop_size}x{cfg.crop_size}, speeds "
+        f"{','.join(map(str, cfg.speeds))}, heads {cfg.hidden_dim} hidden, queue {cfg.queue_size}",
+        f"- schedule: {last['step']} steps of {cfg.batch_size} pairs ({cfg.epochs if not cfg.max_steps else '-'} epochs), "
+        f"base lr {cfg.base_lr}, lambda(SCP) {cfg.scp_weight}; final loss {last['loss']:.3f} (ACP {last['acp']:.3f}, "
+        f"SCP {last['scp']:.3f}); {last['clips_per_s']:.0f} clips/s at the end",
+        f"- decoder backend: {backend}; machine: {machine()}",
+        "- time per step: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()) + f"; total {total / 60:.1f} min",
+        "",
+        "## Pictures",
+        "",
+        "Loss curves (`loss.png`):",
+        "",
+        "![loss](loss.png)",
+        "",
+        "Training pairs as the model sees them, both clips of each video at their speeds after augmentation (`pairs.png`):",
+        "",
+        "![pairs](pairs.png)",
+        "",
+        "Test videos in the 2-D PCA projection of their features, coloured by class (`projection.png`):",
+        "",
+        "![projection](projection.png)",
+        "",
+        "Reproduce: `python -m ascnet.demo --out " + cfg.out + "`; every number above comes from "
+        "`eval/linear/results.json` and `eval/retrieval/results.json`.",
+        "",
+    ]
+    from ascnet.evaluate.report import write_text_atomic
+
+    write_text_atomic(out / "summary.json", json.dumps({
+        "rows": [dict(zip(header, r)) for r in body], "gap_linear_top1": gap_lin, "gap_retrieval_top1": gap_ret,
+        "goal_met": met, "timings_s": timings, "config": asdict(cfg),
+    }, indent=2, default=list) + "\n")
+    return write_text_atomic(out / "REPORT.md", "\n".join(lines))
+
+
+def machine() -> str:
+    import os
+
+    import torch
+
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)} (CUDA), {os.cpu_count()} CPU cores"
+    return f"{platform.machine()} CPU, {os.cpu_count()} cores, torch {torch.__version__}"
+
+
+# ---- the whole demo ---------------------------------------------------------------------------
+def run_demo(cfg: DemoConfig) -> Path:
+    """Generate, index, pretrain, evaluate and report; returns the path of REPORT.md."""
+    from ascnet.evaluate.linear import LinearConfig, linear_probe
+    from ascnet.evaluate.retrieval import RetrievalConfig, retrieval
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    log, timings = out / "demo-error.log", {}
+    log.unlink(missing_ok=True)
+    with step("1/6 data: digits in motion", timings, log):
+        data = make_data(cfg)
+    with step("2/6 index", timings, log):
+        manifest = make_index(cfg, data)
+    runs = []
+    with step("3/6 pretrain ASCNet (ACP + SCP)", timings, log):
+        ckpt = run_pretrain(cfg, manifest, out / "pretrain", cfg.scp_weight)
+        runs.append(("ACP+SCP", out / "pretrain"))
+    inits = {"ASCNet (ACP+SCP)": str(ckpt)}
+    if cfg.ablation:
+        with step("3b/6 pretrain ACP only (ablation)", timings, log):
+            inits["ACP only"] = str(run_pretrain(cfg, manifest, out / "pretrain-acp", 0.0))
+            runs.append(("ACP only", out / "pretrain-acp"))
+    inits["random init"] = "random"
+    with step("4/6 linear probe", timings, log):
+        lin, table = linear_probe(LinearConfig(**eval_fields(cfg, manifest, tuple(inits.values()), out / "eval" / "linear")))
+        say(table)
+    with step("5/6 retrieval", timings, log):
+        ret, table = retrieval(RetrievalConfig(**eval_fields(cfg, manifest, tuple(inits.values()), out / "eval" / "retrieval"),
+                                               ks=(1, 5, 10)))
+        say(table)
+    with step("6/6 report", timings, log):
+        from ascnet.manifest import Manifest
+        from ascnet.pipelines.backends import choose_backend
+
+        table = Manifest.from_parquet(manifest).decode_table()
+        backend = choose_backend(cfg.backend, "cuda" if machine().endswith("(CUDA)") else "cpu", table["codec"])[0]
+        report = write_report(cfg, manifest=manifest, inits=inits, runs=runs, linear=lin, retrieval=ret,
+                              timings=dict(timings), backend=backend)
+    return report
+
+
+@click.command()
+@click.option("--out", default=DemoConfig.out, show_default=True, type=click.Path(file_okay=False), help="output folder")
+@click.option("--fast", is_flag=True, help=f"a smaller run ({', '.join(f'{k}={v}' for k, v in FAST.items())})")
+@click.option("--ablation", is_flag=True, help="also pretrain ACP only (lambda=0) and report it")
+@click.option("--videos", type=int, default=None, help=f"dataset size (default {DemoConfig.videos})")
+@click.option("--epochs", type=int, default=None, help=f"pretraining epochs (default {DemoConfig.epochs})")
+@click.option("--width", type=int, default=DemoConfig.width, show_default=True, help="backbone base channels")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--backend", type=click.Choice(["auto", "nvdec", "dali-cpu", "pyav"]), default="auto", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def main(out, fast, ablation, videos, epochs, width, device, backend, seed):
+    """The main job end to end on the embedded demo dataset; prints the report's path."""
+    cfg = DemoConfig(out=out, ablation=ablation, width=width, device=device, backend=backend, seed=seed)
+    if fast:
+        cfg = replace(cfg, **FAST)
+    cfg = replace(cfg, **{k: v for k, v in (("videos", videos), ("epochs", epochs)) if v is not None})
+    t0 = time.perf_counter()
+    try:
+        report = run_demo(cfg)
+    except DemoError as e:
+        say(f"\ndemo: {e}")
+        sys.exit(1)
+    say(f"\ndemo finished in {(time.perf_counter() - t0) / 60:.1f} min")
+    click.echo(Path(report).read_text().split("## What ran")[0].rstrip())
+    click.echo(f"\nreport: {report}")
+
+
+assert {f.name for f in fields(DemoConfig)} >= set(FAST)
+
+if __name__ == "__main__":
+    main()
