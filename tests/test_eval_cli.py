@@ -146,8 +146,8 @@ def test_finetune_resume_is_exact(dataset, tmp_path):
     assert ra["rows"][0]["metrics"] == rb["rows"][0]["metrics"]
     assert list(ra["rows"][0]["metrics"]) == ["center_top1", "center_top5", "three_top1", "three_top5"]
     assert (straight / "curves.png").stat().st_size > 0
-    # the fine-tuned checkpoint is itself an encoder another evaluation can start from
-    r = invoke("retrieval", "--init", straight / "checkpoint.pt", "--manifest", dataset, "--out", tmp_path / "ret",
+    # the fine-tuning run (its directory) is itself an encoder another evaluation can start from
+    r = invoke("retrieval", "--init", straight, "--manifest", dataset, "--out", tmp_path / "ret",
                "--clips-per-video", "1", "--clip-len", "8", "--crop-size", "32")
     assert r.exit_code == 0, r.output
     assert results(tmp_path / "ret")["rows"][0]["arch"] == "r3d18"

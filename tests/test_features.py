@@ -57,6 +57,19 @@ def test_run_checkpoint_loads_the_online_encoder(tmp_path):
         assert torch.equal(enc.state_dict()[k], v)
 
 
+def test_run_directory_means_its_newest_checkpoint(tmp_path):
+    for step, width in ((1, 4), (2, 8)):
+        net = build_backbone("r3d18", width)
+        model = {f"online_encoder.{k}": v for k, v in net.state_dict().items()}
+        save_atomic({"kind": "run", "config": {"arch": "r3d18", "width": width}, "model": model},
+                    tmp_path / "run" / "checkpoints" / f"step-{step:08d}.pt")
+    _, info = load_encoder(str(tmp_path / "run"))
+    assert (info.arch, info.width) == ("r3d18", 8)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match=r"empty: a directory without checkpoints/step-\*\.pt or checkpoint\.pt"):
+        load_encoder(str(tmp_path / "empty"))
+
+
 def test_random_init_is_seeded_and_takes_the_checkpoints_arch(tmp_path):
     a, info = load_encoder("random", "r3d18", 8, seed=3)
     b, _ = load_encoder("random", "r3d18", 8, seed=3)

@@ -36,8 +36,8 @@ def _crops(ctx, param, value):
 def encoder_and_data_options(f):
     """Options every command shares: what to evaluate, on which manifest, how to decode."""
     options = [
-        click.option("--init", "--checkpoint", "inits", multiple=True, metavar="CKPT|random",
-                     help="A checkpoint (run or exported backbone) or 'random'; repeat to compare in one table."),
+        click.option("--init", "--checkpoint", "inits", multiple=True, metavar="CKPT|RUN_DIR|random",
+                     help="A checkpoint (run or exported backbone), a run directory (its newest checkpoint) or 'random'; repeat to compare in one table."),
         click.option("--arch", type=click.Choice(ARCHS), default=None, help="Architecture of a random init (a checkpoint names its own)."),
         click.option("--width", type=int, default=None, help="Base channel count of a random init (64 = the published network)."),
         click.option("--manifest", required=True, type=click.Path(dir_okay=False), help="Parquet manifest from 'ascnet-index build'."),

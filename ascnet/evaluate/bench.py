@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ascnet.evaluate.features import resolve_device
+from ascnet.evaluate.features import VIDEO_BAR, resolve_device
 from ascnet.manifest import Manifest
 
 LOADERS = ("nvdec", "dali-cpu", "pyav", "baseline")
@@ -128,7 +128,10 @@ def time_pass(name: str, manifest: Manifest, cfg: EvalBenchConfig, model: torch.
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
     rows, t1, startup = 0, None, 0.0
     desc = f"{name:>8} {'features' if model is not None else 'loader'}"
-    with torch.inference_mode(), autocast, tqdm(total=len(manifest), desc=desc, unit="video", leave=False) as bar:
+    with torch.inference_mode(), autocast, tqdm(
+        total=len(manifest) * rows_per_video, desc=desc, unit="video", unit_scale=1 / rows_per_video, leave=False,
+        bar_format=VIDEO_BAR,
+    ) as bar:  # counts rows, shows videos
         for batch in batches:
             clips = batch["clips"]
             if model is not None:
@@ -142,7 +145,7 @@ def time_pass(name: str, manifest: Manifest, cfg: EvalBenchConfig, model: torch.
                 startup = t1 - t0
             else:
                 rows += len(clips)
-            bar.update(len(clips) / rows_per_video)
+            bar.update(len(clips))
     elapsed = time.perf_counter() - (t1 or t0)
     videos = rows / rows_per_video
     return videos / max(elapsed, 1e-9), startup, int(round(videos))
@@ -180,6 +183,8 @@ def run_eval_bench(cfg: EvalBenchConfig, echo=print) -> dict:
     echo(_env_lines(env, cfg, reps, len(manifest)))
     torch.manual_seed(0)
     model = build_backbone(cfg.arch, cfg.width).to(device).eval()
+    # the encoder alone, before and after the loaders: on a shared machine the load drifts
+    model_before = time_model(model, cfg, device, len(manifest))
     rows = []
     for name in cfg.backends:
         reason = skip_reason(name, sorted(env["codecs"]))
@@ -194,9 +199,11 @@ def run_eval_bench(cfg: EvalBenchConfig, echo=print) -> dict:
                             startup_s=startup))
         except Exception as e:  # one broken backend must not hide the others' figures
             rows.append(Row(name, "failed", reason=f"{type(e).__name__}: {e}"))
-    model_rate = time_model(model.to(device), cfg, device, len(manifest))
-    rows.append(Row("model", "ok", reason=f"{cfg.arch} width {cfg.width} on synthetic clips ({device.type})",
-                    features_videos_per_s=model_rate))
+    model_after = time_model(model.to(device), cfg, device, len(manifest))
+    model_rate = (model_before + model_after) / 2
+    rows.append(Row("model", "ok", features_videos_per_s=model_rate,
+                    reason=f"{cfg.arch} width {cfg.width} on synthetic clips ({device.type}); mean of "
+                           f"{model_before:.2f} before and {model_after:.2f} after the loaders"))
     base = next((r.features_videos_per_s for r in rows if r.backend == "baseline" and r.status == "ok"), None)
     for r in rows:
         if base and r.features_videos_per_s is not None and r.backend != "model":

@@ -23,6 +23,7 @@ from ascnet.manifest import Manifest, ManifestError
 
 CROPS_PER_CLIP = {"center": 1, "three": 3, "ten": 10}
 CACHE_VERSION = 1
+VIDEO_BAR = "{l_bar}{bar}| {n:.1f}/{total:.0f} [{elapsed}<{remaining}, {rate_fmt}]"  # fractional videos, rounded
 
 
 class EvalError(ValueError):
@@ -46,16 +47,36 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def checkpoint_file(init: str | Path) -> Path:
+    """A checkpoint file, or the newest one of a run directory: a pretraining run's
+    checkpoints/step-*.pt, or a fine-tuning run's checkpoint.pt."""
+    path = Path(init)
+    if not path.is_dir():
+        return path
+    from ascnet.train import checkpoint_paths
+
+    found = checkpoint_paths(path) or [p for p in [path / "checkpoint.pt"] if p.exists()]
+    if not found:
+        raise CheckpointError(f"{path}: a directory without checkpoints/step-*.pt or checkpoint.pt; pass a checkpoint file")
+    return found[-1]
+
+
+def backbone_state(init: str | Path) -> tuple[dict, str, int]:
+    """(load_backbone_state's dict, arch, width) of a checkpoint file or run directory."""
+    path = checkpoint_file(init)
+    state = load_backbone_state(path)
+    if not state.get("arch"):
+        raise CheckpointError(f"{path}: the checkpoint does not name its architecture ('arch')")
+    return state, state["arch"], int(state.get("width") or 64)
+
+
 def checkpoint_arch(init: str) -> tuple[str, int]:
     """(arch, width) stored in a checkpoint."""
-    state = load_backbone_state(init)
-    if not state.get("arch"):
-        raise CheckpointError(f"{init}: the checkpoint does not name its architecture ('arch')")
-    return state["arch"], int(state.get("width") or 64)
+    return backbone_state(init)[1:]
 
 
 def load_encoder(init: str, arch: str | None = None, width: int | None = None, seed: int = 0) -> tuple[nn.Module, EncoderInfo]:
-    """The backbone for `init`: "random" (seeded; needs arch) or a checkpoint path.
+    """The backbone for `init`: "random" (seeded; needs arch), a checkpoint or a run directory.
 
     With a checkpoint, arch and width come from it; an `arch`/`width` that contradicts it, or
     weights that do not fit the named architecture, raise CheckpointError naming both.
@@ -70,10 +91,7 @@ def load_encoder(init: str, arch: str | None = None, width: int | None = None, s
         model = build_backbone(arch, width)
         return model.eval(), EncoderInfo("random", arch, width, f"random:{arch}:{width}:{seed}")
 
-    state = load_backbone_state(init)
-    ck_arch, ck_width = state.get("arch"), int(state.get("width") or 64)
-    if not ck_arch:
-        raise CheckpointError(f"{init}: the checkpoint does not name its architecture ('arch')")
+    state, ck_arch, ck_width = backbone_state(init)
     if arch and arch != ck_arch:
         raise CheckpointError(f"{init}: checkpoint holds arch '{ck_arch}' but '{arch}' was asked for; drop --arch or pass the matching checkpoint")
     if width and int(width) != ck_width:
@@ -90,7 +108,7 @@ def load_encoder(init: str, arch: str | None = None, width: int | None = None, s
             + "; was it trained with another --arch or --width?"
         )
     model.load_state_dict(state["state_dict"])
-    return model.eval(), EncoderInfo(str(init), ck_arch, ck_width, "sha256:" + file_sha256(init))
+    return model.eval(), EncoderInfo(str(init), ck_arch, ck_width, "sha256:" + file_sha256(checkpoint_file(init)))
 
 
 def state_dict_problems(model: nn.Module, state: dict) -> tuple[list[str], list[str], list[str]]:
@@ -232,14 +250,17 @@ def run_model(
     model = model.to(device).eval()
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
     outs, vids, clips, crops = [], [], [], []
-    with torch.inference_mode(), autocast, tqdm(total=num_videos, desc=desc, unit="video", leave=False) as bar:
+    with torch.inference_mode(), autocast, tqdm(
+        total=num_videos * rows_per_video, desc=desc, unit="video", unit_scale=1 / rows_per_video, leave=False,
+        bar_format=VIDEO_BAR,
+    ) as bar:  # counts rows, shows videos
         for batch in batches:
             x = batch["clips"].to(device, non_blocking=True)
             outs.append(model(x).float().cpu().numpy())
             vids.append(batch["video_index"].cpu().numpy())
             clips.append(batch["clip_index"].cpu().numpy())
             crops.append(batch["crop_index"].cpu().numpy())
-            bar.update(len(x) / rows_per_video)
+            bar.update(len(x))
     if not outs:
         raise EvalError("the evaluation loader yielded no batches")
     feats, vidx, cidx, kidx = (np.concatenate(a) for a in (outs, vids, clips, crops))
