@@ -1,0 +1,78 @@
+"""End to end: the demo's orchestrator at a tiny size (real data, index, DALI, training, evaluation)."""
+import json
+import math
+import re
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from ascnet.cli.train import main as train_cli
+from ascnet.demo import DemoConfig, DemoError, run_demo
+
+TINY = dict(videos=24, size=32, min_frames=24, max_frames=30, width=4, clip_len=4, crop_size=16, speeds=(1, 2, 4),
+            max_steps=3, batch_size=4, hidden_dim=32, queue_size=64, clips_per_video=2, workers=2)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    cfg = DemoConfig(out=str(tmp_path_factory.mktemp("demo") / "run"), progress=False, **TINY)
+    return cfg, run_demo(cfg)
+
+
+def _table(report: str) -> dict[str, list[float]]:
+    rows = {}
+    for line in report.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and cells[0] in ("ASCNet (ACP+SCP)", "random init"):
+            rows[cells[0]] = [float(c) for c in cells[1:]]
+    return rows
+
+
+@pytest.mark.slow
+def test_report_holds_the_table_and_pictures(demo):
+    cfg, report = demo
+    text = report.read_text()
+    rows = _table(text)
+    assert set(rows) == {"ASCNet (ACP+SCP)", "random init"}
+    for name, values in rows.items():
+        assert len(values) == 6, name
+        assert all(math.isfinite(v) and 0 <= v <= 100 for v in values), (name, values)
+    # the table repeats the evaluation commands' own results
+    linear = json.loads((report.parent / "eval" / "linear" / "results.json").read_text())
+    random_row = next(r for r in linear["rows"] if r["init"] == "random")
+    assert rows["random init"][0] == pytest.approx(random_row["metrics"]["video_top1"], abs=0.005)
+    assert re.search(r"linear top-1 [+-]\d+\.\d points, retrieval top-1 [+-]\d+\.\d points", text)
+    summary = json.loads((report.parent / "summary.json").read_text())
+    assert isinstance(summary["goal_met"], bool) and math.isfinite(summary["gap_linear_top1"])
+    for png in ("loss.png", "pairs.png", "projection.png"):
+        with Image.open(report.parent / png) as im:
+            assert im.format == "PNG" and im.width > 200 and im.height > 100
+        assert f"({png})" in text
+
+
+@pytest.mark.slow
+def test_preview_command_on_the_demo_manifest(demo, tmp_path):
+    cfg, report = demo
+    out = tmp_path / "pairs.png"
+    args = ["preview", "--manifest", str(report.parent / "manifest.parquet"), "--out", str(out), "--n", "2",
+            "--clip-len", "4", "--crop-size", "32", "--speeds", "1,2"]
+    res = CliRunner().invoke(train_cli, args)
+    assert res.exit_code == 0, res.output
+    assert f"wrote {out}" in res.output
+    with Image.open(out) as im:
+        assert im.format == "PNG"
+
+
+def test_preview_errors_name_the_fix(tmp_path):
+    res = CliRunner().invoke(train_cli, ["preview", "--manifest", str(tmp_path / "none.parquet"), "--out", str(tmp_path / "p.png")])
+    assert res.exit_code != 0 and "no such manifest" in res.output
+    res = CliRunner().invoke(train_cli, ["preview", "--manifest", str(tmp_path / "m.parquet"), "--out", str(tmp_path / "p.txt")])
+    assert res.exit_code != 0 and "write an image (.png" in res.output
+
+
+def test_a_failing_step_is_named(tmp_path):
+    cfg = DemoConfig(out=str(tmp_path / "run"), progress=False, **dict(TINY, videos=5))
+    with pytest.raises(DemoError, match=r"step '1/6 data: digits in motion' failed: BadParameter: .*need at least 12"):
+        run_demo(cfg)
+    assert "Traceback" in (tmp_path / "run" / "demo-error.log").read_text()
