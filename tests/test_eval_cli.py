@@ -115,15 +115,20 @@ def test_checkpoint_of_another_architecture_is_a_readable_error(dataset, tmp_pat
     assert r.exit_code == 2 and "--init random needs --arch" in r.output
 
 
-FT = ["--init", "random", "--arch", "r3d18", "--epochs", "2", "--batch-size", "2", "--test-clips", "2",
-      "--test-crops", "center,three", "--width", "4", "--clip-len", "8", "--crop-size", "32", "--lr", "0.01",
-      "--backend", "dali-cpu"]
+def finetune_args(init, lr=0.01):
+    return ["--init", init, "--epochs", "2", "--batch-size", "2", "--test-clips", "2", "--test-crops", "center,three",
+            "--clip-len", "8", "--crop-size", "32", "--lr", lr, "--backend", "dali-cpu"]
 
 
 def test_finetune_resume_is_exact(dataset, tmp_path):
     import torch
 
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    # starts from a backbone file: arch and width come from it
+    net = build_backbone("r3d18", 4)
+    save_atomic({"kind": "backbone", "arch": "r3d18", "width": 4, "input_size": [8, 32, 32],
+                 "feature_dim": net.feature_dim, "state_dict": net.state_dict()}, tmp_path / "b.pt")
+    FT = finetune_args(tmp_path / "b.pt")
     r = invoke("finetune", "--manifest", dataset, "--out", straight, *FT)
     assert r.exit_code == 0, r.output
     # 6 train videos / batch 2 = 3 steps an epoch: stop in the middle of epoch 2, then resume
@@ -131,7 +136,7 @@ def test_finetune_resume_is_exact(dataset, tmp_path):
     assert r.exit_code == 0 and "stopped at step 4/6; continue with --resume" in r.output
     r = invoke("finetune", "--manifest", dataset, "--out", resumed, *FT)
     assert r.exit_code == 2 and "checkpoint.pt exists: pass --resume" in r.output
-    r = invoke("finetune", "--manifest", dataset, "--out", resumed, *FT[:-2], "--lr", "0.02", "--resume")
+    r = invoke("finetune", "--manifest", dataset, "--out", resumed, *finetune_args(tmp_path / "b.pt", lr=0.02), "--resume")
     assert r.exit_code == 2 and "--resume with 'lr' = 0.02, but the run was started with 0.01" in r.output
     r = invoke("finetune", "--manifest", dataset, "--out", resumed, *FT, "--resume")
     assert r.exit_code == 0, r.output

@@ -15,6 +15,7 @@ already in memory: the ceiling the data path is measured against. Ratios are to 
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -180,6 +181,7 @@ def run_eval_bench(cfg: EvalBenchConfig, echo=print) -> dict:
     manifest, reps = bench_manifest(cfg.manifest, cfg.split, cfg.min_videos)
     env = environment(manifest.decode_table())
     device = resolve_device("auto")
+    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     echo(_env_lines(env, cfg, reps, len(manifest)))
     torch.manual_seed(0)
     model = build_backbone(cfg.arch, cfg.width).to(device).eval()
@@ -209,8 +211,11 @@ def run_eval_bench(cfg: EvalBenchConfig, echo=print) -> dict:
         if base and r.features_videos_per_s is not None and r.backend != "model":
             r.ratio = r.features_videos_per_s / base
     echo(format_table(rows, model_rate))
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    echo(f"1-min load average: {load_before:.1f} at the start, {load:.1f} at the end on {env['cpus']} CPUs "
+         "(well above the CPU count means other work shared the machine: compare ratios, not absolutes)")
     doc = {"config": asdict(cfg), "environment": env, "repeat": reps, "device": str(device),
-           "rows": [asdict(r) for r in rows]}
+           "load_average": [load_before, load], "rows": [asdict(r) for r in rows]}
     if cfg.json:
         write_json_atomic(cfg.json, doc)
     return doc

@@ -79,8 +79,8 @@ def cosine_lr(base: float, step: int, total: int) -> float:
     return 0.5 * base * (1.0 + math.cos(math.pi * min(step, total) / max(total, 1)))
 
 
-def _check_resume(saved: dict, cfg: FinetuneConfig, path: Path) -> None:
-    now = asdict(cfg)
+def _check_resume(saved: dict, now: dict, path: Path) -> None:
+    """Refuse to resume under settings that would change the result."""
     for k, v in saved.items():
         if k in RESUMABLE or k not in now:
             continue
@@ -101,17 +101,18 @@ def finetune(cfg: FinetuneConfig) -> tuple[dict, str]:
     check_classes(train_rows, test_rows, cfg.manifest)
     device = resolve_device(cfg.device)
 
+    encoder, info = load_encoder(cfg.init, cfg.arch, cfg.width, cfg.seed)
+    config = {**asdict(cfg), "arch": info.arch, "width": info.width}  # as resolved, so the file names its arch
     ckpt_path = out / CHECKPOINT
     saved = None
     if cfg.resume:
         if not ckpt_path.exists():
             raise CheckpointError(f"{ckpt_path}: nothing to resume; run without --resume first")
         saved = load(ckpt_path)
-        _check_resume(saved.get("config", {}), cfg, ckpt_path)
+        _check_resume(saved.get("config", {}), config, ckpt_path)
     elif ckpt_path.exists():
         raise EvalError(f"{ckpt_path} exists: pass --resume to continue that run, or another --out")
 
-    encoder, info = load_encoder(cfg.init, cfg.arch, cfg.width, cfg.seed)
     torch.manual_seed(cfg.seed)  # the head's initialisation
     model = FinetuneModel(encoder, manifest.num_classes).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
@@ -122,15 +123,13 @@ def finetune(cfg: FinetuneConfig) -> tuple[dict, str]:
         step, history, sums = saved["step"], saved["history"], saved["sums"]
         torch.set_rng_state(saved["rng"])
 
+    # a split smaller than one batch is refused here, by the loader, with its own message
     loader = build_clip_loader(
         manifest, split=cfg.train_split, batch_size=cfg.batch_size, clip_len=cfg.clip_len, crop_size=cfg.crop_size,
         augment=True, backend=cfg.backend, device=device.type, seed=cfg.seed, shard_id=0, num_shards=1, workers=cfg.workers,
     )
     per_epoch = loader.steps_per_epoch
-    if per_epoch < 1:
-        raise EvalError(f"{cfg.manifest}: split '{cfg.train_split}' has {len(train_rows)} videos, fewer than one batch of {cfg.batch_size}; lower --batch-size")
     total = cfg.epochs * per_epoch
-    config = {**asdict(cfg), "arch": info.arch, "width": info.width}
 
     def save():
         save_atomic({
