@@ -26,7 +26,7 @@ import torch
 from ascnet.manifest import Manifest, ManifestError
 from ascnet.optional import require_dali
 from ascnet.pipelines.backends import choose_backend
-from ascnet.pipelines.sources import BytesSource, DecodeError, EvalSchedule, PyAVSource, TrainSchedule
+from ascnet.pipelines.sources import BytesSource, DecodeError, EvalSchedule, PyAVSource, TrainSchedule, decode_frames
 from ascnet.sampling import SamplingError, check_rate, check_speeds, steps_per_epoch
 
 log = logging.getLogger("ascnet.pipelines")
@@ -92,23 +92,23 @@ class _DaliRunner:
         self.pipe = self.make(source, batch_size)
         self.pipe.build()
 
-    def run(self, describe) -> list[torch.Tensor] | None:
+    def run(self, batch) -> list[torch.Tensor] | None:
         """One batch as torch tensors; None when a DALI decoder lost it and errors are skipped.
 
-        describe(): the batch's files and frame ranges, for the error message.
+        batch(): the batch's (file, frames, fps) per sample, to name the culprit of a failure.
         """
         try:
             outs = self.pipe.run()
         except Exception as e:
             text = str(e)
             if self.backend != "pyav" and self.skip_errors and isinstance(e, RuntimeError):
-                log.warning("skipped a batch that failed to decode (%s): %s", describe(), text.splitlines()[0])
+                log.warning("skipped a batch that failed to decode: %s", _culprit(batch(), text))
                 return None
             self.close()
             if "DecodeError" in text or "SamplingError" in text:  # raised in a worker: its message names the file
                 line = next(ln for ln in reversed(text.splitlines()) if "Error:" in ln)
                 raise DecodeError(line.split("Error: ", 1)[1]) from e
-            raise DecodeError(f"decoding failed for a video among {describe()}: {text.splitlines()[0]}") from e
+            raise DecodeError(_culprit(batch(), text)) from e
         return [_to_torch(o, self.device) for o in outs]
 
     def close(self):
@@ -119,8 +119,23 @@ class _DaliRunner:
             self.pipe = None
 
 
-def _describe(table, requests) -> str:
-    return ", ".join(f"{table['file'].iat[r.video_index]} (frames {r.frames.min()}..{r.frames.max()})" for r in requests)
+def _batch_files(table, requests) -> list[tuple[str, np.ndarray, float]]:
+    return [(table["file"].iat[r.video_index], r.frames, float(table["fps"].iat[r.video_index])) for r in requests]
+
+
+def _culprit(samples, dali_text: str) -> str:
+    """Which video of a failed DALI batch is bad: the first one PyAV cannot decode either.
+
+    DALI loses the whole batch without naming the sample, so each is re-read with PyAV.
+    """
+    for file, frames, fps in samples:
+        try:
+            decode_frames(file, frames, fps)
+        except DecodeError as e:
+            return str(e)
+    reason = next((ln.strip() for ln in dali_text.splitlines() if ln.strip() and not ln.startswith(("Critical", "Error in", " ", "which", "encountered", "C++", "Current"))), "")
+    listed = ", ".join(f"{f} (frames {fr.min()}..{fr.max()})" for f, fr, _ in samples)
+    return f"DALI failed to decode a video among {listed}: {reason}"
 
 
 # ---- training: pairs and single clips ----------------------------------------------------
@@ -199,7 +214,7 @@ class PairLoader:
             b = self._done
             requests = [self._sched.request(g) for g in range(b * self.batch_size, (b + 1) * self.batch_size)]
             try:
-                outs = self._runner.run(lambda: _describe(self.table, requests))
+                outs = self._runner.run(lambda: _batch_files(self.table, requests))
             except BaseException:
                 self._next = None  # rebuild on the next call
                 raise
@@ -351,7 +366,7 @@ class EvalLoader:
             for b in range(self._sched.padded // self._dali_batch):
                 g0 = b * self._dali_batch
                 requests = [self._sched.request(g) for g in range(g0, g0 + self._dali_batch)]
-                outs = self._runner.run(lambda: _describe(self.table, requests))
+                outs = self._runner.run(lambda: _batch_files(self.table, requests))
                 real = min(self._dali_batch, self._sched.num_items - g0)  # the rest pads the last batch
                 if outs is None:
                     self._runner.skipped += real
