@@ -108,6 +108,8 @@ class _DaliRunner:
             if "DecodeError" in text or "SamplingError" in text:  # raised in a worker: its message names the file
                 line = next(ln for ln in reversed(text.splitlines()) if "Error:" in ln)
                 raise DecodeError(line.split("Error: ", 1)[1]) from e
+            if self.backend == "pyav":
+                raise  # not a decoding failure
             raise DecodeError(_culprit(batch(), text)) from e
         return [_to_torch(o, self.device) for o in outs]
 
@@ -133,7 +135,9 @@ def _culprit(samples, dali_text: str) -> str:
             decode_frames(file, frames, fps)
         except DecodeError as e:
             return str(e)
-    reason = next((ln.strip() for ln in dali_text.splitlines() if ln.strip() and not ln.startswith(("Critical", "Error in", " ", "which", "encountered", "C++", "Current"))), "")
+    # DALI's own reason: the one line of its message that is neither a header nor a traceback
+    noise = ("Critical", "Error in", " ", "which", "encountered", "C++", "Current")
+    reason = next((ln for ln in dali_text.splitlines() if ln.strip() and not ln.startswith(noise)), "")
     listed = ", ".join(f"{f} (frames {fr.min()}..{fr.max()})" for f, fr, _ in samples)
     return f"DALI failed to decode a video among {listed}: {reason}"
 
