@@ -84,8 +84,10 @@ def test_linear_and_retrieval_share_the_cache_and_a_second_run_decodes_nothing(t
 
     r = invoke("compare", tmp_path / "lin1", tmp_path / "ret")
     assert r.exit_code == 0, r.output
+    # one row per encoder: the linear and retrieval scores of each init side by side
     lines = r.output.splitlines()
-    assert "clip_top1" in lines[0] and "top6" in lines[0] and len(lines) == 2 + 4
+    assert "linear video_top1" in lines[0] and "retrieval top6" in lines[0] and len(lines) == 2 + 2
+    assert lines[3].startswith("| random ") and "lin1, ret" in lines[3]
     r = invoke("compare", tmp_path / "nowhere")
     assert r.exit_code == 2 and "no results.json" in r.output
 

@@ -9,9 +9,6 @@ import sys
 
 import click
 
-from ascnet.checkpoint import CheckpointError
-from ascnet.manifest import ManifestError
-
 ARCHS = ["r3d18", "r2plus1d18", "s3dg"]
 BACKENDS = ["auto", "nvdec", "dali-cpu", "pyav"]
 
@@ -66,7 +63,9 @@ def frozen_options(f):
 
 def run(fn, cfg):
     """Call the library function; turn input errors into one readable line and exit code 2."""
+    from ascnet.checkpoint import CheckpointError
     from ascnet.evaluate.features import EvalError
+    from ascnet.manifest import ManifestError
 
     try:
         _, table = fn(cfg)

@@ -43,7 +43,8 @@ def markdown_table(headers: list[str], rows: list[list]) -> str:
     """A GitHub markdown table; floats with two decimals, numbers right-aligned."""
     cells = [[fmt(v) for v in r] for r in rows]
     is_num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
-    numeric = [bool(rows) and all(is_num(r[i]) for r in rows) for i in range(len(headers))]
+    # a column of numbers (blank where a row has none) is right-aligned
+    numeric = [any(is_num(r[i]) for r in rows) and all(is_num(r[i]) or r[i] == "" for r in rows) for i in range(len(headers))]
     widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, h in enumerate(headers)]
     line = lambda vals: "| " + " | ".join(  # noqa: E731
         v.rjust(w) if num else v.ljust(w) for v, w, num in zip(vals, widths, numeric)
@@ -84,13 +85,28 @@ def load_results(run_dir: str | Path) -> dict:
 
 
 def compare_table(run_dirs: list[str | Path]) -> str:
-    """Several runs side by side: one row per result row, metrics aligned by name."""
-    rows = []
+    """Several runs side by side, one row per encoder (init, arch, width).
+
+    Columns are "<command> <metric>", so a linear, a retrieval and a fine-tuning run of the
+    same encoders read as one table; an encoder evaluated twice by one command (e.g. with other
+    settings) gets a second row.
+    """
+    merged: list[dict] = []
     for d in run_dirs:
         res = load_results(d)
+        command = res.get("command", "")
         for r in res["rows"]:
-            rows.append({"run": str(d), "command": res.get("command", ""), **r})
-    return rows_table(rows, lead=["run", "command", *ROW_KEYS])
+            metrics = {f"{command} {m}": v for m, v in r["metrics"].items()}
+            key = tuple(r.get(k) for k in ROW_KEYS)
+            row = next((m for m in merged if m["key"] == key and not set(metrics) & set(m["metrics"])), None)
+            if row is None:
+                row = {"key": key, **{k: r.get(k) for k in ROW_KEYS}, "runs": [], "metrics": {}}
+                merged.append(row)
+            row["metrics"].update(metrics)
+            row["runs"].append(Path(d).name)
+    for row in merged:
+        row["runs"] = ", ".join(row["runs"])
+    return rows_table(merged, lead=[*ROW_KEYS, "runs"])
 
 
 def short_label(init: str) -> str:
