@@ -65,12 +65,13 @@ def test_end_to_end_json_one_row_per_backend(vp9, tmp_path):
         assert r["status"] == "ok", (name, r["reason"])
         assert r["pairs"] > 0 and r["pairs_per_s"] > 0 and r["frames_per_s"] == pytest.approx(r["pairs_per_s"] * 16)
         assert r["frames_checked"] == 2 * 2 * 8 and r["frames_correct"] == r["frames_checked"], (name, r["wrong"])
-        assert f"{r['frames_correct']}/{r['frames_checked']}" in result.output
+        assert f"{r['frames_correct']}/{r['frames_checked']}" in result.output and r["wrong_by_file"] == {}
+        assert 0 < r["cpu_s_per_pair"] < 60
     assert rows["baseline"]["ratio"] == pytest.approx(1.0)
     assert rows["pyav"]["ratio"] == pytest.approx(rows["pyav"]["pairs_per_s"] / rows["baseline"]["pairs_per_s"])
-    assert rows["ceiling"]["status"] == "ok" and rows["ceiling"]["pairs_per_s"] > 0
+    assert rows["ceiling"]["status"] == "ok" and rows["ceiling"]["pairs_per_s"] > 0 and rows["ceiling"]["cpu_s_per_pair"] > 0
     assert doc["ceiling"]["cores"] == 1 and set(doc["ceiling"]["files"]) == {"v0.webm", "v1.webm", "v2.webm"}
-    assert "device:" in result.output and "vp9 x3" in result.output and "x baseline" in result.output
+    assert "device:" in result.output and "vp9 x3" in result.output and "CPU ms/pair" in result.output
 
 
 def test_unavailable_backends_are_skipped_with_their_reason(h264, tmp_path):
@@ -117,5 +118,5 @@ def test_ceiling_costs_and_decode_rate(vp9):
     assert pair_cost(a, b, keys) == 29 - 12 + 1  # overlapping clips: one window is cheaper
     a, b = np.arange(0, 16), np.arange(40, 56)
     assert pair_cost(a, b, keys) == 16 + (55 - 36 + 1)  # far apart: two seeks are cheaper
-    rate, found = decode_only(str(Manifest.from_parquet(vp9).resolve("v0.webm")), min_seconds=0.05)
-    assert found == [0, 12, 24, 36, 48] and rate > 100
+    rate, cpu_rate, found = decode_only(str(Manifest.from_parquet(vp9).resolve("v0.webm")), min_seconds=0.05)
+    assert found == [0, 12, 24, 36, 48] and rate > 100 and cpu_rate > 100

@@ -74,10 +74,12 @@ class Row:
     ratio: float | None = None          # pairs/s over the baseline's
     pairs: int = 0
     seconds: float = 0.0
+    cpu_s_per_pair: float | None = None  # CPU time of this process and its workers per pair (robust to a shared CPU)
     startup_s: float = 0.0
     frames_checked: int = 0
     frames_correct: int = 0
     wrong: list = field(default_factory=list)   # up to 8 (file, named frame, best-matching frame)
+    wrong_by_file: dict = field(default_factory=dict)  # file -> [wrong, checked], files with a wrong frame
 
 
 # ---- the manifest as the benchmark uses it ----------------------------------------------------
@@ -174,6 +176,31 @@ def _batches(loader):
         epoch += 1
 
 
+def tree_cpu_seconds() -> float | None:
+    """User + system CPU seconds of this process and all its descendants (Linux /proc), or None.
+
+    Worker processes (DataLoader's, DALI's) are alive while a loader runs, so the difference
+    between two readings is the CPU the loader spent in between, however busy the machine is.
+    """
+    try:
+        stats = {}
+        for d in Path("/proc").iterdir():
+            if d.name.isdigit():
+                try:
+                    fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                stats[int(d.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]))  # ppid, utime + stime
+    except OSError:
+        return None
+    tree, todo = set(), [os.getpid()]
+    while todo:
+        pid = todo.pop()
+        tree.add(pid)
+        todo += [c for c, (ppid, _) in stats.items() if ppid == pid and c not in tree]
+    return sum(stats[p][1] for p in tree if p in stats) / os.sysconf("SC_CLK_TCK")
+
+
 def time_loader(name: str, manifest: Manifest, cfg: DecodeBenchConfig) -> Row:
     """Pairs/s after the first batch (start-up and worker spawn are timed apart)."""
     t0 = time.perf_counter()
@@ -182,7 +209,7 @@ def time_loader(name: str, manifest: Manifest, cfg: DecodeBenchConfig) -> Row:
     try:
         next(it)
         startup = time.perf_counter() - t0
-        pairs, t1 = 0, time.perf_counter()
+        pairs, t1, cpu1 = 0, time.perf_counter(), tree_cpu_seconds()
         with tqdm(desc=f"{name:>8}", unit="pair", leave=False) as bar:
             while time.perf_counter() - t1 < cfg.seconds:
                 batch = next(it)
@@ -192,12 +219,14 @@ def time_loader(name: str, manifest: Manifest, cfg: DecodeBenchConfig) -> Row:
                 pairs += n
                 bar.update(n)
         elapsed = time.perf_counter() - t1
+        cpu2 = tree_cpu_seconds()
     finally:
         it.close()
         loader.close()
     rate = pairs / elapsed
+    cpu = (cpu2 - cpu1) / pairs if cpu1 is not None and cpu2 is not None else None
     return Row(name, "ok", pairs_per_s=rate, frames_per_s=rate * 2 * cfg.clip_len, pairs=pairs, seconds=elapsed,
-               startup_s=startup)
+               startup_s=startup, cpu_s_per_pair=cpu)
 
 
 # ---- correctness -----------------------------------------------------------------------------
@@ -244,14 +273,14 @@ def match_frames(got: torch.Tensor, named, truth: torch.Tensor) -> list[int]:
     return out
 
 
-def check_frames(name: str, manifest: Manifest, cfg: DecodeBenchConfig, ref: Reference) -> tuple[int, int, list]:
-    """(frames checked, frames correct, wrong examples) on the first `check_pairs` pairs, un-augmented."""
+def check_frames(name: str, manifest: Manifest, cfg: DecodeBenchConfig, ref: Reference) -> tuple[int, int, list, dict]:
+    """(frames checked, frames correct, wrong examples, {file: [wrong, checked]}) on `check_pairs` pairs, un-augmented."""
     from ascnet.pipelines.augment import denormalize
 
     table = manifest.select(cfg.split).decode_table()
     loader = _build(name, manifest, cfg, augment=False)
     checked = correct = 0
-    wrong = []
+    wrong, per_file = [], {}
     it = loader.epoch(0)
     try:
         for batch in it:
@@ -263,45 +292,54 @@ def check_frames(name: str, manifest: Manifest, cfg: DecodeBenchConfig, ref: Ref
                 truth = ref.frames(row.file)
                 for clip, named in ((batch["clip_a"][r], pair.frames_a), (batch["clip_b"][r], pair.frames_b)):
                     got = _quarter(denormalize(clip.float().cpu()).permute(1, 0, 2, 3))  # (T, 3, h, w)
+                    counts = per_file.setdefault(Path(row.file).name, [0, 0])
                     for k, best in zip(named.tolist(), match_frames(got, named, truth)):
                         checked += 1
+                        counts[1] += 1
                         if best == k:
                             correct += 1
-                        elif len(wrong) < 8:
+                            continue
+                        counts[0] += 1
+                        if len(wrong) < 8:
                             wrong.append((Path(row.file).name, k, best))
                 if checked >= cfg.check_pairs * 2 * cfg.clip_len:
-                    return checked, correct, wrong
+                    break
+            else:
+                continue
+            break
     finally:
         it.close()
         loader.close()
-    return checked, correct, wrong
+    return checked, correct, wrong, {f: c for f, c in per_file.items() if c[0]}
 
 
 # ---- the ceiling -----------------------------------------------------------------------------
-def decode_only(file: str, min_seconds: float = 0.25) -> tuple[float, list[int]]:
-    """(decode-only frames/s on one thread, keyframe indices in decode order) for one file.
+def decode_only(file: str, min_seconds: float = 0.25) -> tuple[float, float, list[int]]:
+    """(decode-only frames/s on one thread, the same per CPU second, keyframe indices) for one file.
 
     The file is decoded whole, again until `min_seconds` of decoding are timed; opening it
-    is not timed, nor any colour conversion (the frames stay in libavcodec's YUV).
+    is not timed, nor any colour conversion (the frames stay in libavcodec's YUV). Wall time
+    and this process's CPU time differ only when other work shares the CPU.
     """
     import av
 
-    frames, seconds, keys = 0, 0.0, []
+    frames, seconds, cpu, keys = 0, 0.0, 0.0, []
     while seconds < min_seconds:
         with av.open(file, metadata_errors="ignore") as c:
             s = c.streams.video[0]
             s.codec_context.thread_count = 1
             n, keys = 0, []
-            t = time.perf_counter()
+            t, p = time.perf_counter(), time.process_time()
             for frame in c.decode(s):
                 if frame.key_frame:
                     keys.append(n)
                 n += 1
             seconds += time.perf_counter() - t
+            cpu += time.process_time() - p
         if n == 0:
             raise RuntimeError(f"{file}: PyAV decoded no frames; re-index it (ascnet-index build)")
         frames += n
-    return frames / seconds, keys
+    return frames / seconds, frames / max(cpu, 1e-9), keys
 
 
 def clip_cost(lo: int, hi: int, keys: np.ndarray) -> int:
@@ -325,18 +363,19 @@ def ceiling(manifest: Manifest, cfg: DecodeBenchConfig, cores: int) -> tuple[Row
         files = files.sample(cfg.ceiling_files, random_state=cfg.seed)
     per_file = {}
     for f in tqdm(files.tolist(), desc=" ceiling", unit="file", leave=False):
-        rate, keys = decode_only(f)
-        per_file[f] = (rate, np.asarray(keys, dtype=np.int64))
+        rate, cpu_rate, keys = decode_only(f)
+        per_file[f] = (rate, cpu_rate, np.asarray(keys, dtype=np.int64))
     rows = table[table["file"].isin(per_file)]
-    seconds = frames = pairs = 0
+    seconds = cpu_seconds = frames = pairs = 0
     for epoch in range(4):
         for vi, row in rows.iterrows():
             p = sample_pair(int(vi), int(row.num_frames), float(row.fps), seed=cfg.seed, epoch=epoch,
                             clip_len=cfg.clip_len, speeds=SPEEDS)
-            rate, keys = per_file[row.file]
+            rate, cpu_rate, keys = per_file[row.file]
             cost = pair_cost(p.frames_a, p.frames_b, keys)
             frames += cost
             seconds += cost / rate
+            cpu_seconds += cost / cpu_rate
             pairs += 1
     one_core = pairs / seconds
     decode_fps = frames / seconds
@@ -344,10 +383,12 @@ def ceiling(manifest: Manifest, cfg: DecodeBenchConfig, cores: int) -> tuple[Row
         "cores": cores,
         "decoded_frames_per_pair": frames / pairs,
         "decode_frames_per_s_one_core": decode_fps,
-        "files": {Path(f).name: {"frames_per_s": r, "keyframes": len(k)} for f, (r, k) in per_file.items()},
+        "decode_frames_per_cpu_s": frames / cpu_seconds,
+        "files": {Path(f).name: {"frames_per_s": r, "frames_per_cpu_s": c, "keyframes": len(k)}
+                  for f, (r, c, k) in per_file.items()},
     }
     row = Row("ceiling", "ok", reason=f"libavcodec decode-only x {cores} core(s), {frames / pairs:.0f} frames/pair",
-              pairs_per_s=one_core * cores, frames_per_s=decode_fps * cores, pairs=pairs)
+              pairs_per_s=one_core * cores, frames_per_s=decode_fps * cores, pairs=pairs, cpu_s_per_pair=cpu_seconds / pairs)
     return row, detail
 
 
@@ -376,7 +417,7 @@ def run_decode_bench(cfg: DecodeBenchConfig, echo=print) -> dict:
         try:
             row = time_loader(name, manifest, cfg)
             if cfg.check_pairs > 0:
-                row.frames_checked, row.frames_correct, row.wrong = check_frames(name, manifest, cfg, ref)
+                row.frames_checked, row.frames_correct, row.wrong, row.wrong_by_file = check_frames(name, manifest, cfg, ref)
         except Exception as e:  # one broken backend must not hide the others' figures
             row = Row(name, "failed", reason=f"{type(e).__name__}: {e}")
         rows.append(row)
@@ -402,18 +443,25 @@ def _env_lines(env: dict, cfg: DecodeBenchConfig, reps: int) -> str:
 
 
 def format_table(rows: list[Row], cfg: DecodeBenchConfig) -> str:
-    head = f"{'backend':<9} {'pairs/s':>8} {'frames/s':>9} {'x baseline':>10} {'frames correct':>15}  note"
+    head = (f"{'backend':<9} {'pairs/s':>8} {'frames/s':>9} {'x baseline':>10} {'CPU ms/pair':>11} {'x baseline':>10} "
+            f"{'frames correct':>15}  note")
     lines = [head, "-" * len(head)]
+    base_cpu = next((r.cpu_s_per_pair for r in rows if r.backend == "baseline" and r.cpu_s_per_pair), None)
     for r in rows:
         if r.status != "ok":
-            lines.append(f"{r.backend:<9} {'-':>8} {'-':>9} {'-':>10} {'-':>15}  {r.status}: {r.reason}")
+            lines.append(f"{r.backend:<9} {'-':>8} {'-':>9} {'-':>10} {'-':>11} {'-':>10} {'-':>15}  {r.status}: {r.reason}")
             continue
         ratio = f"{r.ratio:.2f}" if r.ratio is not None else "-"
+        cpu = f"{1000 * r.cpu_s_per_pair:.0f}" if r.cpu_s_per_pair else "-"
+        cpu_ratio = f"{base_cpu / r.cpu_s_per_pair:.2f}" if base_cpu and r.cpu_s_per_pair else "-"
         check = f"{r.frames_correct}/{r.frames_checked}" if r.frames_checked else "-"
         note = r.reason if r.backend == "ceiling" else f"{r.pairs} pairs in {r.seconds:.1f} s, start-up {r.startup_s:.1f} s"
-        if r.wrong:
-            note += "; wrong e.g. " + ", ".join(f"{f} frame {k} looks like {b}" for f, k, b in r.wrong[:3])
-        lines.append(f"{r.backend:<9} {r.pairs_per_s:>8.1f} {r.frames_per_s:>9.0f} {ratio:>10} {check:>15}  {note}")
+        if r.wrong_by_file:
+            note += "; wrong frames in " + ", ".join(f"{f} ({w}/{n})" for f, (w, n) in r.wrong_by_file.items())
+        lines.append(f"{r.backend:<9} {r.pairs_per_s:>8.1f} {r.frames_per_s:>9.0f} {ratio:>10} {cpu:>11} {cpu_ratio:>10} "
+                     f"{check:>15}  {note}")
+    lines.append("frames/s: frames delivered (2 clips x T per pair); for the ceiling, frames libavcodec decodes. "
+                 "CPU ms/pair: CPU time of the loader's processes per pair (x baseline: the baseline's over this).")
     return "\n".join(lines)
 
 
