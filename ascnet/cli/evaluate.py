@@ -17,9 +17,12 @@ def _ints(ctx, param, value):
     if value is None:
         return None
     try:
-        return tuple(int(v) for v in str(value).split(",") if v.strip())
+        out = tuple(int(v) for v in str(value).split(",") if v.strip())
     except ValueError:
-        raise click.BadParameter(f"'{value}' is not a comma-separated list of integers (e.g. 1,5,10)")
+        out = ()
+    if not out or min(out) < 1:
+        raise click.BadParameter(f"'{value}' is not a comma-separated list of positive integers (e.g. 1,5,10)")
+    return out
 
 
 def _crops(ctx, param, value):
