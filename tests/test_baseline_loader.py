@@ -1,6 +1,7 @@
 """The peers' loader (the benchmark's baseline): the frames the sampling names, per-clip
 augmentation, determinism across worker counts, and the torchvision-style colour ops."""
 import random
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -142,3 +143,14 @@ def test_pyav_fallback_names_a_short_file(tmp_path: Path):
     assert [read_index(f) for f in pyav_frames(str(p), [3, 19, 0])] == [3, 19, 0]
     with pytest.raises(RuntimeError, match=r"short\.webm: PyAV decoded fewer frames than asked \(missing \[20, 25\]\)"):
         pyav_frames(str(p), [5, 20, 25])
+
+
+def test_files_decord_cannot_open_fall_back_to_pyav(tmp_path: Path):
+    """decord 0.6 has no AV1 decoder; the peers' loader then reads the file with PyAV."""
+    src = write_pattern_video(tmp_path / "p.webm", 30, "vp9", width=64, height=48)
+    av1 = tmp_path / "p.mkv"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(src), "-c:v", "libaom-av1", "-cpu-used", "8", "-crf", "10",
+                    "-g", "10", str(av1)], check=True)
+    video = VideoFile(str(av1))
+    assert video.backend == "pyav"
+    assert [read_index(f) for f in video.clip(np.array([3, 17, 29, 0]))] == [3, 17, 29, 0]

@@ -27,7 +27,11 @@ def decode(manifest, backends, split, batch_size, workers, seconds, clip_len, cr
            ceiling_files, json_path):
     """Decode + augment throughput of each backend on MANIFEST, side by side, with ratios to the baseline.
 
-    Example: ascnet-bench decode data/ucf101.parquet --backends pyav,baseline,ceiling --seconds 20
+    Backends that cannot run here (nvdec without a GPU, dali-cpu on codecs other than
+    VP8/VP9/MJPEG) are listed as skipped with the reason. Example:
+
+    \b
+        ascnet-bench decode ucf101.parquet --backends pyav,baseline,ceiling --seconds 30 --json bench.json
     """
     from ascnet.tools.bench_decode import DecodeBenchConfig, run_decode_bench
 
