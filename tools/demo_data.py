@@ -44,7 +44,7 @@ CODECS = {
     "h264": (".mp4", {"vcodec": "libx264", "preset": "ultrafast", "tune": "fastdecode", "crf": 18, "bf": 0}),
 }
 STAMP = "demo_data.json"
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 
 
 @dataclass
@@ -105,12 +105,13 @@ def _upsample(grid: np.ndarray, h: int, w: int) -> np.ndarray:
 
 def background(rng: np.random.Generator, size: int) -> np.ndarray:
     """A smooth random colour field with a random grating and fine noise over it."""
-    field = _upsample(rng.uniform(0.1, 0.6, (4, 4, 3)), size, size)
+    # low contrast on purpose: the moving digit, not the texture, should be the strongest signal
+    field = _upsample(rng.uniform(0.15, 0.45, (4, 4, 3)), size, size)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     theta, period = rng.uniform(0, math.pi), rng.uniform(4, 12)
     grating = np.sin(2 * math.pi * (xx * math.cos(theta) + yy * math.sin(theta)) / period + rng.uniform(0, 2 * math.pi))
     noise = _upsample(rng.normal(0, 1, (size // 2, size // 2, 1)), size, size)
-    tex = 0.08 * grating[..., None] + 0.04 * noise
+    tex = 0.04 * grating[..., None] + 0.02 * noise
     return np.clip(field + tex, 0, 1).astype(np.float32)
 
 
@@ -183,7 +184,7 @@ def video_specs(cfg: DemoDataConfig) -> list[dict]:
         motion = motions[i % len(motions)]  # balanced classes
         r = np.random.default_rng([cfg.seed, i])
         picks = r.integers(0, len(digits.images), size=cfg.sprites)
-        scale = float(r.uniform(2.0, 3.0)) * cfg.size / 64
+        scale = float(r.uniform(0.35, 0.5)) * cfg.size / 8  # sprite side: 35-50 % of the canvas
         sprite_side = 8 * scale
         offsets = [(0.0, 0.0)] if cfg.sprites == 1 else [(-0.3 * sprite_side, -0.55 * sprite_side), (0.3 * sprite_side, 0.55 * sprite_side)]
         specs.append(
@@ -193,7 +194,7 @@ def video_specs(cfg: DemoDataConfig) -> list[dict]:
                 "motion": motion,
                 "size": cfg.size,
                 "num_frames": int(r.integers(cfg.min_frames, cfg.max_frames + 1)),
-                "speed": float(r.uniform(0.6, 1.6)) * cfg.size / 64,  # pixels per frame
+                "speed": float(r.uniform(0.02, 0.05)) * cfg.size,  # pixels per frame: 2-5 % of the canvas
                 "phase": float(r.uniform(0, 2 * math.pi)),
                 "hdir": int(r.choice([-1, 1])),
                 "radius": float(r.uniform(0.15, 0.3)) * cfg.size,
