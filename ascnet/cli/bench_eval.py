@@ -18,8 +18,10 @@ from ascnet.manifest import ManifestError
 @click.option("--workers", type=click.IntRange(min=0), default=2, show_default=True, help="worker processes, every loader alike")
 @click.option("--min-videos", type=click.IntRange(min=1), default=16, show_default=True,
               help="repeat a small split's rows up to this many videos")
+@click.option("--rounds", type=click.IntRange(min=1), default=1, show_default=True,
+              help="run every backend (and the encoder alone) this many times, interleaved; medians reported")
 @click.option("--json", "json_path", default=None, type=click.Path(dir_okay=False), help="also write the results here (atomic)")
-def eval(manifest, backends, split, arch, width, clip_len, crop_size, clips_per_video, batch_size, workers, min_videos, json_path):  # noqa: A001
+def eval(manifest, backends, split, arch, width, clip_len, crop_size, clips_per_video, batch_size, workers, min_videos, rounds, json_path):  # noqa: A001
     """Evaluation feature extraction (videos/s) per backend on MANIFEST, side by side, with ratios to the baseline.
 
     Example: ascnet-bench eval data/ucf101.parquet --split test --backends pyav,baseline --width 16
@@ -29,7 +31,7 @@ def eval(manifest, backends, split, arch, width, clip_len, crop_size, clips_per_
     names = tuple(b.strip() for b in backends.split(",") if b.strip())
     cfg = EvalBenchConfig(manifest=manifest, backends=names, split=split, arch=arch, width=width, clip_len=clip_len,
                           crop_size=crop_size, clips_per_video=clips_per_video, batch_size=batch_size, workers=workers,
-                          min_videos=min_videos, json=json_path)
+                          min_videos=min_videos, rounds=rounds, json=json_path)
     try:
         run_eval_bench(cfg, echo=click.echo)
     except (ManifestError, ValueError) as e:
