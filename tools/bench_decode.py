@@ -11,10 +11,14 @@ seed) and the same augmentations, in one run, so the figures are comparable as r
   costs the cheaper of two such seeks and one window covering both clips. Scaled to the
   number of cores the loaders get (min(workers, CPUs)).
 
+Besides pairs/s (wall clock), each loader's CPU time per pair is read from /proc for its
+whole process tree: on a CPU shared with other work the wall-clock ratios favour whichever
+loader runs more threads, while CPU time per pair does not depend on the load.
+
 Correctness beside speed: for a sample of pairs, each backend runs once more without
 augmentation, and every frame is compared with the frame the sampling named, taken from a
-PyAV sequential decode of the file in decode order, after the same resize and centre crop,
-at quarter resolution (DALI's RGB differs from PyAV's by 2-3 levels; resizers differ too).
+PyAV sequential decode of the file in decode order, resized and centre-cropped with DALI's
+geometry, at quarter resolution (DALI's RGB differs from PyAV's by 2-3 levels).
 """
 from __future__ import annotations
 
@@ -244,12 +248,22 @@ class Reference:
 
             from ascnet.tools.baseline_loader import resize_center
 
+            def reduce(frames: list) -> torch.Tensor:
+                x = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float()
+                return _quarter(resize_center(x, self.crop_size, antialias=False))
+
+            parts, chunk = [], []
             with av.open(file, metadata_errors="ignore") as c:
-                raw = np.stack([f.to_ndarray(format="rgb24") for f in c.decode(c.streams.video[0])])
-            x = torch.from_numpy(raw).permute(0, 3, 1, 2).float()
+                for f in c.decode(c.streams.video[0]):
+                    chunk.append(f.to_ndarray(format="rgb24"))
+                    if len(chunk) == 64:  # never the whole file at full size in memory
+                        parts.append(reduce(chunk))
+                        chunk = []
+            if chunk:
+                parts.append(reduce(chunk))
             if len(self.cache) >= 64:  # small per file (quarter resolution), but bounded
                 self.cache.clear()
-            self.cache[file] = _quarter(resize_center(x, self.crop_size, antialias=False))
+            self.cache[file] = torch.cat(parts)
         return self.cache[file]
 
 
