@@ -65,6 +65,11 @@ def test_unaugmented_frames_are_the_sampled_ones(pattern):
     assert sorted(seen) == [0, 1, 2, 3]
 
 
+def test_a_split_smaller_than_a_batch_is_refused(pattern):
+    with pytest.raises(ValueError, match=r"split 'train' has 4 usable videos, fewer than one batch of 3 x 2 shard\(s\)"):
+        build_baseline_loader(pattern, batch_size=3, num_shards=2)
+
+
 def test_workers_change_nothing_and_start_step_skips(pattern):
     kw = dict(batch_size=2, clip_len=T, crop_size=CROP, augment=True, seed=5)
     inline = list(build_baseline_loader(pattern, workers=0, **kw).epoch(2))

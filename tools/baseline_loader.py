@@ -29,7 +29,6 @@ from ascnet.pipelines.augment import MEAN, STD  # the same normalisation as our 
 from ascnet.sampling import check_rate, check_speeds, sample_pair, shard_plan, steps_per_epoch
 
 
-
 # ---- decoding ------------------------------------------------------------------------------
 def pyav_frames(path: str, indices: Sequence[int]) -> np.ndarray:
     """(len(indices), H, W, 3) uint8 frames by decode order, decoding from the start.
