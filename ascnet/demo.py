@@ -50,12 +50,14 @@ class DemoConfig:
     clip_len: int = 8
     crop_size: int = 32
     speeds: tuple[int, ...] = (1, 2, 4)  # at 8x a 32-pixel canvas wraps around within a few frames
+    augment: bool = True
     # the schedule
     epochs: int = 40
     max_steps: int = 0  # > 0: overrides epochs
-    batch_size: int = 32
-    base_lr: float = 0.2  # lr = base_lr x batch / 64
+    batch_size: int = 16  # more, smaller steps learn more in a short budget
+    base_lr: float = 0.4  # lr = base_lr x batch / 64
     warmup_epochs: float = 2.0
+    ema_base: float = 0.98  # the target follows faster in a short run
     hidden_dim: int = 512
     queue_size: int = 2048
     scp_weight: float = 1.0
@@ -131,8 +133,8 @@ def pretrain_config(cfg: DemoConfig, manifest: Path, run_dir: Path, scp_weight: 
 
     return PretrainConfig(
         manifest=str(manifest), out=str(run_dir), arch=cfg.arch, width=cfg.width, clip_len=cfg.clip_len,
-        crop_size=cfg.crop_size, speeds=tuple(cfg.speeds), hidden_dim=cfg.hidden_dim, queue_size=cfg.queue_size,
-        scp_weight=scp_weight, epochs=cfg.epochs, max_steps=cfg.max_steps, batch_size=cfg.batch_size,
+        crop_size=cfg.crop_size, speeds=tuple(cfg.speeds), augment=cfg.augment, hidden_dim=cfg.hidden_dim, queue_size=cfg.queue_size,
+        scp_weight=scp_weight, ema_base=cfg.ema_base, epochs=cfg.epochs, max_steps=cfg.max_steps, batch_size=cfg.batch_size,
         base_lr=cfg.base_lr, warmup_epochs=cfg.warmup_epochs, device=cfg.device, backend=cfg.backend,
         workers=cfg.workers, seed=cfg.seed, ckpt_every=10**9, keep_last=1, log_every=5, progress=cfg.progress,
     )
@@ -257,7 +259,8 @@ def write_report(cfg: DemoConfig, *, manifest: Path, inits: dict[str, str], runs
     plot_projection(panels, [n for _, n in class_names], out / "projection.png")
     plot_losses(runs, out / "loss.png")
     preview(PreviewConfig(manifest=str(manifest), out=str(out / "pairs.png"), n=4, clip_len=cfg.clip_len,
-                          crop_size=cfg.crop_size, speeds=tuple(cfg.speeds), backend=cfg.backend, seed=cfg.seed))
+                          crop_size=cfg.crop_size, speeds=tuple(cfg.speeds), augment=cfg.augment, backend=cfg.backend,
+                          seed=cfg.seed))
 
     header = ["encoder", "linear top-1", "linear clip top-1", "retrieval top-1", "top-5", "top-10", "digit probe top-1"]
     body = []
@@ -293,9 +296,10 @@ def write_report(cfg: DemoConfig, *, manifest: Path, inits: dict[str, str], runs
         f"- data: {cfg.videos} videos, {cfg.size}x{cfg.size}, {cfg.min_frames}-{cfg.max_frames} frames at 25 fps, VP9, "
         f"in `{cfg.data_dir}` (UCF-101 layout; the digit of each video in `digits.csv`)",
         f"- model: {cfg.arch} width {cfg.width}, clips {cfg.clip_len}x{cfg.crop_size}x{cfg.crop_size}, speeds "
-        f"{','.join(map(str, cfg.speeds))}, heads {cfg.hidden_dim} hidden, queue {cfg.queue_size}",
+        f"{','.join(map(str, cfg.speeds))}, augmentation {'on' if cfg.augment else 'off'}, heads {cfg.hidden_dim} hidden, "
+        f"queue {cfg.queue_size}",
         f"- schedule: {last['step']} steps of {cfg.batch_size} pairs ({cfg.epochs if not cfg.max_steps else '-'} epochs), "
-        f"base lr {cfg.base_lr}, lambda(SCP) {cfg.scp_weight}; final loss {last['loss']:.3f} (ACP {last['acp']:.3f}, "
+        f"base lr {cfg.base_lr}, EMA {cfg.ema_base}->1, lambda(SCP) {cfg.scp_weight}; final loss {last['loss']:.3f} (ACP {last['acp']:.3f}, "
         f"SCP {last['scp']:.3f}); {last['clips_per_s']:.0f} clips/s at the end",
         f"- decoder backend: {backend}; machine: {machine()}",
         "- time per step: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()) + f"; total {total / 60:.1f} min",

@@ -44,7 +44,7 @@ CODECS = {
     "h264": (".mp4", {"vcodec": "libx264", "preset": "ultrafast", "tune": "fastdecode", "crf": 18, "bf": 0}),
 }
 STAMP = "demo_data.json"
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 
 
 @dataclass
@@ -106,7 +106,8 @@ def _upsample(grid: np.ndarray, h: int, w: int) -> np.ndarray:
 def background(rng: np.random.Generator, size: int) -> np.ndarray:
     """A smooth random colour field with a random grating and fine noise over it."""
     # low contrast on purpose: the moving digit, not the texture, should be the strongest signal
-    field = _upsample(rng.uniform(0.15, 0.45, (4, 4, 3)), size, size)
+    grey = rng.uniform(0.15, 0.45, (4, 4, 1)) + rng.uniform(-0.05, 0.05, (4, 4, 3))  # mostly grey, a faint tint
+    field = _upsample(grey, size, size)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     theta, period = rng.uniform(0, math.pi), rng.uniform(4, 12)
     grating = np.sin(2 * math.pi * (xx * math.cos(theta) + yy * math.sin(theta)) / period + rng.uniform(0, 2 * math.pi))
