@@ -12,11 +12,11 @@ Two kinds of file, told apart by their "kind" entry:
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
+
+from ascnet.atomic import atomic_path
 
 
 class CheckpointError(ValueError):
@@ -24,17 +24,9 @@ class CheckpointError(ValueError):
 
 
 def save_atomic(obj: dict, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return Path(path)
 
 
 def load(path: str | Path) -> dict:

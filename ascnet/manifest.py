@@ -7,8 +7,6 @@ kept in the file's key-value metadata; `Manifest.resolve()` turns them back into
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +14,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from ascnet.atomic import atomic_path
 
 SCHEMA_VERSION = 1
 STATUSES = ("ok", "unsupported", "corrupt", "too_short", "missing")
@@ -161,15 +161,8 @@ class Manifest:
         info.setdefault("tool_version", __version__)
         table = pa.Table.from_pandas(self.df, preserve_index=False)
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), b"ascnet": json.dumps(info).encode()})
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
+        with atomic_path(path) as tmp:
             pq.write_table(table, tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
         self.meta = info
         return path
 

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from ascnet import __version__, checkpoint
+from ascnet import __version__, atomic, checkpoint
 from ascnet.checkpoint import CheckpointError
 from ascnet.method import ASCNet, ascnet_loss, ema_update
 from ascnet.models import ARCHS, build_backbone
@@ -336,12 +336,6 @@ class TrainingDiverged(FloatingPointError):
     pass
 
 
-def write_json_atomic(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=list))
-    os.replace(tmp, path)
-
-
 # ---- the run -----------------------------------------------------------------------------
 def pretrain(cfg: PretrainConfig, *, loader=None) -> dict:
     """Pretrain ASCNet as configured; returns a summary dict (steps, final loss, paths, speed).
@@ -368,7 +362,7 @@ def pretrain(cfg: PretrainConfig, *, loader=None) -> dict:
     stop_at = min(cfg.stop_at or total, total)
     if rt.main:
         out.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(asdict(cfg), out / "config.json")
+        atomic.write_json(out / "config.json", asdict(cfg))
     net = model
     if rt.world > 1:
         from torch.nn.parallel import DistributedDataParallel
@@ -494,11 +488,8 @@ def plot_curves(run_dir: str | Path) -> Path:
     ax_lr.set_ylabel("learning rate")
     ax_lr.set_xlabel("step")
     fig.tight_layout()
-    path = Path(run_dir) / "curves.png"
-    tmp = path.with_name(".curves.tmp.png")
-    fig.savefig(tmp, dpi=100)
+    path = atomic.save_figure(fig, Path(run_dir) / "curves.png", dpi=100)
     plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 

@@ -1,6 +1,5 @@
 """The DALI loaders on videos whose frames carry their index: exact frames, augmentation,
 determinism, sharding, resume, evaluation crops and bad input, for every CPU backend."""
-import subprocess
 from pathlib import Path
 
 import numpy as np

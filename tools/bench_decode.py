@@ -22,10 +22,8 @@ geometry, at quarter resolution (DALI's RGB differs from PyAV's by 2-3 levels).
 """
 from __future__ import annotations
 
-import json
 import os
 import platform
-import tempfile
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -37,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from ascnet import atomic
 from ascnet.manifest import Manifest, ManifestError
 from ascnet.sampling import sample_pair
 
@@ -479,15 +478,4 @@ def format_table(rows: list[Row], cfg: DecodeBenchConfig) -> str:
     return "\n".join(lines)
 
 
-def write_json_atomic(path: str | Path, doc: dict) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(doc, f, indent=2, default=str)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+write_json_atomic = atomic.write_json

@@ -19,9 +19,11 @@ class LazyGroup(click.Group):
             try:
                 return getattr(importlib.import_module(module), attr)
             except (ImportError, AttributeError) as e:
-                @click.command(name=name, help=f"(not available: {e})")
+                why = str(e)
+
+                @click.command(name=name, help=f"(not available: {why})")
                 def unavailable():
-                    click.echo(f"{self.name} {name}: not available yet ({e})", err=True)
+                    click.echo(f"{self.name} {name}: not available ({why})", err=True)
                     sys.exit(2)
 
                 return unavailable

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -18,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ascnet.atomic import atomic_path
 from ascnet.checkpoint import CheckpointError, load_backbone_state
 from ascnet.manifest import Manifest, ManifestError
 
@@ -185,19 +184,12 @@ class ClipFeatures:
 
     def save(self, path: Path, meta: dict) -> Path:
         """Atomic .npz write with the cache key's fields alongside."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(
-                    f, features=self.features, video_index=self.video_index, clip_index=self.clip_index,
-                    crop_index=self.crop_index, labels=self.labels, video_ids=np.array(self.video_ids, dtype=str),
-                    meta=np.array(json.dumps(meta)),
-                )
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.savez(
+                f, features=self.features, video_index=self.video_index, clip_index=self.clip_index,
+                crop_index=self.crop_index, labels=self.labels, video_ids=np.array(self.video_ids, dtype=str),
+                meta=np.array(json.dumps(meta)),
+            )
         return path
 
     @classmethod

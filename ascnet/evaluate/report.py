@@ -11,26 +11,14 @@ Metrics are percentages.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
+
+from ascnet import atomic
 
 ROW_KEYS = ("init", "arch", "width")
 
 
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write a text file through a temp file beside it, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+write_text_atomic = atomic.write_text
 
 
 def fmt(value) -> str:
@@ -125,10 +113,7 @@ def _pyplot():
 
 
 def save_figure(fig, path: Path) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100, bbox_inches="tight")
-    os.replace(tmp, path)
-    return path
+    return atomic.save_figure(fig, path, dpi=100, bbox_inches="tight")
 
 
 def plot_topk(rows: list[dict], path: str | Path) -> Path:
