@@ -54,7 +54,7 @@ class DemoConfig:
     # the schedule
     epochs: int = 40
     max_steps: int = 0  # > 0: overrides epochs
-    batch_size: int = 16  # more, smaller steps learn more in a short budget
+    batch_size: int = 16
     base_lr: float = 0.4  # lr = base_lr x batch / 64
     warmup_epochs: float = 2.0
     ema_base: float = 0.98  # the target follows faster in a short run
@@ -390,12 +390,13 @@ def run_demo(cfg: DemoConfig) -> Path:
 @click.option("--videos", type=int, default=None, help=f"dataset size (default {DemoConfig.videos})")
 @click.option("--epochs", type=int, default=None, help=f"pretraining epochs (default {DemoConfig.epochs})")
 @click.option("--width", type=int, default=DemoConfig.width, show_default=True, help="backbone base channels")
+@click.option("--augment/--no-augment", default=True, show_default=True, help="the pretraining augmentation")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--backend", type=click.Choice(["auto", "nvdec", "dali-cpu", "pyav"]), default="auto", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-def main(out, fast, ablation, videos, epochs, width, device, backend, seed):
+def main(out, fast, ablation, videos, epochs, width, augment, device, backend, seed):
     """The main job end to end on the embedded demo dataset; prints the report's path."""
-    cfg = DemoConfig(out=out, ablation=ablation, width=width, device=device, backend=backend, seed=seed)
+    cfg = DemoConfig(out=out, ablation=ablation, width=width, augment=augment, device=device, backend=backend, seed=seed)
     if fast:
         cfg = replace(cfg, **FAST)
     cfg = replace(cfg, **{k: v for k, v in (("videos", videos), ("epochs", epochs)) if v is not None})
