@@ -15,6 +15,17 @@ def real_clips() -> Path:
     return REAL_CLIPS
 
 
+@pytest.fixture
+def one_thread():
+    """One intra-op torch thread: tiny models only lose to threading overhead on a shared CPU."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def gpu_expected() -> bool:
     return os.environ.get("ASCNET_EXPECT_GPU", "") not in ("", "0")
 

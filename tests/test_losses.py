@@ -10,13 +10,7 @@ from ascnet.models import build_backbone
 from ascnet.queue import MemoryQueue
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: tiny models only lose to threading overhead on a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def cos(u, v):

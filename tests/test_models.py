@@ -7,13 +7,7 @@ from ascnet.models.r3d import R3D18
 from ascnet.models.s3dg import PLAN, S3DG
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: tiny models only lose to threading overhead on a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def fc(dim: int, classes: int = 400) -> int:

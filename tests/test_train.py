@@ -22,13 +22,7 @@ from ascnet.schedule import cosine_lr, ema_momentum, scaled_lr
 from ascnet.train import PretrainConfig, SyntheticPairs, TrainingDiverged, checkpoint_paths, pretrain
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: tiny models only lose to threading overhead on a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 TINY = dict(data="synthetic", arch="r3d18", width=4, clip_len=4, crop_size=16, batch_size=4, proj_dim=16,
             hidden_dim=32, queue_size=64, warmup_epochs=0.5, progress=False, log_every=2)
