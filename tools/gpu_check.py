@@ -313,7 +313,28 @@ def _real_clips(cpu: bool) -> None:
             _row("real", f.name, f"FAILED: {type(e).__name__}: {str(e).splitlines()[0][:150]}")
 
 
-PARTS = {"env": part_env, "seek": part_seek, "calls": part_calls, "threads": part_threads, "matrix": part_matrix}
+def part_train(cpu: bool) -> None:
+    """The training goal: r3d18 16x112 bf16 clips/s, and real/synthetic step-time ratio."""
+    from ascnet.cli.bench_train import BenchTrainConfig, bench_train
+
+    # the same 32 videos as the threads part (made once); one batch is the whole epoch
+    m = pattern_manifest("vp9" if cpu else "h264", 32, 300, 320, 240, gop=16)
+    path = WORK / "train_manifest.parquet"
+    m.write(path)
+    cfg = (BenchTrainConfig(manifest=str(path), device="cpu", backend="pyav", width=8, clip_len=8, crop_size=32,
+                            batch_size=4, steps=3, warmup=1, threads=1) if cpu else
+           BenchTrainConfig(manifest=str(path), device="cuda", backend="nvdec", width=64, clip_len=16, crop_size=112,
+                            batch_size=32, steps=20, warmup=8))
+    r = bench_train(cfg)
+    what = f"{cfg.arch} width {cfg.width}, {cfg.clip_len}x{cfg.crop_size}, B={cfg.batch_size} pairs, {cfg.device}"
+    syn, real = r["synthetic"], r["real"]
+    _row("train", f"synthetic batches on the device, {what}", f"{2 * cfg.batch_size / syn['step_s']:.0f} clips/s")
+    _row("train", f"real batches ({r['backend']}), same model", f"{2 * cfg.batch_size / real['step_s']:.0f} clips/s, "
+         f"data wait {100 * real['data_wait']:.0f}%")
+    _row("train", "real/synthetic step time (goal <= 1.10)", f"{r['ratio']:.2f}")
+
+
+PARTS = {"train": part_train, "env": part_env, "seek": part_seek, "calls": part_calls, "threads": part_threads, "matrix": part_matrix}
 
 
 @click.command()

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU check: on a machine with one NVIDIA GPU and no network, installs nothing, runs the
-# GPU tests and short decode measurements, and prints one table, in under 8 minutes.
+# GPU tests, short decode measurements and the training-step benchmark, and prints one table, in under 8 minutes.
 #
 #   tools/gpu_check.sh                  # on the GPU machine
 #   tools/gpu_check.sh --cpu-rehearsal  # the same parts with the CPU backends, anywhere
@@ -57,12 +57,13 @@ run_tests() {
 {
     echo "part | what | result"
     echo "--- | --- | ---"
-    # limits add up to 440 s: the whole check stays under 8 minutes
+    # limits add up to 460 s: the whole check stays under 8 minutes
     run_part env 40
-    run_tests 130
-    run_part seek 50
-    run_part calls 50
-    run_part threads 90
-    run_part matrix 80
+    run_tests 110
+    run_part seek 40
+    run_part calls 40
+    run_part threads 70
+    run_part matrix 70
+    run_part train 90
     echo "total | wall time | $(( $(date +%s) - START )) s (details: $LOG)"
 } | tee "$WORK/gpu_check.md"
