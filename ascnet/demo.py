@@ -43,6 +43,7 @@ class DemoConfig:
     size: int = 32  # a 32x32 canvas is seen at full resolution by a 32x32 crop: cheap on a CPU
     min_frames: int = 64
     max_frames: int = 96
+    redraw_every: int = 12  # appearance re-drawn every N frames: two clips of a video share only the motion
     data_seed: int = 0
     # the model and its input (DESIGN §3: a narrow network is what a CPU trains in minutes)
     arch: str = "r3d18"
@@ -51,6 +52,7 @@ class DemoConfig:
     crop_size: int = 32
     speeds: tuple[int, ...] = (1, 2, 4)  # at 8x a 32-pixel canvas wraps around within a few frames
     augment: bool = True
+    crop_scale: tuple[float, float] = (0.4, 1.0)  # random resized crop: area fraction range
     # the schedule
     epochs: int = 40
     max_steps: int = 0  # > 0: overrides epochs
@@ -111,7 +113,7 @@ def make_data(cfg: DemoConfig) -> Path:
 
     return generate(DemoDataConfig(
         out=str(cfg.data_dir), num_videos=cfg.videos, size=cfg.size, min_frames=cfg.min_frames,
-        max_frames=cfg.max_frames, seed=cfg.data_seed, workers=cfg.workers,
+        max_frames=cfg.max_frames, redraw_every=cfg.redraw_every, seed=cfg.data_seed, workers=cfg.workers,
     ), progress=cfg.progress)
 
 
@@ -133,7 +135,8 @@ def pretrain_config(cfg: DemoConfig, manifest: Path, run_dir: Path, scp_weight: 
 
     return PretrainConfig(
         manifest=str(manifest), out=str(run_dir), arch=cfg.arch, width=cfg.width, clip_len=cfg.clip_len,
-        crop_size=cfg.crop_size, speeds=tuple(cfg.speeds), augment=cfg.augment, hidden_dim=cfg.hidden_dim, queue_size=cfg.queue_size,
+        crop_size=cfg.crop_size, speeds=tuple(cfg.speeds), augment=cfg.augment,
+        crop_scale=tuple(cfg.crop_scale), hidden_dim=cfg.hidden_dim, queue_size=cfg.queue_size,
         scp_weight=scp_weight, ema_base=cfg.ema_base, epochs=cfg.epochs, max_steps=cfg.max_steps, batch_size=cfg.batch_size,
         base_lr=cfg.base_lr, warmup_epochs=cfg.warmup_epochs, device=cfg.device, backend=cfg.backend,
         workers=cfg.workers, seed=cfg.seed, ckpt_every=10**9, keep_last=1, log_every=5, progress=cfg.progress,
@@ -259,7 +262,8 @@ def write_report(cfg: DemoConfig, *, manifest: Path, inits: dict[str, str], runs
     plot_projection(panels, [n for _, n in class_names], out / "projection.png")
     plot_losses(runs, out / "loss.png")
     preview(PreviewConfig(manifest=str(manifest), out=str(out / "pairs.png"), n=4, clip_len=cfg.clip_len,
-                          crop_size=cfg.crop_size, speeds=tuple(cfg.speeds), augment=cfg.augment, backend=cfg.backend,
+                          crop_size=cfg.crop_size, speeds=tuple(cfg.speeds), augment=cfg.augment,
+                          crop_scale=tuple(cfg.crop_scale), backend=cfg.backend,
                           seed=cfg.seed))
 
     header = ["encoder", "linear top-1", "linear clip top-1", "retrieval top-1", "top-5", "top-10", "digit probe top-1"]
@@ -294,9 +298,10 @@ def write_report(cfg: DemoConfig, *, manifest: Path, inits: dict[str, str], runs
         "## What ran",
         "",
         f"- data: {cfg.videos} videos, {cfg.size}x{cfg.size}, {cfg.min_frames}-{cfg.max_frames} frames at 25 fps, VP9, "
+        f"appearance (digit, colour, size, background) {redraw_text(cfg.redraw_every)}, "
         f"in `{cfg.data_dir}` (UCF-101 layout; the digit of each video in `digits.csv`)",
         f"- model: {cfg.arch} width {cfg.width}, clips {cfg.clip_len}x{cfg.crop_size}x{cfg.crop_size}, speeds "
-        f"{','.join(map(str, cfg.speeds))}, augmentation {'on' if cfg.augment else 'off'}, heads {cfg.hidden_dim} hidden, "
+        f"{','.join(map(str, cfg.speeds))}, augmentation {'on (crop scale ' + '-'.join(map(str, cfg.crop_scale)) + ')' if cfg.augment else 'off'}, heads {cfg.hidden_dim} hidden, "
         f"queue {cfg.queue_size}",
         f"- schedule: {last['step']} steps of {cfg.batch_size} pairs ({cfg.epochs if not cfg.max_steps else '-'} epochs), "
         f"base lr {cfg.base_lr}, EMA {cfg.ema_base}->1, lambda(SCP) {cfg.scp_weight}; final loss {last['loss']:.3f} (ACP {last['acp']:.3f}, "
@@ -329,6 +334,10 @@ def write_report(cfg: DemoConfig, *, manifest: Path, inits: dict[str, str], runs
         "goal_met": met, "timings_s": timings, "config": asdict(cfg),
     }, indent=2, default=list) + "\n")
     return write_text_atomic(out / "REPORT.md", "\n".join(lines))
+
+
+def redraw_text(redraw_every: int) -> str:
+    return f"re-drawn every {redraw_every} frames" if redraw_every else "fixed per video"
 
 
 def machine() -> str:

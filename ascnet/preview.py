@@ -28,6 +28,7 @@ class PreviewConfig:
     speeds: tuple[int, ...] = (1, 2, 4, 8)
     rate: str = "fixed"
     augment: bool = True
+    crop_scale: tuple[float, float] = (0.4, 1.0)  # random resized crop: area fraction range
     backend: str = "auto"
     seed: int = 0
     epoch: int = 0
@@ -54,7 +55,7 @@ def pair_batch(cfg: PreviewConfig) -> tuple[dict, list[str], str]:
     manifest = Manifest.from_parquet(cfg.manifest)
     loader = build_pair_loader(
         manifest, split=cfg.split, batch_size=cfg.n, clip_len=cfg.clip_len, crop_size=cfg.crop_size, speeds=cfg.speeds,
-        rate=cfg.rate, augment=cfg.augment, backend=cfg.backend, device="cpu", seed=cfg.seed, workers=1,
+        rate=cfg.rate, augment=cfg.augment, crop_scale=cfg.crop_scale, backend=cfg.backend, device="cpu", seed=cfg.seed, workers=1,
     )
     try:
         batch = next(iter(loader.epoch(cfg.epoch)))
@@ -118,6 +119,13 @@ def _speeds(ctx, param, value):
         raise click.BadParameter(f"{value!r}: give integers separated by commas, e.g. 1,2,4,8")
 
 
+def _floats(ctx, param, value):
+    try:
+        return tuple(float(s) for s in value.split(",") if s.strip())
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: give numbers separated by commas, e.g. 0.4,1.0")
+
+
 @click.command("preview")
 @click.option("--manifest", required=True, type=click.Path(dir_okay=False), help="parquet manifest from ascnet-index build")
 @click.option("--out", default=PreviewConfig.out, show_default=True, type=click.Path(dir_okay=False), help="image to write")
@@ -128,6 +136,8 @@ def _speeds(ctx, param, value):
 @click.option("--speeds", default="1,2,4,8", show_default=True, callback=_speeds, help="playback speeds, comma-separated")
 @click.option("--rate", type=click.Choice(["fixed", "native"]), default=PreviewConfig.rate, show_default=True)
 @click.option("--augment/--no-augment", default=True, show_default=True)
+@click.option("--crop-scale", default="0.4,1.0", show_default=True, callback=_floats,
+              help="random resized crop: min,max fraction of the frame's area")
 @click.option("--backend", type=click.Choice(["auto", "nvdec", "dali-cpu", "pyav"]), default="auto", show_default=True)
 @click.option("--seed", default=PreviewConfig.seed, show_default=True)
 @click.option("--epoch", default=PreviewConfig.epoch, show_default=True, help="which epoch's first batch")

@@ -61,6 +61,7 @@ class PretrainConfig:
     rate: str = "fixed"  # "fixed": a speed is a real-time rate at base_fps; "native": a frame stride
     base_fps: float = 25.0
     augment: bool = True
+    crop_scale: tuple[float, float] = (0.4, 1.0)  # random resized crop: area fraction range
     # method [choice]s
     proj_dim: int = 128
     hidden_dim: int = 2048
@@ -104,6 +105,9 @@ class PretrainConfig:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
         if self.batch_size < 2:
             raise ValueError("batch_size must be >= 2 (BatchNorm needs more than one sample)")
+        from ascnet.pipelines.augment import check_crop_scale  # numpy only: no DALI import
+
+        self.crop_scale = check_crop_scale(self.crop_scale)
         return self
 
 
@@ -149,7 +153,7 @@ def build_loader(cfg: PretrainConfig, rank: int, world: int, device: torch.devic
     return build_pair_loader(
         Manifest.from_parquet(cfg.manifest), split=cfg.split, batch_size=cfg.batch_size, clip_len=cfg.clip_len,
         crop_size=cfg.crop_size, speeds=cfg.speeds, rate=cfg.rate, base_fps=cfg.base_fps, augment=cfg.augment,
-        backend=cfg.backend, device=device.type, seed=cfg.seed, shard_id=rank, num_shards=world, workers=cfg.workers,
+        crop_scale=cfg.crop_scale, backend=cfg.backend, device=device.type, seed=cfg.seed, shard_id=rank, num_shards=world, workers=cfg.workers,
     )
 
 

@@ -48,12 +48,24 @@ def denormalize(clips):
     return clips * std + mean
 
 
-def sample_crop(rng: np.random.Generator, height: int, width: int) -> tuple[float, float, float, float]:
-    """torchvision's RandomResizedCrop box (scale 0.4-1, ratio 3/4-4/3), relative (y0, x0, y1, x1)."""
+def check_crop_scale(scale) -> tuple[float, float]:
+    """(lo, hi) with 0 < lo <= hi <= 1, or a ValueError naming crop_scale."""
+    try:
+        lo, hi = (float(v) for v in scale)
+    except (TypeError, ValueError):
+        raise ValueError(f"crop_scale={scale!r}: give two numbers (min, max area fraction), e.g. (0.4, 1.0)") from None
+    if not 0 < lo <= hi <= 1:
+        raise ValueError(f"crop_scale={scale!r}: need 0 < min <= max <= 1 (fractions of the frame's area)")
+    return lo, hi
+
+
+def sample_crop(rng: np.random.Generator, height: int, width: int,
+                scale: tuple[float, float] = CROP_SCALE) -> tuple[float, float, float, float]:
+    """torchvision's RandomResizedCrop box (area fraction in `scale`, ratio 3/4-4/3), relative (y0, x0, y1, x1)."""
     area = height * width
     log_ratio = (math.log(CROP_RATIO[0]), math.log(CROP_RATIO[1]))
     for _ in range(10):
-        target = area * rng.uniform(*CROP_SCALE)
+        target = area * rng.uniform(*scale)
         ratio = math.exp(rng.uniform(*log_ratio))
         w = int(round(math.sqrt(target * ratio)))
         h = int(round(math.sqrt(target / ratio)))
@@ -72,9 +84,10 @@ def sample_crop(rng: np.random.Generator, height: int, width: int) -> tuple[floa
     return y0, x0, 1 - y0, 1 - x0
 
 
-def sample_augment(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+def sample_augment(rng: np.random.Generator, height: int, width: int,
+                   crop_scale: tuple[float, float] = CROP_SCALE) -> np.ndarray:
     """(9,) float32: one clip's augmentation decisions (see PARAMS)."""
-    box = sample_crop(rng, max(height, 1), max(width, 1))
+    box = sample_crop(rng, max(height, 1), max(width, 1), crop_scale)
     flip = float(rng.random() < FLIP_P)
     b, c, s, h = JITTER
     jitter = rng.random() < JITTER_P

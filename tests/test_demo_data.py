@@ -16,6 +16,9 @@ from ascnet.tools.demo_data import (
     generate,
     read_digits,
     render_video,
+    segment_starts,
+    _shift,
+    _sprite_layers,
     trajectory,
     video_specs,
 )
@@ -102,7 +105,7 @@ def test_trajectories_move_the_right_way():
 
 
 def test_rendered_sprite_follows_its_trajectory():
-    spec = video_specs(DemoDataConfig(out="x", **dict(SMALL, size=64, min_frames=6, max_frames=6)))[2]
+    spec = video_specs(DemoDataConfig(out="x", **dict(SMALL, size=64, min_frames=6, max_frames=6, redraw_every=0)))[2]
     assert spec["motion"] == "sideways"
     spec = dict(spec, centre=(32.0, 20.0), speed=4.0, hdir=1)
     frames = render_video(spec).astype(np.float32)
@@ -115,6 +118,41 @@ def test_rendered_sprite_follows_its_trajectory():
     np.testing.assert_allclose(np.diff(xs), 4.0, atol=1.0)
 
 
+def test_appearance_is_redrawn_while_the_motion_goes_on():
+    cfg = DemoDataConfig(out="x", **dict(SMALL, size=64, min_frames=30, max_frames=30, redraw_every=8))
+    specs = video_specs(cfg)
+    assert segment_starts(30, 8, 3) == [0, 3, 11, 19, 27] and segment_starts(30, 0, 0) == [0]
+    starts = [[g["start"] for g in s["segments"]] for s in specs]
+    assert all(st[0] == 0 and 1 <= st[1] <= 8 and np.all(np.diff(st[1:]) == 8) for st in starts), starts
+    assert len({st[1] for st in starts}) > 1  # the first change falls at a different frame per video
+    spec = dict(specs[2], centre=(32.0, 20.0), speed=0.8, hdir=1)  # sideways, clear of the canvas edges
+    assert spec["digit"] == spec["segments"][0]["digit"]  # the recorded digit is the first segment's
+    frames = render_video(spec).astype(np.float32)
+    change = np.abs(np.diff(frames, axis=0)).mean(axis=(1, 2, 3))  # change[t]: frame t -> t+1
+    cuts = np.array(starts[2][1:]) - 1
+    steady = np.delete(change, cuts)
+    assert change[cuts].min() > 3 * steady.max(), (change[cuts], steady.max())  # a new background at each cut only
+    # the sprite moves on at its speed within every segment (its drawn centroid jumps at a cut,
+    # where another digit is drawn at the same point of the path)
+    steps = []
+    for k, seg in enumerate(spec["segments"]):
+        bg = background(np.random.default_rng(seg["seed"]), 64) * 255
+        end = spec["segments"][k + 1]["start"] if k + 1 < len(spec["segments"]) else 30
+        xs = [np.nonzero(np.abs(f - bg).sum(axis=2) > 60)[1].mean() for f in frames[seg["start"]:end]]
+        steps += list(np.diff(xs))
+    assert len(steps) >= 20
+    np.testing.assert_allclose(steps, 0.8, atol=0.5)
+    # and it is where the video's one path puts it, in every segment (the path does not restart)
+    path = trajectory("sideways", 30, 0.8, 0.0, 1.0, (32.0, 20.0), 1)
+    for k, seg in enumerate(spec["segments"]):
+        bg = background(np.random.default_rng(seg["seed"]), 64) * 255
+        alpha = _sprite_layers(seg, 64)[0][0]
+        t = seg["start"]
+        want = _shift(alpha, *path[t])[..., 0] > 0.3
+        seen = np.abs(frames[t] - bg).sum(axis=2) > 60
+        assert (want & seen).sum() / (want | seen).sum() > 0.7, k
+
+
 @pytest.mark.parametrize(
     "change,match",
     [
@@ -122,6 +160,7 @@ def test_rendered_sprite_follows_its_trajectory():
         (dict(num_videos=5), "need at least 12"),
         (dict(min_frames=20, max_frames=10), "need 2 <= min_frames <= max_frames"),
         (dict(sprites=3), "use 1 or 2"),
+        (dict(redraw_every=-1), r"redraw_every=-1: use 0 \(never\) or a number of frames"),
         (dict(test_fraction=1.0), r"in \(0, 1\)"),
     ],
 )

@@ -11,7 +11,7 @@ from ascnet.manifest import Manifest, ManifestError
 from ascnet.pipelines.augment import denormalize
 from ascnet.pipelines.backends import BackendError, choose_backend
 from ascnet.pipelines.loader import build_clip_loader, build_eval_loader, build_pair_loader
-from ascnet.pipelines.sources import DecodeError, decode_frames
+from ascnet.pipelines.sources import DecodeError, TrainSchedule, decode_frames
 from ascnet.sampling import SamplingError, eval_clips, sample_pair
 from ascnet.tools.synthetic import CODECS, read_index, write_pattern_video
 
@@ -314,3 +314,33 @@ def test_backend_choice_is_checked(videos):
         build_eval_loader(manifest_of(videos, "vp9"), split="train", crops="five")
     with pytest.raises(ManifestError, match=r"4 usable videos, fewer than batch_size x num_shards = 8"):
         build_pair_loader(manifest_of(videos, "vp9"), batch_size=4, num_shards=2)
+
+
+def _box_area(box) -> float:
+    y0, x0, y1, x1 = box[:4]
+    return float((y1 - y0) * (x1 - x0))
+
+
+@pytest.mark.parametrize("scale", [(0.4, 1.0), (0.7, 1.0), (0.2, 0.3)])
+def test_crop_area_fraction_respects_crop_scale(scale):
+    from ascnet.pipelines.augment import sample_crop
+
+    rng = np.random.default_rng(0)
+    areas = np.array([_box_area(sample_crop(rng, 48, 64, scale)) for _ in range(2000)])
+    tol = 0.04  # the box is rounded to whole pixels of a 64x48 frame
+    assert areas.min() >= scale[0] - tol and areas.max() <= scale[1] + tol, (areas.min(), areas.max())
+    assert areas.min() < scale[0] + 0.05 and areas.max() > scale[1] - 0.05  # the whole range is used
+
+
+def test_pair_loader_passes_crop_scale_to_every_clip(videos):
+    m = manifest_of(videos, "vp9")
+
+    def areas(**kw):
+        with build_pair_loader(m, batch_size=2, clip_len=T, crop_size=CROP, speeds=(1, 2), backend="pyav", **kw) as L:
+            sched = TrainSchedule(**L._sched_args)  # what the loader's source asks the pipeline for
+            return np.array([_box_area(a) for g in range(40) for a in sched.request(g).aug])
+
+    assert areas(crop_scale=(0.8, 1.0)).min() >= 0.8 - 0.04
+    assert areas().min() < 0.7  # the default (0.4, 1.0) crops smaller
+    with pytest.raises(ValueError, match=r"crop_scale=\(0.5, 1.5\): need 0 < min <= max <= 1"):
+        build_pair_loader(m, batch_size=2, crop_scale=(0.5, 1.5))

@@ -4,8 +4,15 @@ Each video is a small canvas (64x64 by default) with a textured random backgroun
 two upscaled digit sprites from scikit-learn's bundled copy of the UCI handwritten digits
 (`sklearn.datasets.load_digits`, no download). The class is the *motion* (up, down, sideways,
 diagonally up, diagonally down, circle); its horizontal sense (left or right, clockwise or not),
-speed, phase, digit, colours and background are random per video, so appearance is the nuisance. The digit is recorded beside the videos
-(`digits.csv`) so appearance can be probed too.
+speed and phase are random per video.
+
+Two clips of one video share only the motion: every `redraw_every` frames (12 by default, the
+first change at a random frame) the digit, its colour and size, and the background are drawn
+anew while the sprite goes on along its path. Without that, a video has one appearance for its
+whole length, and ASCNet's appearance consistency (two clips of a video must agree) is solved
+by matching the background and the sprite, which never needs the motion the classes are about.
+`redraw_every=0` keeps one appearance per video. The digit of the first segment is recorded
+beside the videos (`digits.csv`), so the appearance of a video's start can be probed too.
 
 Written in the UCF-101 layout (`<Class>/v_<Class>_gNN_cNN.webm`, `classInd.txt`,
 `trainlist01.txt`, `testlist01.txt`) so `ascnet-index build --layout ucf101` reads it as it
@@ -44,7 +51,7 @@ CODECS = {
     "h264": (".mp4", {"vcodec": "libx264", "preset": "ultrafast", "tune": "fastdecode", "crf": 18, "bf": 0}),
 }
 STAMP = "demo_data.json"
-GENERATOR_VERSION = 4
+GENERATOR_VERSION = 5
 
 
 @dataclass
@@ -56,6 +63,7 @@ class DemoDataConfig:
     max_frames: int = 96
     fps: float = 25.0
     sprites: int = 1          # digits per video (1 or 2), moving together
+    redraw_every: int = 12    # frames between re-draws of digit, colour, size and background; 0 = never
     test_fraction: float = 0.3
     codec: str = "vp9"
     gop: int = 16             # keyframe interval: short, so a random clip costs little seeking
@@ -77,6 +85,8 @@ class DemoDataConfig:
                 f"frames {self.min_frames}..{self.max_frames}: need 2 <= min_frames <= max_frames",
                 param_hint="min_frames",
             )
+        if self.redraw_every < 0:
+            raise click.BadParameter(f"redraw_every={self.redraw_every}: use 0 (never) or a number of frames", param_hint="redraw_every")
         if self.sprites not in (1, 2):
             raise click.BadParameter(f"sprites={self.sprites}: use 1 or 2", param_hint="sprites")
         if not 0.0 < self.test_fraction < 1.0:
@@ -147,31 +157,49 @@ def trajectory(motion: str, num_frames: int, speed: float, phase: float, radius:
     return np.stack([cy + step[0] * speed * t, cx + step[1] * speed * t], axis=1)
 
 
-def render_video(spec: dict) -> np.ndarray:
-    """(T, H, W, 3) uint8 frames for one video spec (see `video_specs`)."""
-    rng = np.random.default_rng(spec["seed"])
-    size, T = spec["size"], spec["num_frames"]
-    bg = background(rng, size)
+def _sprite_layers(seg: dict, size: int) -> list:
+    """(alpha (H, W, 1) centred on (0, 0), colour (3,), offset (2,)) per sprite of one segment."""
     layers = []
-    for k, img in enumerate(spec["digits_img"]):
+    side = int(round(8 * seg["scale"]))
+    for img, colour, off in zip(seg["digits_img"], seg["colours"], seg["offsets"]):
         # the digit, upscaled, as an alpha mask centred on a canvas-sized layer
-        side = int(round(8 * spec["scale"]))
         alpha = _upsample(np.asarray(img, np.float32).reshape(8, 8, 1) / 16.0, side, side)[..., 0]
         a = np.zeros((size, size), np.float32)
-        off = (size - side) // 2
-        a[off : off + side, off : off + side] = alpha
+        o = (size - side) // 2
+        a[o : o + side, o : o + side] = alpha
         a = np.roll(a, (-size // 2, -size // 2), axis=(0, 1))  # sprite centre at (0, 0)
-        colour = np.asarray(spec["colours"][k], np.float32)
-        layers.append((a[..., None], colour, np.asarray(spec["offsets"][k])))
+        layers.append((a[..., None], np.asarray(colour, np.float32), np.asarray(off)))
+    return layers
+
+
+def render_video(spec: dict) -> np.ndarray:
+    """(T, H, W, 3) uint8 frames for one video spec (see `video_specs`).
+
+    Segment k covers frames segments[k]["start"] .. segments[k+1]["start"]-1 and has its own
+    background (from its seed), digits, colours and size; the path runs on across segments.
+    """
+    size, T = spec["size"], spec["num_frames"]
     path = trajectory(spec["motion"], T, spec["speed"], spec["phase"], spec["radius"], spec["centre"], spec["hdir"])
     frames = np.empty((T, size, size, 3), np.uint8)
-    for t in range(T):
-        f = bg.copy()
-        for a, colour, off in layers:
-            m = _shift(a, path[t, 0] + off[0], path[t, 1] + off[1])
-            f = f * (1 - m) + colour * m
-        frames[t] = np.clip(f * 255 + 0.5, 0, 255).astype(np.uint8)
+    segs = spec["segments"]
+    for k, seg in enumerate(segs):
+        bg = background(np.random.default_rng(seg["seed"]), size)
+        layers = _sprite_layers(seg, size)
+        end = segs[k + 1]["start"] if k + 1 < len(segs) else T
+        for t in range(seg["start"], end):
+            f = bg.copy()
+            for a, colour, off in layers:
+                m = _shift(a, path[t, 0] + off[0], path[t, 1] + off[1])
+                f = f * (1 - m) + colour * m
+            frames[t] = np.clip(f * 255 + 0.5, 0, 255).astype(np.uint8)
     return frames
+
+
+def segment_starts(num_frames: int, redraw_every: int, first: int) -> list[int]:
+    """First frame of each appearance segment: 0, then `first`, first + redraw_every, ..."""
+    if redraw_every <= 0:
+        return [0]
+    return [0] + list(range(first, num_frames, redraw_every))
 
 
 def video_specs(cfg: DemoDataConfig) -> list[dict]:
@@ -184,29 +212,22 @@ def video_specs(cfg: DemoDataConfig) -> list[dict]:
     for i in range(cfg.num_videos):
         motion = motions[i % len(motions)]  # balanced classes
         r = np.random.default_rng([cfg.seed, i])
-        picks = r.integers(0, len(digits.images), size=cfg.sprites)
-        scale = float(r.uniform(0.35, 0.5)) * cfg.size / 8  # sprite side: 35-50 % of the canvas
-        sprite_side = 8 * scale
-        offsets = [(0.0, 0.0)] if cfg.sprites == 1 else [(-0.3 * sprite_side, -0.55 * sprite_side), (0.3 * sprite_side, 0.55 * sprite_side)]
-        specs.append(
-            {
-                "index": i,
-                "seed": int(r.integers(2**31)),
-                "motion": motion,
-                "size": cfg.size,
-                "num_frames": int(r.integers(cfg.min_frames, cfg.max_frames + 1)),
-                "speed": float(r.uniform(0.02, 0.05)) * cfg.size,  # pixels per frame: 2-5 % of the canvas
-                "phase": float(r.uniform(0, 2 * math.pi)),
-                "hdir": int(r.choice([-1, 1])),
-                "radius": float(r.uniform(0.15, 0.3)) * cfg.size,
-                "centre": (float(r.uniform(0, cfg.size)), float(r.uniform(0, cfg.size))),
-                "scale": scale,
-                "digit": [int(digits.target[p]) for p in picks],
-                "digits_img": [digits.images[p].tolist() for p in picks],
-                "colours": [_bright_colour(r) for _ in picks],
-                "offsets": offsets,
-            }
-        )
+        num_frames = int(r.integers(cfg.min_frames, cfg.max_frames + 1))
+        common = {
+            "index": i,
+            "motion": motion,
+            "size": cfg.size,
+            "num_frames": num_frames,
+            "speed": float(r.uniform(0.02, 0.05)) * cfg.size,  # pixels per frame: 2-5 % of the canvas
+            "phase": float(r.uniform(0, 2 * math.pi)),
+            "hdir": int(r.choice([-1, 1])),
+            "radius": float(r.uniform(0.15, 0.3)) * cfg.size,
+            "centre": (float(r.uniform(0, cfg.size)), float(r.uniform(0, cfg.size))),
+        }
+        # the first change at a random frame, so that changes do not line up with clip starts
+        first = int(r.integers(1, cfg.redraw_every + 1)) if cfg.redraw_every else 0
+        segments = [_segment(r, start, digits, cfg) for start in segment_starts(num_frames, cfg.redraw_every, first)]
+        specs.append({**common, "seed": segments[0]["seed"], "digit": segments[0]["digit"], "segments": segments})
     # the held-out split: a fixed fraction of every class
     for m in motions:
         idx = [s["index"] for s in specs if s["motion"] == m]
@@ -221,6 +242,23 @@ def video_specs(cfg: DemoDataConfig) -> list[dict]:
         n = count[s["motion"]]
         s["path"] = f"{folder}/v_{folder}_g{n:02d}_c01{CODECS[cfg.codec][0]}"
     return specs
+
+
+def _segment(r: np.random.Generator, start: int, digits, cfg: DemoDataConfig) -> dict:
+    """One appearance: background seed, digit images and labels, colours, sprite size."""
+    picks = r.integers(0, len(digits.images), size=cfg.sprites)
+    scale = float(r.uniform(0.35, 0.5)) * cfg.size / 8  # sprite side: 35-50 % of the canvas
+    side = 8 * scale
+    offsets = [(0.0, 0.0)] if cfg.sprites == 1 else [(-0.3 * side, -0.55 * side), (0.3 * side, 0.55 * side)]
+    return {
+        "start": start,
+        "seed": int(r.integers(2**31)),
+        "scale": scale,
+        "digit": [int(digits.target[p]) for p in picks],
+        "digits_img": [digits.images[p].tolist() for p in picks],
+        "colours": [_bright_colour(r) for _ in picks],
+        "offsets": offsets,
+    }
 
 
 def _bright_colour(r: np.random.Generator) -> list[float]:
@@ -340,7 +378,7 @@ def _remove_previous(out: Path) -> None:
 
 
 def read_digits(root: str | Path) -> dict[str, int]:
-    """video path (relative to the dataset root, '/'-separated) -> the digit drawn in it."""
+    """video path (relative to the dataset root, '/'-separated) -> the digit of its first segment."""
     with open(Path(root) / "digits.csv") as f:
         return {row["path"]: int(row["digit"]) for row in csv.DictReader(f)}
 
@@ -353,6 +391,8 @@ def read_digits(root: str | Path) -> dict[str, int]:
 @click.option("--max-frames", default=DemoDataConfig.max_frames, show_default=True)
 @click.option("--fps", default=DemoDataConfig.fps, show_default=True)
 @click.option("--sprites", default=DemoDataConfig.sprites, show_default=True, help="digits per video (1 or 2)")
+@click.option("--redraw-every", default=DemoDataConfig.redraw_every, show_default=True,
+              help="frames between re-draws of digit, colour, size and background (0: never)")
 @click.option("--test-fraction", default=DemoDataConfig.test_fraction, show_default=True)
 @click.option("--codec", type=click.Choice(sorted(CODECS)), default=DemoDataConfig.codec, show_default=True)
 @click.option("--gop", default=DemoDataConfig.gop, show_default=True, help="keyframe interval")

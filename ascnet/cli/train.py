@@ -30,6 +30,7 @@ HELP = {
     "rate": "fixed: a speed is a real-time rate at --base-fps; native: a frame stride",
     "base_fps": "base rate for --rate fixed",
     "augment": "per-clip augmentation",
+    "crop_scale": "random resized crop: min,max fraction of the frame's area",
     "proj_dim": "projection/prediction output size",
     "hidden_dim": "MLP hidden size of heads and predictors",
     "scp_weight": "lambda in L = L_acp + lambda L_scp",
@@ -67,7 +68,7 @@ def config_options(func):
             kw["type"] = click.Choice(CHOICES[f.name])
         elif f.type == "bool":
             name = f"{name}/--no-{f.name.replace('_', '-')}"
-        elif f.name == "speeds":
+        elif f.name in ("speeds", "crop_scale"):
             kw["default"] = ",".join(map(str, f.default))
         else:
             kw["type"] = {"int": int, "float": float, "str": str}[f.type]
@@ -82,6 +83,13 @@ def parse_speeds(text: str) -> tuple[int, ...]:
         raise click.BadParameter(f"{text!r}: give integers separated by commas, e.g. 1,2,4,8", param_hint="--speeds")
 
 
+def parse_floats(text: str, hint: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: give numbers separated by commas, e.g. 0.4,1.0", param_hint=hint)
+
+
 @click.group()
 def main():
     """ascnet-train: ASCNet pretraining and its outputs."""
@@ -94,6 +102,7 @@ def pretrain(**options):
     from ascnet.train import TrainingDiverged, pretrain as run
 
     options["speeds"] = parse_speeds(options["speeds"])
+    options["crop_scale"] = parse_floats(options["crop_scale"], "--crop-scale")
     try:
         summary = run(PretrainConfig(**options))
     except (ValueError, CheckpointError, TrainingDiverged, RuntimeError) as e:
