@@ -36,7 +36,7 @@ def test_report_holds_the_table_and_pictures(demo):
     rows = _table(text)
     assert set(rows) == {"ASCNet (ACP+SCP)", "random init"}
     for name, values in rows.items():
-        assert len(values) == 6, name
+        assert len(values) == 5, name
         assert all(math.isfinite(v) and 0 <= v <= 100 for v in values), (name, values)
     # the table repeats the evaluation commands' own results
     linear = json.loads((report.parent / "eval" / "linear" / "results.json").read_text())
