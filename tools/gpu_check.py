@@ -9,6 +9,7 @@ script can be exercised on a machine without a GPU.
 from __future__ import annotations
 
 import os
+import tempfile
 import resource
 import statistics
 import subprocess
@@ -23,7 +24,7 @@ import numpy as np
 
 from ascnet.tools.synthetic import pattern_frame, read_index
 
-WORK = Path(os.environ.get("ASCNET_GPU_CHECK_WORK", "/tmp/ascnet-gpu-check"))
+WORK = Path(os.environ.get("ASCNET_GPU_CHECK_WORK", Path(tempfile.gettempdir()) / "ascnet-gpu-check"))
 REAL = Path(os.environ.get("ASCNET_REAL_CLIPS", Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real-clips"))
 
 # name -> (PyAV encoder, suffix, pix_fmt, options, manifest codec)
