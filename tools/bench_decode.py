@@ -446,13 +446,18 @@ def run_decode_bench(cfg: DecodeBenchConfig, echo=print) -> dict:
     return doc
 
 
-def _env_lines(env: dict, cfg: DecodeBenchConfig, reps: int) -> str:
+def environment_lines(env: dict, manifest: str, split: str, rows: str, settings: str) -> str:
+    """The header every benchmark prints: device, manifest and codec mix, settings, versions."""
     v = ", ".join(f"{k} {x}" for k, x in env["versions"].items())
     mix = ", ".join(f"{c} x{n}" for c, n in sorted(env["codecs"].items()))
     return (f"device: {env['device']}; CPU: {env['cpu']} ({env['cpus']} available)\n"
-            f"manifest: {cfg.manifest} split {cfg.split}: {env['files']} files ({mix}), rows repeated x{reps}\n"
-            f"batch {cfg.batch_size}, workers {cfg.workers}, {cfg.clip_len}x{cfg.crop_size}, speeds {list(SPEEDS)}, "
-            f"{cfg.seconds:g} s per backend\n{v}")
+            f"manifest: {manifest} split {split}: {env['files']} files ({mix}), {rows}\n{settings}\n{v}")
+
+
+def _env_lines(env: dict, cfg: DecodeBenchConfig, reps: int) -> str:
+    return environment_lines(env, cfg.manifest, cfg.split, f"rows repeated x{reps}",
+                             f"batch {cfg.batch_size}, workers {cfg.workers}, {cfg.clip_len}x{cfg.crop_size}, "
+                             f"speeds {list(SPEEDS)}, {cfg.seconds:g} s per backend")
 
 
 def format_table(rows: list[Row], cfg: DecodeBenchConfig) -> str:

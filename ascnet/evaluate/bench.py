@@ -234,12 +234,11 @@ def run_eval_bench(cfg: EvalBenchConfig, echo=print) -> dict:
 
 
 def _env_lines(env: dict, cfg: EvalBenchConfig, reps: int, videos: int) -> str:
-    v = ", ".join(f"{k} {x}" for k, x in env["versions"].items())
-    mix = ", ".join(f"{c} x{n}" for c, n in sorted(env["codecs"].items()))
-    return (f"device: {env['device']}; CPU: {env['cpu']} ({env['cpus']} available)\n"
-            f"manifest: {cfg.manifest} split {cfg.split}: {env['files']} files ({mix}), rows repeated x{reps} = {videos} videos\n"
-            f"{cfg.arch} width {cfg.width}, {cfg.clips_per_video} clips x {cfg.clip_len}x{cfg.crop_size} center crop per video, "
-            f"batch {cfg.batch_size} clips, workers {cfg.workers}\n{v}")
+    from ascnet.tools.bench_decode import environment_lines
+
+    return environment_lines(env, cfg.manifest, cfg.split, f"rows repeated x{reps} = {videos} videos",
+                             f"{cfg.arch} width {cfg.width}, {cfg.clips_per_video} clips x {cfg.clip_len}x{cfg.crop_size} "
+                             f"center crop per video, batch {cfg.batch_size} clips, workers {cfg.workers}")
 
 
 def format_table(rows: list[Row], model_rate: float) -> str:
