@@ -29,6 +29,7 @@ class PreviewConfig:
     rate: str = "fixed"
     augment: bool = True
     crop_scale: tuple[float, float] = (0.4, 1.0)  # random resized crop: area fraction range
+    flip_p: float = 0.5  # horizontal flip probability per clip
     backend: str = "auto"
     seed: int = 0
     epoch: int = 0
@@ -55,7 +56,7 @@ def pair_batch(cfg: PreviewConfig) -> tuple[dict, list[str], str]:
     manifest = Manifest.from_parquet(cfg.manifest)
     loader = build_pair_loader(
         manifest, split=cfg.split, batch_size=cfg.n, clip_len=cfg.clip_len, crop_size=cfg.crop_size, speeds=cfg.speeds,
-        rate=cfg.rate, augment=cfg.augment, crop_scale=cfg.crop_scale, backend=cfg.backend, device="cpu", seed=cfg.seed, workers=1,
+        rate=cfg.rate, augment=cfg.augment, crop_scale=cfg.crop_scale, flip_p=cfg.flip_p, backend=cfg.backend, device="cpu", seed=cfg.seed, workers=1,
     )
     try:
         batch = next(iter(loader.epoch(cfg.epoch)))
@@ -138,6 +139,7 @@ def _floats(ctx, param, value):
 @click.option("--augment/--no-augment", default=True, show_default=True)
 @click.option("--crop-scale", default="0.4,1.0", show_default=True, callback=_floats,
               help="random resized crop: min,max fraction of the frame's area")
+@click.option("--flip-p", default=PreviewConfig.flip_p, show_default=True, help="horizontal flip probability per clip")
 @click.option("--backend", type=click.Choice(["auto", "nvdec", "dali-cpu", "pyav"]), default="auto", show_default=True)
 @click.option("--seed", default=PreviewConfig.seed, show_default=True)
 @click.option("--epoch", default=PreviewConfig.epoch, show_default=True, help="which epoch's first batch")

@@ -62,6 +62,7 @@ class PretrainConfig:
     base_fps: float = 25.0
     augment: bool = True
     crop_scale: tuple[float, float] = (0.4, 1.0)  # random resized crop: area fraction range
+    flip_p: float = 0.5  # horizontal flip probability per clip (0 where left and right are different classes)
     # method [choice]s
     proj_dim: int = 128
     hidden_dim: int = 2048
@@ -107,7 +108,10 @@ class PretrainConfig:
             raise ValueError("batch_size must be >= 2 (BatchNorm needs more than one sample)")
         from ascnet.pipelines.augment import check_crop_scale  # numpy only: no DALI import
 
+        from ascnet.pipelines.augment import check_flip_p
+
         self.crop_scale = check_crop_scale(self.crop_scale)
+        self.flip_p = check_flip_p(self.flip_p)
         return self
 
 
@@ -153,7 +157,7 @@ def build_loader(cfg: PretrainConfig, rank: int, world: int, device: torch.devic
     return build_pair_loader(
         Manifest.from_parquet(cfg.manifest), split=cfg.split, batch_size=cfg.batch_size, clip_len=cfg.clip_len,
         crop_size=cfg.crop_size, speeds=cfg.speeds, rate=cfg.rate, base_fps=cfg.base_fps, augment=cfg.augment,
-        crop_scale=cfg.crop_scale, backend=cfg.backend, device=device.type, seed=cfg.seed, shard_id=rank, num_shards=world, workers=cfg.workers,
+        crop_scale=cfg.crop_scale, flip_p=cfg.flip_p, backend=cfg.backend, device=device.type, seed=cfg.seed, shard_id=rank, num_shards=world, workers=cfg.workers,
     )
 
 

@@ -84,11 +84,21 @@ def sample_crop(rng: np.random.Generator, height: int, width: int,
     return y0, x0, 1 - y0, 1 - x0
 
 
+def check_flip_p(p) -> float:
+    """A probability in [0, 1], or a ValueError naming flip_p."""
+    if not 0.0 <= float(p) <= 1.0:
+        raise ValueError(f"flip_p={p!r}: the horizontal flip's probability must be in [0, 1]")
+    return float(p)
+
+
 def sample_augment(rng: np.random.Generator, height: int, width: int,
-                   crop_scale: tuple[float, float] = CROP_SCALE) -> np.ndarray:
-    """(9,) float32: one clip's augmentation decisions (see PARAMS)."""
+                   crop_scale: tuple[float, float] = CROP_SCALE, flip_p: float = FLIP_P) -> np.ndarray:
+    """(9,) float32: one clip's augmentation decisions (see PARAMS).
+
+    The coin for the flip is drawn whatever `flip_p` is, so the other decisions do not depend on it.
+    """
     box = sample_crop(rng, max(height, 1), max(width, 1), crop_scale)
-    flip = float(rng.random() < FLIP_P)
+    flip = float(rng.random() < flip_p)
     b, c, s, h = JITTER
     jitter = rng.random() < JITTER_P
     u = rng.uniform(-1.0, 1.0, size=4)

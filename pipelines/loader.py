@@ -25,7 +25,7 @@ import torch
 
 from ascnet.manifest import Manifest, ManifestError
 from ascnet.optional import require_dali
-from ascnet.pipelines.augment import CROP_SCALE, check_crop_scale
+from ascnet.pipelines.augment import CROP_SCALE, FLIP_P, check_crop_scale, check_flip_p
 from ascnet.pipelines.backends import choose_backend
 from ascnet.pipelines.sources import BytesSource, DecodeError, EvalSchedule, PyAVSource, TrainSchedule, decode_frames
 from ascnet.sampling import SamplingError, check_rate, check_speeds, steps_per_epoch
@@ -154,9 +154,9 @@ class PairLoader:
     def __init__(self, manifest: Manifest, *, split: str, batch_size: int, clips: int, clip_len: int, crop_size: int,
                  speeds: Sequence[int], rate: str, base_fps: float, augment: bool, backend: str, device: str, seed: int,
                  shard_id: int, num_shards: int, workers: int, on_error: str, split_pair: bool, num_threads: int | None,
-                 crop_scale: tuple[float, float] = CROP_SCALE):
+                 crop_scale: tuple[float, float] = CROP_SCALE, flip_p: float = FLIP_P):
         _check("on_error", on_error, ON_ERROR)
-        crop_scale = check_crop_scale(crop_scale)
+        crop_scale, flip_p = check_crop_scale(crop_scale), check_flip_p(flip_p)
         self.table = _videos(manifest, split)
         speeds = check_speeds(speeds)
         check_rate(rate)
@@ -177,7 +177,7 @@ class PairLoader:
             num_frames=self.table["num_frames"].to_numpy(), fps=self.table["fps"].to_numpy(),
             sizes=self.table[["height", "width"]].to_numpy(), names=list(self.table["file"]), batch_size=batch_size,
             seed=seed, shard_id=shard_id, num_shards=num_shards, clips=clips, clip_len=clip_len, speeds=speeds, rate=rate,
-            base_fps=base_fps, crop_scale=crop_scale)
+            base_fps=base_fps, crop_scale=crop_scale, flip_p=flip_p)
         self._split_pair, self._skip, self._augment = split_pair, on_error == "skip", augment
         self._labels = torch.as_tensor(self.table["label"].to_numpy().copy(), dtype=torch.int64)
 
@@ -271,6 +271,7 @@ def build_pair_loader(
     base_fps: float = 25.0,
     augment: bool = True,
     crop_scale: tuple[float, float] = CROP_SCALE,
+    flip_p: float = FLIP_P,
     backend: Literal["auto", "nvdec", "dali-cpu", "pyav"] = "auto",
     device: Literal["cpu", "cuda"] = "cpu",
     seed: int = 0,
@@ -286,14 +287,14 @@ def build_pair_loader(
     Batches: clip_a, clip_b (B, 3, clip_len, crop_size, crop_size) float32 normalised
     (augment.MEAN/STD; CUDA tensors for device="cuda"); speed_a, speed_b, video_index (row of
     manifest.select(split)), label: (B,) int64. `crop_scale`: the random resized crop's range
-    of area fractions (min, max). on_error="skip" drops (and counts in
+    of area fractions (min, max); `flip_p`: the horizontal flip's probability per clip. on_error="skip" drops (and counts in
     `.skipped`) a video that fails to decode instead of raising DecodeError. split_pair=True
     decodes the two clips by two seeks instead of one window (pyav; for benchmarking).
     """
     return PairLoader(manifest, split=split, batch_size=batch_size, clips=2, clip_len=clip_len, crop_size=crop_size,
                       speeds=speeds, rate=rate, base_fps=base_fps, augment=augment, backend=backend, device=device,
                       seed=seed, shard_id=shard_id, num_shards=num_shards, workers=workers, on_error=on_error,
-                      split_pair=split_pair, num_threads=num_threads, crop_scale=crop_scale)
+                      split_pair=split_pair, num_threads=num_threads, crop_scale=crop_scale, flip_p=flip_p)
 
 
 def build_clip_loader(

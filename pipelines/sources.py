@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ascnet.pipelines.augment import CROP_SCALE, IDENTITY, sample_augment
+from ascnet.pipelines.augment import CROP_SCALE, FLIP_P, IDENTITY, sample_augment
 from ascnet.sampling import eval_clips, sample_pair, shard_plan, steps_per_epoch
 
 
@@ -54,6 +54,7 @@ class TrainSchedule:
     rate: str = "fixed"
     base_fps: float = 25.0
     crop_scale: tuple[float, float] = CROP_SCALE
+    flip_p: float = FLIP_P
     _plans: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -78,7 +79,7 @@ class TrainSchedule:
         n, fps = int(self.num_frames[vi]), float(self.fps[vi])
         # the augmentation draws from its own stream, so it never shifts the frames drawn
         rng = np.random.default_rng([self.seed, epoch, vi, 1])
-        aug = np.stack([sample_augment(rng, *self.sizes[vi], self.crop_scale) for _ in range(self.clips)])
+        aug = np.stack([sample_augment(rng, *self.sizes[vi], self.crop_scale, self.flip_p) for _ in range(self.clips)])
         if self.clips == 2:
             p = sample_pair(vi, n, fps, seed=self.seed, epoch=epoch, clip_len=self.clip_len, speeds=self.speeds,
                             rate=self.rate, base_fps=self.base_fps, name=self.names[vi])

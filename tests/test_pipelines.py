@@ -344,3 +344,20 @@ def test_pair_loader_passes_crop_scale_to_every_clip(videos):
     assert areas().min() < 0.7  # the default (0.4, 1.0) crops smaller
     with pytest.raises(ValueError, match=r"crop_scale=\(0.5, 1.5\): need 0 < min <= max <= 1"):
         build_pair_loader(m, batch_size=2, crop_scale=(0.5, 1.5))
+
+
+def test_flip_p_mirrors_clips_and_changes_nothing_else(videos):
+    m = manifest_of(videos, "vp9")
+
+    def first_batch(flip_p):
+        with build_pair_loader(m, batch_size=2, clip_len=T, crop_size=CROP, speeds=(1, 2), backend="pyav",
+                               flip_p=flip_p) as L:
+            return next(iter(L.epoch(0)))
+
+    never, always = first_batch(0.0), first_batch(1.0)
+    for key in ("clip_a", "clip_b"):
+        # the same crop, colour and frames; only the mirror differs (the coin is drawn either way)
+        assert torch.allclose(always[key], never[key].flip(-1), atol=1e-5)
+        assert not torch.allclose(always[key], never[key], atol=1e-2)
+    with pytest.raises(ValueError, match=r"flip_p=1.5: the horizontal flip's probability must be in \[0, 1\]"):
+        build_pair_loader(m, batch_size=2, flip_p=1.5)

@@ -31,6 +31,7 @@ HELP = {
     "base_fps": "base rate for --rate fixed",
     "augment": "per-clip augmentation",
     "crop_scale": "random resized crop: min,max fraction of the frame's area",
+    "flip_p": "horizontal flip probability per clip (0 when left and right motion are different classes)",
     "proj_dim": "projection/prediction output size",
     "hidden_dim": "MLP hidden size of heads and predictors",
     "scp_weight": "lambda in L = L_acp + lambda L_scp",
