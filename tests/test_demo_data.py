@@ -86,28 +86,28 @@ def test_second_run_reuses_and_a_new_size_replaces(tmp_path):
 
 
 def test_trajectories_move_the_right_way():
-    right = trajectory("sideways", 5, speed=1.5, phase=0, radius=10, centre=(20, 30), hdir=1)
+    right = trajectory("right", 5, speed=1.5, phase=0, radius=10, centre=(20, 30))
     np.testing.assert_allclose(right[:, 1], [30, 31.5, 33, 34.5, 36])
     np.testing.assert_allclose(right[:, 0], 20)
-    left = trajectory("sideways", 3, speed=1.5, phase=0, radius=10, centre=(20, 30), hdir=-1)
-    np.testing.assert_allclose(left[:, 1], [30, 28.5, 27])
-    up = trajectory("up", 3, speed=2, phase=0, radius=10, centre=(20, 30), hdir=-1)
+    left = trajectory("left", 3, speed=1.5, phase=0, radius=10, centre=(20, 30))
+    np.testing.assert_allclose(left, [[20, 30], [20, 28.5], [20, 27]])
+    up = trajectory("up", 3, speed=2, phase=0, radius=10, centre=(20, 30))
     np.testing.assert_allclose(up, [[20, 30], [18, 30], [16, 30]])
-    diag = trajectory("diagonal_down", 2, speed=2, phase=0, radius=10, centre=(0, 0), hdir=-1)
-    np.testing.assert_allclose(diag[1], [np.sqrt(2), -np.sqrt(2)])
-    for hdir in (1, -1):
-        p = trajectory("circle", 3, speed=1, phase=0, radius=10, centre=(0, 0), hdir=hdir)
+    down = trajectory("down", 2, speed=2, phase=0, radius=10, centre=(20, 30))
+    np.testing.assert_allclose(down, [[20, 30], [22, 30]])
+    for motion, sense in (("clockwise", 1), ("counterclockwise", -1)):
+        p = trajectory(motion, 3, speed=1, phase=0, radius=10, centre=(0, 0))
         # screen coordinates (x right, y down): clockwise = positive z of (v1 x v2) in (x, y)
         v1, v2 = p[1] - p[0], p[2] - p[1]
         cross = v1[1] * v2[0] - v1[0] * v2[1]
-        assert np.sign(cross) == hdir
+        assert np.sign(cross) == sense
         np.testing.assert_allclose(np.hypot(p[:, 0], p[:, 1]), 10)
 
 
 def test_rendered_sprite_follows_its_trajectory():
-    spec = video_specs(DemoDataConfig(out="x", **dict(SMALL, size=64, min_frames=6, max_frames=6, redraw_every=0)))[2]
-    assert spec["motion"] == "sideways"
-    spec = dict(spec, centre=(32.0, 20.0), speed=4.0, hdir=1)
+    spec = video_specs(DemoDataConfig(out="x", **dict(SMALL, size=64, min_frames=6, max_frames=6, redraw_every=0)))[1]
+    assert spec["motion"] == "right"
+    spec = dict(spec, centre=(32.0, 20.0), speed=4.0)
     frames = render_video(spec).astype(np.float32)
     # the sprite is where a frame differs from the video's background (the spec seed's first draw)
     bg = background(np.random.default_rng(spec["seed"]), 64) * 255
@@ -125,7 +125,10 @@ def test_appearance_is_redrawn_while_the_motion_goes_on():
     starts = [[g["start"] for g in s["segments"]] for s in specs]
     assert all(st[0] == 0 and 1 <= st[1] <= 8 and np.all(np.diff(st[1:]) == 8) for st in starts), starts
     assert len({st[1] for st in starts}) > 1  # the first change falls at a different frame per video
-    spec = dict(specs[2], centre=(32.0, 20.0), speed=0.8, hdir=1)  # sideways, clear of the canvas edges
+    spec = dict(specs[1], centre=(32.0, 20.0), speed=0.8)  # moving right
+    # jumps small enough to keep the sprite clear of the canvas edges, so its centroid can be measured
+    spec["segments"] = [dict(g, shift=(6.0 * (-1) ** k, 2.0 * (k % 2)) if k else (0.0, 0.0))
+                        for k, g in enumerate(spec["segments"])]
     assert spec["digit"] == spec["segments"][0]["digit"]  # the recorded digit is the first segment's
     frames = render_video(spec).astype(np.float32)
     change = np.abs(np.diff(frames, axis=0)).mean(axis=(1, 2, 3))  # change[t]: frame t -> t+1
@@ -133,7 +136,7 @@ def test_appearance_is_redrawn_while_the_motion_goes_on():
     steady = np.delete(change, cuts)
     assert change[cuts].min() > 3 * steady.max(), (change[cuts], steady.max())  # a new background at each cut only
     # the sprite moves on at its speed within every segment (its drawn centroid jumps at a cut,
-    # where another digit is drawn at the same point of the path)
+    # where another digit is drawn at another point)
     steps = []
     for k, seg in enumerate(spec["segments"]):
         bg = background(np.random.default_rng(seg["seed"]), 64) * 255
@@ -142,15 +145,32 @@ def test_appearance_is_redrawn_while_the_motion_goes_on():
         steps += list(np.diff(xs))
     assert len(steps) >= 20
     np.testing.assert_allclose(steps, 0.8, atol=0.5)
-    # and it is where the video's one path puts it, in every segment (the path does not restart)
-    path = trajectory("sideways", 30, 0.8, 0.0, 1.0, (32.0, 20.0), 1)
+    # and it is where the video's path, moved by the segment's jump, puts it in every segment
+    path = trajectory("right", 30, 0.8, 0.0, 1.0, (32.0, 20.0))
     for k, seg in enumerate(spec["segments"]):
         bg = background(np.random.default_rng(seg["seed"]), 64) * 255
         alpha = _sprite_layers(seg, 64)[0][0]
         t = seg["start"]
-        want = _shift(alpha, *path[t])[..., 0] > 0.3
+        want = _shift(alpha, *(path[t] + seg["shift"]))[..., 0] > 0.3
         seen = np.abs(frames[t] - bg).sum(axis=2) > 60
         assert (want & seen).sum() / (want | seen).sum() > 0.7, k
+
+
+def test_jump_moves_the_path_at_each_redraw_and_only_there():
+    cfg = dict(SMALL, size=64, min_frames=30, max_frames=30, redraw_every=8)
+    specs = video_specs(DemoDataConfig(out="x", **cfg))
+    for s in specs:
+        shifts = [g["shift"] for g in s["segments"]]
+        assert shifts[0] == (0.0, 0.0) and len(set(shifts[1:])) == len(shifts) - 1
+        assert all(0 <= v < 64 for sh in shifts for v in sh)
+    still = video_specs(DemoDataConfig(out="x", **dict(cfg, jump=False)))
+    assert all(g["shift"] == (0.0, 0.0) for s in still for g in s["segments"])
+    # the rendering follows the shift: the same video without its jumps is the same up to the first cut only
+    spec = specs[1]
+    cut = spec["segments"][1]["start"]
+    plain = dict(spec, segments=[dict(g, shift=(0.0, 0.0)) for g in spec["segments"]])
+    a, b = render_video(spec), render_video(plain)
+    assert np.array_equal(a[:cut], b[:cut]) and not np.array_equal(a[cut:], b[cut:])
 
 
 @pytest.mark.parametrize(
@@ -162,6 +182,7 @@ def test_appearance_is_redrawn_while_the_motion_goes_on():
         (dict(sprites=3), "use 1 or 2"),
         (dict(redraw_every=-1), r"redraw_every=-1: use 0 \(never\) or a number of frames"),
         (dict(test_fraction=1.0), r"in \(0, 1\)"),
+        (dict(speed_range=(0.05, 0.02)), r"speed_range=\(0.05, 0.02\): need 0 < min <= max"),
     ],
 )
 def test_bad_parameters_are_named(tmp_path, change, match):

@@ -2,16 +2,17 @@
 
 Each video is a small canvas (64x64 by default) with a textured random background and one or
 two upscaled digit sprites from scikit-learn's bundled copy of the UCI handwritten digits
-(`sklearn.datasets.load_digits`, no download). The class is the *motion* (up, down, sideways,
-diagonally up, diagonally down, circle); its horizontal sense (left or right, clockwise or not),
-speed and phase are random per video.
+(`sklearn.datasets.load_digits`, no download). The class is the *motion* (left, right, up,
+down, circle clockwise, circle counter-clockwise); speed, start point and phase are random per
+video.
 
 Two clips of one video share only the motion: every `redraw_every` frames (12 by default, the
 first change at a random frame) the digit, its colour and size, and the background are drawn
-anew while the sprite goes on along its path. Without that, a video has one appearance for its
-whole length, and ASCNet's appearance consistency (two clips of a video must agree) is solved
-by matching the background and the sprite, which never needs the motion the classes are about.
-`redraw_every=0` keeps one appearance per video. The digit of the first segment is recorded
+anew, and (with `jump`, the default) the sprite goes on along its kind of path from a random
+point of the canvas. Without the re-draw a video has one appearance for its whole length, and
+ASCNet's appearance consistency (two clips of a video must agree) is solved by matching the
+background and the sprite; without the jump, by where the sprite is (the line it moves on).
+Neither needs the motion the classes are about. `redraw_every=0` keeps one appearance per video. The digit of the first segment is recorded
 beside the videos (`digits.csv`), so the appearance of a video's start can be probed too.
 
 Written in the UCF-101 layout (`<Class>/v_<Class>_gNN_cNN.webm`, `classInd.txt`,
@@ -35,23 +36,23 @@ import click
 import numpy as np
 
 # motion -> UCF-style class folder name; the class index is the position here (1-based on disk).
-# Every class is closed under a horizontal flip (sideways = left or right, circle = clockwise or
-# counter-clockwise, ...): the pretraining augmentation flips clips at random, so a class that a
-# flip changes (left vs right) is one the augmentation itself teaches the encoder to ignore.
+# The classes are directions: a horizontal flip turns left into right and clockwise into
+# counter-clockwise, so the demo pretrains with flip_p = 0 (a flip would teach the encoder to
+# ignore the very difference the classes are about).
 MOTIONS = {
+    "left": "MoveLeft",
+    "right": "MoveRight",
     "up": "MoveUp",
     "down": "MoveDown",
-    "sideways": "MoveSideways",
-    "diagonal_up": "DiagonalUp",
-    "diagonal_down": "DiagonalDown",
-    "circle": "Circle",
+    "clockwise": "CircleClockwise",
+    "counterclockwise": "CircleCounterclockwise",
 }
 CODECS = {
     "vp9": (".webm", {"vcodec": "libvpx-vp9", "deadline": "realtime", "cpu-used": 8, "crf": 24, "b:v": 0}),
     "h264": (".mp4", {"vcodec": "libx264", "preset": "ultrafast", "tune": "fastdecode", "crf": 18, "bf": 0}),
 }
 STAMP = "demo_data.json"
-GENERATOR_VERSION = 5
+GENERATOR_VERSION = 6
 
 
 @dataclass
@@ -64,6 +65,8 @@ class DemoDataConfig:
     fps: float = 25.0
     sprites: int = 1          # digits per video (1 or 2), moving together
     redraw_every: int = 12    # frames between re-draws of digit, colour, size and background; 0 = never
+    jump: bool = True         # at each re-draw the path goes on from a random point of the canvas
+    speed_range: tuple[float, float] = (0.02, 0.05)  # sprite speed per frame, as fractions of the canvas side
     test_fraction: float = 0.3
     codec: str = "vp9"
     gop: int = 16             # keyframe interval: short, so a random clip costs little seeking
@@ -87,6 +90,10 @@ class DemoDataConfig:
             )
         if self.redraw_every < 0:
             raise click.BadParameter(f"redraw_every={self.redraw_every}: use 0 (never) or a number of frames", param_hint="redraw_every")
+        lo, hi = self.speed_range
+        if not 0 < lo <= hi:
+            raise click.BadParameter(f"speed_range={self.speed_range}: need 0 < min <= max (fractions of the canvas per frame)",
+                                     param_hint="speed_range")
         if self.sprites not in (1, 2):
             raise click.BadParameter(f"sprites={self.sprites}: use 1 or 2", param_hint="sprites")
         if not 0.0 < self.test_fraction < 1.0:
@@ -97,7 +104,7 @@ class DemoDataConfig:
         d = asdict(self)
         d.pop("out")
         d.pop("workers")
-        return {"generator_version": GENERATOR_VERSION, **d}
+        return json.loads(json.dumps({"generator_version": GENERATOR_VERSION, **d}))  # as the stamp reads back (lists)
 
 
 # ---- drawing (pure numpy, (H, W, 3) float32 in [0, 1]) --------------------------------------
@@ -138,22 +145,19 @@ def _shift(layer: np.ndarray, dy: float, dx: float) -> np.ndarray:
     return out
 
 
-def trajectory(motion: str, num_frames: int, speed: float, phase: float, radius: float, centre: tuple,
-               hdir: int = 1) -> np.ndarray:
-    """(num_frames, 2) sprite offsets (dy, dx) in pixels for one motion; y points down.
+def trajectory(motion: str, num_frames: int, speed: float, phase: float, radius: float, centre: tuple) -> np.ndarray:
+    """(num_frames, 2) sprite offsets (dy, dx) in pixels for one motion (a key of MOTIONS); y points down.
 
-    `hdir` (+1 or -1) is the horizontal sense: right or left for sideways and diagonal motion,
-    clockwise or counter-clockwise on screen for a circle. `speed` is in pixels per frame.
+    `speed` is in pixels per frame; a circle of `radius` around `centre` starts at angle `phase`.
     """
     t = np.arange(num_frames, dtype=np.float64)
     cy, cx = centre
-    if motion == "circle":
+    if motion in ("clockwise", "counterclockwise"):
         # on screen (y down) an increasing angle turns clockwise
-        angle = phase + hdir * (speed / radius) * t
+        sense = 1 if motion == "clockwise" else -1
+        angle = phase + sense * (speed / radius) * t
         return np.stack([cy + radius * np.sin(angle), cx + radius * np.cos(angle)], axis=1)
-    d = math.sqrt(0.5)
-    step = {"up": (-1, 0), "down": (1, 0), "sideways": (0, hdir), "diagonal_up": (-d, hdir * d),
-            "diagonal_down": (d, hdir * d)}[motion]
+    step = {"up": (-1, 0), "down": (1, 0), "left": (0, -1), "right": (0, 1)}[motion]
     return np.stack([cy + step[0] * speed * t, cx + step[1] * speed * t], axis=1)
 
 
@@ -176,20 +180,22 @@ def render_video(spec: dict) -> np.ndarray:
     """(T, H, W, 3) uint8 frames for one video spec (see `video_specs`).
 
     Segment k covers frames segments[k]["start"] .. segments[k+1]["start"]-1 and has its own
-    background (from its seed), digits, colours and size; the path runs on across segments.
+    background (from its seed), digits, colours and size; the path runs on across segments,
+    shifted by the segment's `shift` (a random jump, or none).
     """
     size, T = spec["size"], spec["num_frames"]
-    path = trajectory(spec["motion"], T, spec["speed"], spec["phase"], spec["radius"], spec["centre"], spec["hdir"])
+    path = trajectory(spec["motion"], T, spec["speed"], spec["phase"], spec["radius"], spec["centre"])
     frames = np.empty((T, size, size, 3), np.uint8)
     segs = spec["segments"]
     for k, seg in enumerate(segs):
         bg = background(np.random.default_rng(seg["seed"]), size)
         layers = _sprite_layers(seg, size)
         end = segs[k + 1]["start"] if k + 1 < len(segs) else T
+        sy, sx = seg["shift"]
         for t in range(seg["start"], end):
             f = bg.copy()
             for a, colour, off in layers:
-                m = _shift(a, path[t, 0] + off[0], path[t, 1] + off[1])
+                m = _shift(a, path[t, 0] + off[0] + sy, path[t, 1] + off[1] + sx)
                 f = f * (1 - m) + colour * m
             frames[t] = np.clip(f * 255 + 0.5, 0, 255).astype(np.uint8)
     return frames
@@ -218,9 +224,8 @@ def video_specs(cfg: DemoDataConfig) -> list[dict]:
             "motion": motion,
             "size": cfg.size,
             "num_frames": num_frames,
-            "speed": float(r.uniform(0.02, 0.05)) * cfg.size,  # pixels per frame: 2-5 % of the canvas
+            "speed": float(r.uniform(*cfg.speed_range)) * cfg.size,  # pixels per frame: 2-5 % of the canvas
             "phase": float(r.uniform(0, 2 * math.pi)),
-            "hdir": int(r.choice([-1, 1])),
             "radius": float(r.uniform(0.15, 0.3)) * cfg.size,
             "centre": (float(r.uniform(0, cfg.size)), float(r.uniform(0, cfg.size))),
         }
@@ -249,9 +254,12 @@ def _segment(r: np.random.Generator, start: int, digits, cfg: DemoDataConfig) ->
     picks = r.integers(0, len(digits.images), size=cfg.sprites)
     scale = float(r.uniform(0.35, 0.5)) * cfg.size / 8  # sprite side: 35-50 % of the canvas
     side = 8 * scale
+    # the jump: a new random point of the (wrapping) canvas, so a clip's position says nothing of another's
+    shift = tuple(float(v) for v in r.uniform(0, cfg.size, 2)) if cfg.jump and start > 0 else (0.0, 0.0)
     offsets = [(0.0, 0.0)] if cfg.sprites == 1 else [(-0.3 * side, -0.55 * side), (0.3 * side, 0.55 * side)]
     return {
         "start": start,
+        "shift": shift,
         "seed": int(r.integers(2**31)),
         "scale": scale,
         "digit": [int(digits.target[p]) for p in picks],
@@ -355,9 +363,9 @@ def generate(cfg: DemoDataConfig, progress: bool = True) -> Path:
         "".join(f"{s['path']} {classes.index(MOTIONS[s['motion']]) + 1}\n" for s in train),
     )
     _write_text(out / "testlist01.txt", "".join(f"{s['path']}\n" for s in test))
-    rows = ["path,digit,motion,hdir,split,num_frames,speed_px_per_frame\n"]
+    rows = ["path,digit,motion,split,num_frames,speed_px_per_frame\n"]
     rows += [
-        f"{s['path']},{s['digit'][0]},{s['motion']},{s['hdir']},{s['split']},{s['num_frames']},{s['speed']:.4f}\n" for s in specs
+        f"{s['path']},{s['digit'][0]},{s['motion']},{s['split']},{s['num_frames']},{s['speed']:.4f}\n" for s in specs
     ]
     _write_text(out / "digits.csv", "".join(rows))
     _write_text(out / STAMP, json.dumps(cfg.identity(), indent=1) + "\n")
@@ -393,6 +401,10 @@ def read_digits(root: str | Path) -> dict[str, int]:
 @click.option("--sprites", default=DemoDataConfig.sprites, show_default=True, help="digits per video (1 or 2)")
 @click.option("--redraw-every", default=DemoDataConfig.redraw_every, show_default=True,
               help="frames between re-draws of digit, colour, size and background (0: never)")
+@click.option("--speed-range", nargs=2, type=float, default=DemoDataConfig.speed_range, show_default=True,
+              help="sprite speed per frame: min max, as fractions of the canvas side")
+@click.option("--jump/--no-jump", default=DemoDataConfig.jump, show_default=True,
+              help="at each re-draw the sprite's path goes on from a random point")
 @click.option("--test-fraction", default=DemoDataConfig.test_fraction, show_default=True)
 @click.option("--codec", type=click.Choice(sorted(CODECS)), default=DemoDataConfig.codec, show_default=True)
 @click.option("--gop", default=DemoDataConfig.gop, show_default=True, help="keyframe interval")
