@@ -305,6 +305,8 @@ def build_clip_loader(
     clip_len: int = 16,
     crop_size: int = 112,
     augment: bool = True,
+    crop_scale: tuple[float, float] = CROP_SCALE,
+    flip_p: float = FLIP_P,
     backend: str = "auto",
     device: str = "cpu",
     seed: int = 0,
@@ -317,11 +319,12 @@ def build_clip_loader(
     """Fine-tuning clips: one speed-1 clip per video at a random start.
 
     Batches: clips (B, 3, clip_len, crop_size, crop_size) float32, video_index, label (B,) int64.
+    `crop_scale` and `flip_p` (with augment=True): the crop's area range and the flip's probability, as in build_pair_loader.
     """
     return PairLoader(manifest, split=split, batch_size=batch_size, clips=1, clip_len=clip_len, crop_size=crop_size,
                       speeds=(1, 2), rate="native", base_fps=25.0, augment=augment, backend=backend, device=device,
                       seed=seed, shard_id=shard_id, num_shards=num_shards, workers=workers, on_error=on_error,
-                      split_pair=False, num_threads=num_threads)
+                      split_pair=False, num_threads=num_threads, crop_scale=crop_scale, flip_p=flip_p)
 
 
 # ---- evaluation --------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""`ascnet-eval finetune`: exact resume, readable refusals, multi-crop test, the run as an --init."""
+"""`ascnet-eval finetune`: exact resume, readable refusals, multi-crop test, the run as an --init, its augmentation settings."""
 import math
 
 import torch
@@ -65,3 +65,87 @@ def test_finetune_resume_is_exact(dataset, tmp_path):
                "--clips-per-video", "1", "--clip-len", "8", "--crop-size", "32")
     assert r.exit_code == 0, r.output
     assert results(tmp_path / "ret")["rows"][0]["arch"] == "r3d18"
+
+
+def test_clip_loader_passes_crop_scale_and_flip_p(dataset):
+    import numpy as np
+
+    from ascnet.manifest import Manifest
+    from ascnet.pipelines.loader import build_clip_loader
+    from ascnet.pipelines.sources import TrainSchedule
+
+    m = Manifest.from_parquet(dataset)
+
+    def decisions(**kw):
+        with build_clip_loader(m, batch_size=2, clip_len=8, crop_size=32, backend="pyav", **kw) as L:
+            sched = TrainSchedule(**L._sched_args)  # what the loader's source asks the pipeline for
+            return np.stack([a for g in range(30) for a in sched.request(g).aug])
+
+    full = decisions(crop_scale=(1.0, 1.0), flip_p=0.0)
+    areas = (full[:, 2] - full[:, 0]) * (full[:, 3] - full[:, 1])
+    # the whole 64x48 frame (to a pixel of rounding at a ratio next to 4:3), never mirrored
+    assert areas.min() >= 0.97 and (full[:, 4] == 0).all()
+    default = decisions()
+    assert ((default[:, 2] - default[:, 0]) * (default[:, 3] - default[:, 1])).min() < 0.7
+    assert (default[:, 4] == 1).any()
+
+
+def test_finetune_uses_and_records_its_augmentation_and_resume_checks_it(dataset, tmp_path, monkeypatch):
+    import pytest
+
+    import ascnet.pipelines.loader as loader_module
+    from ascnet.checkpoint import CheckpointError
+    from ascnet.evaluate.features import EvalError
+    from ascnet.evaluate.finetune import FinetuneConfig, finetune
+
+    seen = []
+    real = loader_module.build_clip_loader
+
+    def spy(*args, **kw):
+        seen.append({k: kw[k] for k in ("augment", "crop_scale", "flip_p")})
+        return real(*args, **kw)
+
+    monkeypatch.setattr(loader_module, "build_clip_loader", spy)
+    base = dict(manifest=str(dataset), out=str(tmp_path / "ft"), arch="r3d18", width=4, clip_len=8, crop_size=32,
+                epochs=1, batch_size=2, test_clips=1, test_crops=("center",), backend="dali-cpu", workers=1,
+                device="cpu", augment=False, crop_scale=(0.8, 1.0), flip_p=0.0)
+    r, _ = finetune(FinetuneConfig(**base, stop_after_steps=1))
+    assert r["stopped_at_step"] == 1
+    assert seen == [{"augment": False, "crop_scale": (0.8, 1.0), "flip_p": 0.0}]
+
+    for change, name in ((dict(augment=True), "augment"), (dict(flip_p=0.5), "flip_p"),
+                         (dict(crop_scale=(0.4, 1.0)), "crop_scale")):
+        with pytest.raises(CheckpointError, match=f"--resume with '{name}'"):
+            finetune(FinetuneConfig(**{**base, **change}, resume=True))
+    with pytest.raises(EvalError, match=r"crop_scale=\(0.0, 1.0\)"):
+        finetune(FinetuneConfig(**{**base, "crop_scale": (0.0, 1.0), "out": str(tmp_path / "bad")}))
+    with pytest.raises(EvalError, match="flip_p=1.5"):
+        finetune(FinetuneConfig(**{**base, "flip_p": 1.5, "out": str(tmp_path / "bad")}))
+    assert not (tmp_path / "bad").exists()
+
+    # the same settings resume, a list for the tuple included (as a config read back from JSON has it)
+    r, _ = finetune(FinetuneConfig(**{**base, "crop_scale": [0.8, 1.0]}, resume=True))
+    assert r["steps"] == 3
+    assert {k: r["config"][k] for k in ("augment", "crop_scale", "flip_p")} == {
+        "augment": False, "crop_scale": [0.8, 1.0], "flip_p": 0.0}
+    saved = results(tmp_path / "ft")["config"]
+    assert {k: saved[k] for k in ("augment", "crop_scale", "flip_p")} == {
+        "augment": False, "crop_scale": [0.8, 1.0], "flip_p": 0.0}
+
+
+def test_finetune_cli_passes_the_augmentation_options(tmp_path, monkeypatch):
+    import ascnet.evaluate.finetune as ft
+
+    got = []
+    monkeypatch.setattr(ft, "finetune", lambda cfg: (got.append(cfg), "table\n")[::-1])
+    common = ["--init", "random", "--manifest", tmp_path / "m.parquet", "--out", tmp_path / "out"]
+    r = invoke("finetune", *common, "--no-augment", "--crop-scale", "0.8,1.0", "--flip-p", "0")
+    assert r.exit_code == 0, r.output
+    assert (got[-1].augment, got[-1].crop_scale, got[-1].flip_p) == (False, (0.8, 1.0), 0.0)
+    r = invoke("finetune", *common)
+    assert r.exit_code == 0, r.output
+    assert (got[-1].augment, got[-1].crop_scale, got[-1].flip_p) == (True, (0.4, 1.0), 0.5)
+    for bad in (["--crop-scale", "0.8"], ["--crop-scale", "0.5,1.5"], ["--crop-scale", "a,b"], ["--flip-p", "2"]):
+        r = invoke("finetune", *common, *bad)
+        assert r.exit_code == 2 and "Invalid value for" in r.output, (bad, r.output)
+    assert len(got) == 2

@@ -33,6 +33,21 @@ def _crops(ctx, param, value):
     return out
 
 
+def _crop_scale(ctx, param, value):
+    from ascnet.pipelines.augment import check_crop_scale  # numpy only
+
+    try:
+        return check_crop_scale(tuple(float(v) for v in str(value).split(",") if v.strip()))
+    except ValueError as e:
+        raise click.BadParameter(f"{value!r}: give min,max area fractions, e.g. 0.4,1.0 ({e})") from None
+
+
+def _probability(ctx, param, value):
+    if not 0.0 <= value <= 1.0:
+        raise click.BadParameter(f"{value}: a probability in [0, 1]")
+    return value
+
+
 def encoder_and_data_options(f):
     """Options every command shares: what to evaluate, on which manifest, how to decode."""
     options = [
@@ -122,6 +137,12 @@ def retrieval(inits, **kw):
 @click.option("--lr", type=float, default=0.05, show_default=True, help="SGD learning rate (cosine to 0).")
 @click.option("--momentum", type=float, default=0.9, show_default=True)
 @click.option("--weight-decay", type=float, default=5e-4, show_default=True)
+@click.option("--augment/--no-augment", default=True, show_default=True,
+              help="Random resized crop, flip and colour jitter on training clips (off: short side resized, centre crop).")
+@click.option("--crop-scale", callback=_crop_scale, default="0.4,1.0", show_default=True, metavar="MIN,MAX",
+              help="Random resized crop: min,max fraction of the frame's area (with --augment).")
+@click.option("--flip-p", type=float, callback=_probability, default=0.5, show_default=True,
+              help="Horizontal flip probability per training clip (with --augment).")
 @click.option("--test-clips", type=int, default=10, show_default=True, help="Evenly spaced clips per test video.")
 @click.option("--test-crops", callback=_crops, default="center,three,ten", show_default=True)
 @click.option("--checkpoint-every", type=int, default=0, show_default=True, help="Steps between checkpoints (0: each epoch).")

@@ -1,6 +1,7 @@
 """Fine-tuning (the paper's Tables 2 and 3): the encoder plus a new linear head, trained end to
-end on augmented clips at speed 1, tested on N evenly spaced clips x {center, three, ten} crops
-with the logits averaged per video.
+end on clips at speed 1 (augmented unless `augment=False`; `crop_scale` and `flip_p` set the
+random resized crop's area range and the flip's probability), tested on N evenly spaced clips
+x {center, three, ten} crops with the logits averaged per video.
 
 Checkpoints (OUT/checkpoint.pt, atomic) hold the model, the optimizer, the step and the epoch's
 running sums; the clip loader is deterministic given (seed, epoch) and skips to a step without
@@ -42,6 +43,9 @@ class FinetuneConfig:
     test_split: str = "test"
     clip_len: int = 16
     crop_size: int = 112
+    augment: bool = True  # False: short side resized to crop_size, centre crop; no flip, no colour jitter
+    crop_scale: tuple[float, float] = (0.4, 1.0)  # random resized crop: area fraction range
+    flip_p: float = 0.5  # horizontal flip probability per clip
     epochs: int = 10
     batch_size: int = 8
     lr: float = 0.05  # SGD, cosine to 0 over the run
@@ -92,8 +96,13 @@ def finetune(cfg: FinetuneConfig) -> tuple[dict, str]:
     """Train, checkpoint, test; writes results (and curves) in cfg.out. Returns (results, table)."""
     from tqdm import tqdm
 
+    from ascnet.pipelines.augment import check_crop_scale, check_flip_p
     from ascnet.pipelines.loader import build_clip_loader
 
+    try:  # before any decoding or model building
+        crop_scale, flip_p = check_crop_scale(cfg.crop_scale), check_flip_p(cfg.flip_p)
+    except ValueError as e:
+        raise EvalError(str(e)) from None
     out = Path(cfg.out)
     manifest = Manifest.from_parquet(cfg.manifest)
     train_rows = split_of(manifest, cfg.train_split, "--train-split", cfg.manifest)
@@ -126,7 +135,8 @@ def finetune(cfg: FinetuneConfig) -> tuple[dict, str]:
     # a split smaller than one batch is refused here, by the loader, with its own message
     loader = build_clip_loader(
         manifest, split=cfg.train_split, batch_size=cfg.batch_size, clip_len=cfg.clip_len, crop_size=cfg.crop_size,
-        augment=True, backend=cfg.backend, device=device.type, seed=cfg.seed, shard_id=0, num_shards=1, workers=cfg.workers,
+        augment=cfg.augment, crop_scale=crop_scale, flip_p=flip_p, backend=cfg.backend, device=device.type, seed=cfg.seed,
+        shard_id=0, num_shards=1, workers=cfg.workers,
     )
     per_epoch = loader.steps_per_epoch
     total = cfg.epochs * per_epoch
