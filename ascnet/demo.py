@@ -8,7 +8,9 @@ Steps, each a library call with its config dataclass (the same ones the CLIs bui
     2 index      ascnet-index build --layout ucf101           -> OUT/manifest.parquet
     3 pretrain   ascnet-train pretrain (ACP + SCP)            -> OUT/pretrain
       (--ablation: the same run with lambda = 0, ACP only    -> OUT/pretrain-acp)
-    4 linear     ascnet-eval linear, pretrained and random init of the same architecture
+      supervised ascnet-eval finetune from random init with the labels: the reference of what
+                 this encoder can learn on this data               -> OUT/eval/supervised
+    4 linear     ascnet-eval linear, pretrained, random init and supervised encoders
     5 retrieval  ascnet-eval retrieval, the same encoders (features cached once)
     6 report     OUT/REPORT.md + PNGs: the table, loss curves, training pairs, a 2-D projection
 
@@ -31,6 +33,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+SUPERVISED = "supervised (labels)"
 GOAL_POINTS = 10.0  # pretrained must beat random init by this much (linear top-1, retrieval top-1)
 
 
@@ -44,6 +47,7 @@ class DemoConfig:
     min_frames: int = 64
     max_frames: int = 96
     redraw_every: int = 12  # appearance re-drawn every N frames: two clips of a video share only the motion
+    jump: bool = True  # ... and the path goes on from a random point at each re-draw
     data_seed: int = 0
     # the model and its input (DESIGN §3: a narrow network is what a CPU trains in minutes)
     arch: str = "r3d18"
@@ -53,6 +57,7 @@ class DemoConfig:
     speeds: tuple[int, ...] = (1, 2, 4)  # at 8x a 32-pixel canvas wraps around within a few frames
     augment: bool = True
     crop_scale: tuple[float, float] = (0.4, 1.0)  # random resized crop: area fraction range
+    flip_p: float = 0.0  # no horizontal flip: it would turn left into right (the classes are directions)
     # the schedule
     epochs: int = 40
     max_steps: int = 0  # > 0: overrides epochs
@@ -64,6 +69,9 @@ class DemoConfig:
     queue_size: int = 2048
     scp_weight: float = 1.0
     ablation: bool = False  # also pretrain ACP only (scp_weight 0) and report it
+    # the supervised reference: the same architecture trained with the labels (0 epochs: skip it)
+    supervised_epochs: int = 50
+    supervised_lr: float = 0.003  # SGD; higher rates did not learn from scratch at this size
     # evaluation
     clips_per_video: int = 5
     # running
@@ -113,7 +121,7 @@ def make_data(cfg: DemoConfig) -> Path:
 
     return generate(DemoDataConfig(
         out=str(cfg.data_dir), num_videos=cfg.videos, size=cfg.size, min_frames=cfg.min_frames,
-        max_frames=cfg.max_frames, redraw_every=cfg.redraw_every, seed=cfg.data_seed, workers=cfg.workers,
+        max_frames=cfg.max_frames, redraw_every=cfg.redraw_every, jump=cfg.jump, seed=cfg.data_seed, workers=cfg.workers,
     ), progress=cfg.progress)
 
 
@@ -136,7 +144,7 @@ def pretrain_config(cfg: DemoConfig, manifest: Path, run_dir: Path, scp_weight: 
     return PretrainConfig(
         manifest=str(manifest), out=str(run_dir), arch=cfg.arch, width=cfg.width, clip_len=cfg.clip_len,
         crop_size=cfg.crop_size, speeds=tuple(cfg.speeds), augment=cfg.augment,
-        crop_scale=tuple(cfg.crop_scale), hidden_dim=cfg.hidden_dim, queue_size=cfg.queue_size,
+        crop_scale=tuple(cfg.crop_scale), flip_p=cfg.flip_p, hidden_dim=cfg.hidden_dim, queue_size=cfg.queue_size,
         scp_weight=scp_weight, ema_base=cfg.ema_base, epochs=cfg.epochs, max_steps=cfg.max_steps, batch_size=cfg.batch_size,
         base_lr=cfg.base_lr, warmup_epochs=cfg.warmup_epochs, device=cfg.device, backend=cfg.backend,
         workers=cfg.workers, seed=cfg.seed, ckpt_every=10**9, keep_last=1, log_every=5, progress=cfg.progress,
@@ -161,6 +169,30 @@ def run_pretrain(cfg: DemoConfig, manifest: Path, run_dir: Path, scp_weight: flo
         raise DemoError(f"pretraining stopped early ({summary['stopped_by']}) at step {summary['step']}")
     done.write_text(json.dumps(want, indent=1))
     return Path(summary["checkpoint"])
+
+
+def run_supervised(cfg: DemoConfig, manifest: Path, out: Path) -> Path:
+    """Fine-tune the architecture from random init on the training labels (no augmentation: a
+    random crop of a 32-pixel canvas often cuts the sprite off); reused when finished with the
+    same settings. Returns the checkpoint, which --init reads like a pretrained one."""
+    from ascnet.evaluate.finetune import CHECKPOINT, FinetuneConfig, finetune
+
+    fcfg = FinetuneConfig(
+        manifest=str(manifest), out=str(out), init="random", arch=cfg.arch, width=cfg.width, clip_len=cfg.clip_len,
+        crop_size=cfg.crop_size, augment=False, epochs=cfg.supervised_epochs, batch_size=cfg.batch_size,
+        lr=cfg.supervised_lr, test_clips=cfg.clips_per_video, test_crops=("center",), backend=cfg.backend,
+        workers=cfg.workers, device=cfg.device, seed=cfg.seed,
+    )
+    want = json.loads(json.dumps(asdict(fcfg), default=list))
+    done = out / "demo-finished.json"
+    if done.exists() and (out / CHECKPOINT).exists() and json.loads(done.read_text()) == want:
+        say(f"   reusing the finished run in {out} (same settings)")
+        return out / CHECKPOINT
+    if out.exists():
+        shutil.rmtree(out)
+    finetune(fcfg)
+    done.write_text(json.dumps(want, indent=1))
+    return out / CHECKPOINT
 
 
 def eval_fields(cfg: DemoConfig, manifest: Path, inits: tuple[str, ...], out: Path) -> dict:
@@ -250,7 +282,7 @@ def write_report(cfg: DemoConfig, *, manifest: Path, inits: dict[str, str], runs
     plot_losses(runs, out / "loss.png")
     preview(PreviewConfig(manifest=str(manifest), out=str(out / "pairs.png"), n=4, clip_len=cfg.clip_len,
                           crop_size=cfg.crop_size, speeds=tuple(cfg.speeds), augment=cfg.augment,
-                          crop_scale=tuple(cfg.crop_scale), backend=cfg.backend,
+                          crop_scale=tuple(cfg.crop_scale), flip_p=cfg.flip_p, backend=cfg.backend,
                           seed=cfg.seed))
 
     header = ["encoder", "linear top-1", "linear clip top-1", "retrieval top-1", "top-5", "top-10"]
@@ -277,19 +309,24 @@ def write_report(cfg: DemoConfig, *, manifest: Path, inits: dict[str, str], runs
         "",
         table,
         f"Pretrained minus random init: linear top-1 {gap_lin:+.1f} points, retrieval top-1 {gap_ret:+.1f} points "
-        f"(goal: both at least +{GOAL_POINTS:.0f}: {'met' if met else 'NOT met'}).",
+        f"(goal: both at least +{GOAL_POINTS:.0f}: {'met' if met else 'NOT met'})."
+        + (f" The '{SUPERVISED}' row is the same encoder trained on the training split's labels, evaluated the "
+           "same way: what this architecture can learn from this data (ASCNet sees no labels)." if SUPERVISED in inits else ""),
         "",
         "## What ran",
         "",
         f"- data: {cfg.videos} videos, {cfg.size}x{cfg.size}, {cfg.min_frames}-{cfg.max_frames} frames at 25 fps, VP9, "
-        f"appearance (digit, colour, size, background) {redraw_text(cfg.redraw_every)}, "
+        f"appearance (digit, colour, size, background) {redraw_text(cfg.redraw_every)}"
+        f"{', path from a random point at each re-draw' if cfg.jump and cfg.redraw_every else ''}, "
         f"in `{cfg.data_dir}` (UCF-101 layout; each video's first digit in `digits.csv`)",
         f"- model: {cfg.arch} width {cfg.width}, clips {cfg.clip_len}x{cfg.crop_size}x{cfg.crop_size}, speeds "
-        f"{','.join(map(str, cfg.speeds))}, augmentation {'on (crop scale ' + '-'.join(map(str, cfg.crop_scale)) + ')' if cfg.augment else 'off'}, heads {cfg.hidden_dim} hidden, "
+        f"{','.join(map(str, cfg.speeds))}, augmentation {'on (crop scale ' + '-'.join(map(str, cfg.crop_scale)) + f', flip p {cfg.flip_p})' if cfg.augment else 'off'}, heads {cfg.hidden_dim} hidden, "
         f"queue {cfg.queue_size}",
         f"- schedule: {last['step']} steps of {cfg.batch_size} pairs ({cfg.epochs if not cfg.max_steps else '-'} epochs), "
         f"base lr {cfg.base_lr}, EMA {cfg.ema_base}->1, lambda(SCP) {cfg.scp_weight}; final loss {last['loss']:.3f} (ACP {last['acp']:.3f}, "
         f"SCP {last['scp']:.3f}); {last['clips_per_s']:.0f} clips/s at the end",
+        *([f"- supervised reference: fine-tuned from random init, {cfg.supervised_epochs} epochs, SGD lr "
+           f"{cfg.supervised_lr}, no augmentation (`eval/supervised`)"] if SUPERVISED in inits else []),
         f"- decoder backend: {backend}; machine: {machine()}",
         "- time per step: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()) + f"; total {total / 60:.1f} min",
         "",
@@ -358,6 +395,9 @@ def run_demo(cfg: DemoConfig) -> Path:
             inits["ACP only"] = str(run_pretrain(cfg, manifest, out / "pretrain-acp", 0.0))
             runs.append(("ACP only", out / "pretrain-acp"))
     inits["random init"] = "random"
+    if cfg.supervised_epochs > 0:
+        with step("3c/6 supervised reference (labels)", timings, log):
+            inits[SUPERVISED] = str(run_supervised(cfg, manifest, out / "eval" / "supervised"))
     with step("4/6 linear probe", timings, log):
         lin, table = linear_probe(LinearConfig(**eval_fields(cfg, manifest, tuple(inits.values()), out / "eval" / "linear")))
         say(table)

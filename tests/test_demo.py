@@ -11,7 +11,7 @@ from ascnet.cli.train import main as train_cli
 from ascnet.demo import DemoConfig, DemoError, run_demo
 
 TINY = dict(videos=24, size=32, min_frames=24, max_frames=30, width=4, clip_len=4, crop_size=16, speeds=(1, 2, 4),
-            max_steps=3, batch_size=4, hidden_dim=32, queue_size=64, clips_per_video=2, workers=2)
+            max_steps=3, batch_size=4, hidden_dim=32, queue_size=64, clips_per_video=2, workers=2, supervised_epochs=1)
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def _table(report: str) -> dict[str, list[float]]:
     rows = {}
     for line in report.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if line.startswith("|") and cells[0] in ("ASCNet (ACP+SCP)", "random init"):
+        if line.startswith("|") and cells[0] in ("ASCNet (ACP+SCP)", "random init", "supervised (labels)"):
             rows[cells[0]] = [float(c) for c in cells[1:]]
     return rows
 
@@ -34,7 +34,7 @@ def test_report_holds_the_table_and_pictures(demo):
     cfg, report = demo
     text = report.read_text()
     rows = _table(text)
-    assert set(rows) == {"ASCNet (ACP+SCP)", "random init"}
+    assert set(rows) == {"ASCNet (ACP+SCP)", "random init", "supervised (labels)"}
     for name, values in rows.items():
         assert len(values) == 5, name
         assert all(math.isfinite(v) and 0 <= v <= 100 for v in values), (name, values)
@@ -42,6 +42,10 @@ def test_report_holds_the_table_and_pictures(demo):
     linear = json.loads((report.parent / "eval" / "linear" / "results.json").read_text())
     random_row = next(r for r in linear["rows"] if r["init"] == "random")
     assert rows["random init"][0] == pytest.approx(random_row["metrics"]["video_top1"], abs=0.005)
+    # the supervised reference is the fine-tuned checkpoint, evaluated by the same linear probe
+    supervised = report.parent / "eval" / "supervised"
+    assert json.loads((supervised / "results.json").read_text())["config"]["augment"] is False
+    assert any(r["init"] == str(supervised / "checkpoint.pt") for r in linear["rows"])
     assert re.search(r"linear top-1 [+-]\d+\.\d points, retrieval top-1 [+-]\d+\.\d points", text)
     summary = json.loads((report.parent / "summary.json").read_text())
     assert isinstance(summary["goal_met"], bool) and math.isfinite(summary["gap_linear_top1"])
