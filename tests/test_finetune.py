@@ -1,5 +1,11 @@
-"""`ascnet-eval finetune`: exact resume, readable refusals, multi-crop test, the run as an --init, its augmentation settings."""
+"""`ascnet-eval finetune`: exact resume (after --stop-after-steps or SIGTERM), readable refusals, multi-crop test,
+the run as an --init, its augmentation settings."""
 import math
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import torch
 
@@ -137,7 +143,7 @@ def test_finetune_cli_passes_the_augmentation_options(tmp_path, monkeypatch):
     import ascnet.evaluate.finetune as ft
 
     got = []
-    monkeypatch.setattr(ft, "finetune", lambda cfg: (got.append(cfg), "table\n")[::-1])
+    monkeypatch.setattr(ft, "finetune", lambda cfg: (got.append(cfg) or {}, "table\n"))
     common = ["--init", "random", "--manifest", tmp_path / "m.parquet", "--out", tmp_path / "out"]
     r = invoke("finetune", *common, "--no-augment", "--crop-scale", "0.8,1.0", "--flip-p", "0")
     assert r.exit_code == 0, r.output
@@ -149,3 +155,88 @@ def test_finetune_cli_passes_the_augmentation_options(tmp_path, monkeypatch):
         r = invoke("finetune", *common, *bad)
         assert r.exit_code == 2 and "Invalid value for" in r.output, (bad, r.output)
     assert len(got) == 2
+
+
+def test_sigterm_writes_a_checkpoint_and_resume_continues_exactly(dataset, tmp_path):
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    # 40 epochs x 3 steps: long enough to be stopped in the middle, short enough to finish after
+    FT = ["--init", "random", "--arch", "r3d18", "--width", "4", "--epochs", "40", "--batch-size", "2", "--test-clips", "1",
+          "--test-crops", "center", "--clip-len", "8", "--crop-size", "32", "--lr", "0.01", "--backend", "dali-cpu"]
+    args = ["finetune", "--manifest", str(dataset), "--out", str(stopped), *FT, "--checkpoint-every", "1"]
+    code = f"import sys; from ascnet.cli.evaluate import main; sys.argv = ['ascnet-eval'] + {args!r}; main()"
+    log = tmp_path / "stderr.txt"
+    with open(log, "w") as err_file:  # a file, not a pipe: the progress bar never blocks the child
+        proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=err_file,
+                                env={**os.environ, "OMP_NUM_THREADS": "1"})
+        ckpt, deadline = stopped / "checkpoint.pt", time.time() + 60
+        try:
+            while not ckpt.exists():  # written after the first step
+                assert proc.poll() is None and time.time() < deadline, log.read_text() if proc.poll() is not None else "timeout"
+                time.sleep(0.02)
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    err = log.read_text()
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    step = torch.load(ckpt, weights_only=True)["step"]
+    assert 1 <= step < 120, step  # stopped in training, not at its end
+    assert f"stopped by SIGTERM at step {step}; checkpoint {ckpt} (continue with --resume)" in err, err
+    assert not (stopped / "results.json").exists()
+
+    # --resume starts from the saved step, not from 0
+    r = invoke("finetune", "--manifest", dataset, "--out", stopped, *FT, "--resume", "--stop-after-steps", "2")
+    assert r.exit_code == 0 and f"stopped at step {step + 2}/120; continue with --resume" in r.output, r.output
+    r = invoke("finetune", "--manifest", dataset, "--out", stopped, *FT, "--resume")
+    assert r.exit_code == 0, r.output
+    # and ends where an uninterrupted run ends
+    r = invoke("finetune", "--manifest", dataset, "--out", straight, *FT)
+    assert r.exit_code == 0, r.output
+    ra, rb = results(straight), results(stopped)
+    assert ra["steps"] == rb["steps"] == 120
+    assert ra["history"] == rb["history"] and len(rb["history"]) == 40
+    assert ra["rows"][0]["metrics"] == rb["rows"][0]["metrics"]
+    a = torch.load(straight / "checkpoint.pt", weights_only=True)["model"]
+    b = torch.load(ckpt, weights_only=True)["model"]
+    for k, v in a.items():
+        assert torch.equal(v, b[k]), k
+
+
+def test_a_signal_stops_finetune_at_the_next_step(dataset, tmp_path, monkeypatch):
+    """In-process: the handler sets the flag; the step in progress completes, then checkpoint and return."""
+    import ascnet.pipelines.loader as loader_module
+    from ascnet.evaluate.finetune import FinetuneConfig, finetune
+
+    real = loader_module.build_clip_loader
+
+    def loader_that_signals(*args, **kw):
+        loader = real(*args, **kw)
+        epoch = loader.epoch
+
+        def batches(e, start_step=0):
+            for i, b in enumerate(epoch(e, start_step=start_step)):
+                if e == 1 and start_step + i == 1:  # while the 5th step's batch is being made
+                    os.kill(os.getpid(), signal.SIGINT)
+                yield b
+
+        loader.epoch = batches
+        return loader
+
+    monkeypatch.setattr(loader_module, "build_clip_loader", loader_that_signals)
+    base = dict(manifest=str(dataset), out=str(tmp_path / "ft"), arch="r3d18", width=4, clip_len=8, crop_size=32,
+                epochs=3, batch_size=2, test_clips=1, test_crops=("center",), backend="dali-cpu", workers=1, device="cpu")
+
+    def unhandled(signum, frame):  # outside finetune's handler: a plain failure, not a KeyboardInterrupt of the suite
+        raise AssertionError(f"{signal.Signals(signum).name} reached the handler that was there before finetune")
+
+    previous = signal.signal(signal.SIGINT, unhandled)
+    try:
+        r, table = finetune(FinetuneConfig(**base))
+        assert signal.getsignal(signal.SIGINT) is unhandled  # put back
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert (r["stopped_by"], r["stopped_at_step"]) == ("SIGINT", 5) and "stopped by SIGINT at step 5/9" in table
+    saved = torch.load(tmp_path / "ft" / "checkpoint.pt", weights_only=True)
+    # mid-epoch 2: one epoch in the history, the running sums of the epoch's 2 steps (4 clips)
+    assert saved["step"] == 5 and len(saved["history"]) == 1 and saved["sums"]["seen"] == 4

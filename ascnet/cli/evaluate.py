@@ -151,14 +151,28 @@ def retrieval(inits, **kw):
 def finetune(inits, **kw):
     """Fine-tune the encoder with a new linear head; test with N clips x crops.
 
+    SIGTERM or Ctrl-C during training writes OUT/checkpoint.pt at the end of the step and exits
+    with 128 + the signal's number; --resume continues the run exactly.
+
     Example: ascnet-eval finetune --init runs/k400/checkpoint.pt --manifest ucf101.parquet --out runs/eval/finetune
     """
+    import signal
+
     from ascnet.evaluate.finetune import FinetuneConfig, finetune as run_finetune
 
     if len(inits) != 1:
         click.echo("error: finetune takes exactly one --init (CKPT or random); compare runs with 'ascnet-eval compare'", err=True)
         sys.exit(2)
-    run(run_finetune, FinetuneConfig(init=inits[0], **kw))
+
+    def finetune_or_exit(cfg):
+        results, table = run_finetune(cfg)
+        if results.get("stopped_by"):
+            click.echo(f"stopped by {results['stopped_by']} at step {results['stopped_at_step']}; checkpoint "
+                       f"{results['checkpoint']} (continue with --resume)", err=True)
+            sys.exit(128 + signal.Signals[results["stopped_by"]].value)
+        return results, table
+
+    run(finetune_or_exit, FinetuneConfig(init=inits[0], **kw))
 
 
 @main.command()

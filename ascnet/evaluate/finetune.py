@@ -5,12 +5,14 @@ x {center, three, ten} crops with the logits averaged per video.
 
 Checkpoints (OUT/checkpoint.pt, atomic) hold the model, the optimizer, the step and the epoch's
 running sums; the clip loader is deterministic given (seed, epoch) and skips to a step without
-decoding, so `--resume` continues the exact run.
+decoding, so `--resume` continues the exact run. SIGTERM/SIGINT during training finish the step, write the
+checkpoint and return a "stopped" result naming the signal (the CLI exits with 128 + its number).
 """
 from __future__ import annotations
 
 import json
 import math
+import signal
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from ascnet.evaluate.features import (
 from ascnet.evaluate.linear import accuracy_report
 from ascnet.evaluate.report import plot_curves, write_results
 from ascnet.manifest import Manifest
+from ascnet.train import StopRequest
 
 CHECKPOINT = "checkpoint.pt"
 # fields that may change between a run and its --resume (they do not change the result)
@@ -150,46 +153,59 @@ def finetune(cfg: FinetuneConfig) -> tuple[dict, str]:
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
     done_here = 0
     stopped = False
+    stopped_by = 0  # the signal that stopped training, if any
     try:
-        bar = tqdm(total=total, initial=step, desc=f"finetune {info.init}", unit="step")
-        while step < total and not stopped:
-            epoch, start = divmod(step, per_epoch)
-            model.train()
-            for batch in loader.epoch(epoch, start_step=start):
-                for group in opt.param_groups:
-                    group["lr"] = cosine_lr(cfg.lr, step, total)
-                x, y = batch["clips"].to(device, non_blocking=True), batch["label"].to(device)
-                with autocast:
-                    logits = model(x)
-                loss = nn.functional.cross_entropy(logits.float(), y)
-                value = float(loss.detach())  # one host sync a step: this loop is not the fast path
-                if not math.isfinite(value):
-                    raise EvalError(f"loss became {value} at step {step}; lower --lr (the last good checkpoint is {ckpt_path})")
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                step += 1
-                done_here += 1
-                sums["loss"] += value * len(y)
-                sums["correct"] += int((logits.argmax(1) == y).sum())
-                sums["seen"] += len(y)
-                bar.update(1)
-                bar.set_postfix(loss=f"{value:.3f}", epoch=epoch)
-                if step % per_epoch == 0:
-                    history.append({
-                        "epoch": epoch + 1, "step": step, "loss": sums["loss"] / sums["seen"],
-                        "train_top1": 100.0 * sums["correct"] / sums["seen"], "lr": cosine_lr(cfg.lr, step, total),
-                    })
-                    sums = {"loss": 0.0, "correct": 0, "seen": 0}
-                    save()
-                elif cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
-                    save()
-                if cfg.stop_after_steps and done_here >= cfg.stop_after_steps:
-                    stopped = True
-                    break
-        bar.close()
+        # the handlers cover training only: a signal during the test kills the process as usual, and
+        # --resume goes straight to the test from the last epoch's checkpoint
+        with StopRequest() as stop:
+            bar = tqdm(total=total, initial=step, desc=f"finetune {info.init}", unit="step")
+            while step < total and not stopped:
+                epoch, start = divmod(step, per_epoch)
+                model.train()
+                for batch in loader.epoch(epoch, start_step=start):
+                    for group in opt.param_groups:
+                        group["lr"] = cosine_lr(cfg.lr, step, total)
+                    x, y = batch["clips"].to(device, non_blocking=True), batch["label"].to(device)
+                    with autocast:
+                        logits = model(x)
+                    loss = nn.functional.cross_entropy(logits.float(), y)
+                    value = float(loss.detach())  # one host sync a step: this loop is not the fast path
+                    if not math.isfinite(value):
+                        raise EvalError(f"loss became {value} at step {step}; lower --lr (the last good checkpoint is {ckpt_path})")
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    step += 1
+                    done_here += 1
+                    sums["loss"] += value * len(y)
+                    sums["correct"] += int((logits.argmax(1) == y).sum())
+                    sums["seen"] += len(y)
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{value:.3f}", epoch=epoch)
+                    if step % per_epoch == 0:
+                        history.append({
+                            "epoch": epoch + 1, "step": step, "loss": sums["loss"] / sums["seen"],
+                            "train_top1": 100.0 * sums["correct"] / sums["seen"], "lr": cosine_lr(cfg.lr, step, total),
+                        })
+                        sums = {"loss": 0.0, "correct": 0, "seen": 0}
+                        save()
+                    elif cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+                        save()
+                    stopped_by = stop.signum
+                    if stopped_by or (cfg.stop_after_steps and done_here >= cfg.stop_after_steps):
+                        stopped = True
+                        break
+            bar.close()
+            # a signal that came after the last step (or before the first) still stops here
+            stopped_by = stopped_by or stop.signum
     finally:
         loader.close()
+    if stopped_by:
+        # also at step == total: the checkpoint holds the whole training and --resume only tests
+        save()
+        name = signal.Signals(stopped_by).name
+        return ({"command": "finetune", "stopped_at_step": step, "stopped_by": name, "checkpoint": str(ckpt_path), "rows": []},
+                f"stopped by {name} at step {step}/{total}; continue with --resume\n")
     if stopped and step < total:
         save()
         return {"command": "finetune", "stopped_at_step": step, "rows": []}, f"stopped at step {step}/{total}; continue with --resume\n"
