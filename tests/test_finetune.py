@@ -185,6 +185,16 @@ def test_sigterm_writes_a_checkpoint_and_resume_continues_exactly(dataset, tmp_p
     assert f"stopped by SIGTERM at step {step}; checkpoint {ckpt} (continue with --resume)" in err, err
     assert not (stopped / "results.json").exists()
 
+    # the rest runs in this process: with the child's one thread, so the sums are bit-identical
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _resume_and_compare(dataset, FT, stopped, straight, ckpt, step)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _resume_and_compare(dataset, FT, stopped, straight, ckpt, step):
     # --resume starts from the saved step, not from 0
     r = invoke("finetune", "--manifest", dataset, "--out", stopped, *FT, "--resume", "--stop-after-steps", "2")
     assert r.exit_code == 0 and f"stopped at step {step + 2}/120; continue with --resume" in r.output, r.output
