@@ -231,18 +231,20 @@ def plot_projection(panels: list[tuple[str, np.ndarray, np.ndarray]], class_name
 
 
 def plot_losses(runs: list[tuple[str, Path]], path: Path) -> Path:
-    """Total, ACP and SCP loss against step for each pretraining run."""
+    """Total, ACP and SCP loss and the appearance projections' spread (collapse monitor) against
+    step for each pretraining run."""
     from ascnet.evaluate.report import _pyplot, save_figure
     from ascnet.train import read_metrics
 
     plt = _pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.3))
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.3))
     for name, run_dir in runs:
         rows = read_metrics(run_dir)
         steps = [r["step"] for r in rows]
-        for ax, key in zip(axes, ("loss", "acp", "scp")):
-            ax.plot(steps, [r[key] for r in rows], label=name)
-    for ax, key in zip(axes, ("total loss", "ACP loss", "SCP loss")):
+        for ax, key in zip(axes, ("loss", "acp", "scp", "app_spread")):
+            ax.plot(steps, [r.get(key, float("nan")) for r in rows], label=name)
+    axes[3].set_ylim(bottom=0)
+    for ax, key in zip(axes, ("total loss", "ACP loss", "SCP loss", "appearance spread (1 healthy, 0 collapsed)")):
         ax.set(xlabel="step", title=key)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
@@ -332,7 +334,7 @@ def write_report(cfg: DemoConfig, *, manifest: Path, inits: dict[str, str], runs
         "",
         "## Pictures",
         "",
-        "Loss curves (`loss.png`):",
+        "Loss curves and the spread of the appearance projections, which falls towards 0 when the features collapse (`loss.png`):",
         "",
         "![loss](loss.png)",
         "",

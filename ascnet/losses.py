@@ -37,6 +37,18 @@ def scp_loss(q: torch.Tensor, k: torch.Tensor, valid: torch.Tensor) -> torch.Ten
     return per_row.sum() / valid.sum().clamp(min=1)
 
 
+def spread(z: torch.Tensor) -> torch.Tensor:
+    """(N, D) -> scalar: how far a batch of outputs is from collapse.
+
+    The per-dimension std of the L2-normalised rows, averaged over dimensions and scaled by
+    sqrt(D): about 1 for outputs spread evenly over the sphere, 0 when every row is the same
+    (SimSiam's collapse monitor). BYOL-style objectives have no negatives, so this is the number
+    to watch: a run whose spread falls towards 0 is learning a constant.
+    """
+    z = F.normalize(z.detach().float(), dim=1)
+    return z.std(dim=0).mean() * z.shape[1] ** 0.5
+
+
 class ACPLoss(nn.Module):
     def forward(self, p_a, p_b, z_a, z_b):
         return acp_loss(p_a, p_b, z_a, z_b)

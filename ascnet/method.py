@@ -17,7 +17,7 @@ import copy
 import torch
 from torch import nn
 
-from ascnet.losses import acp_loss, scp_loss
+from ascnet.losses import acp_loss, scp_loss, spread
 from ascnet.models.heads import MLP
 
 
@@ -78,7 +78,8 @@ def ascnet_loss(outputs, queue, speed: torch.Tensor, video: torch.Tensor, scp_we
 
     outputs: ASCNet.forward on (2B, ...) clips, clip a of every pair first, then clip b;
     speed, video: (2B,) speeds and video ids in the same order.
-    Returns loss, acp, scp (scalars) and scp_valid (share of rows that found a positive).
+    Returns loss, acp, scp (scalars), scp_valid (share of rows that found a positive) and the
+    spread of the target appearance and speed projections (`losses.spread`: 1 healthy, 0 collapsed).
     """
     p_app, p_speed, z_app, z_speed = (t.float() for t in outputs)
     p_a, p_b = p_app.chunk(2)
@@ -87,4 +88,5 @@ def ascnet_loss(outputs, queue, speed: torch.Tensor, video: torch.Tensor, scp_we
     # the query's appearance is its target projection: the same space as the queued features
     positive, valid, _ = queue.retrieve(z_app, speed, video)
     scp = scp_loss(p_speed, positive, valid)
-    return {"loss": acp + scp_weight * scp, "acp": acp.detach(), "scp": scp.detach(), "scp_valid": valid.float().mean()}
+    return {"loss": acp + scp_weight * scp, "acp": acp.detach(), "scp": scp.detach(), "scp_valid": valid.float().mean(),
+            "app_spread": spread(z_app), "speed_spread": spread(z_speed)}

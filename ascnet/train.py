@@ -455,7 +455,8 @@ class RunLog:
         if self.bar is not None:
             self.bar.update(steps)
             self.bar.set_postfix(loss=f"{row['loss']:.4f}", clips_s=f"{row['clips_per_s']:.1f}",
-                                 wait=f"{100 * row['data_wait']:.0f}%", scp=f"{row['scp_valid']:.2f}")
+                                 wait=f"{100 * row['data_wait']:.0f}%", scp=f"{row['scp_valid']:.2f}",
+                                 spread=f"{row['app_spread']:.2f}")
 
     def close(self):
         if self.bar is not None:
@@ -479,7 +480,8 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
 
 
 def plot_curves(run_dir: str | Path) -> Path:
-    """RUN_DIR/curves.png: total/ACP/SCP loss and the learning rate against step."""
+    """RUN_DIR/curves.png: total/ACP/SCP loss, the projections' spread (collapse monitor) and the
+    learning rate against step."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -487,11 +489,18 @@ def plot_curves(run_dir: str | Path) -> Path:
 
     rows = read_metrics(run_dir)
     steps = [r["step"] for r in rows]
-    fig, (ax_loss, ax_lr) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
+    fig, (ax_loss, ax_spread, ax_lr) = plt.subplots(3, 1, figsize=(7, 8), sharex=True)
     for key in ("loss", "acp", "scp"):
         ax_loss.plot(steps, [r[key] if math.isfinite(r[key]) else float("nan") for r in rows], label=key)
     ax_loss.set_ylabel("loss")
     ax_loss.legend()
+    for key in ("app_spread", "speed_spread"):
+        if all(key in r for r in rows):  # runs logged before the monitor existed have none
+            ax_spread.plot(steps, [r[key] for r in rows], label=key.replace("_", " "))
+    ax_spread.set_ylabel("spread (1 = healthy,\n0 = collapsed)")
+    ax_spread.set_ylim(bottom=0)
+    if ax_spread.lines:
+        ax_spread.legend()
     ax_lr.plot(steps, [r["lr"] for r in rows], color="tab:gray")
     ax_lr.set_ylabel("learning rate")
     ax_lr.set_xlabel("step")

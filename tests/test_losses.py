@@ -78,3 +78,18 @@ def test_target_starts_as_a_copy_of_online():
     model = ASCNet(build_backbone("r3d18", 4), proj_dim=8, hidden_dim=16)
     for o, t in zip([model.online_encoder, model.online_appearance, model.online_speed], model.target_modules()):
         assert all(torch.equal(a, b) for a, b in zip(o.state_dict().values(), t.state_dict().values()))
+
+
+def test_spread_is_one_for_spread_outputs_and_zero_for_a_collapse():
+    from ascnet.losses import spread
+
+    g = torch.Generator().manual_seed(0)
+    assert spread(torch.randn(4096, 128, generator=g)).item() == pytest.approx(1.0, abs=0.02)
+    same = torch.randn(1, 128, generator=g).repeat(64, 1)
+    assert spread(same).item() == pytest.approx(0.0, abs=1e-6)
+    # half collapsed: every row in one of two directions
+    two = torch.randn(2, 128, generator=g).repeat(32, 1)
+    assert 0.3 < spread(two).item() < 0.9
+    # scale does not matter (rows are normalised)
+    z = torch.randn(256, 32, generator=g)
+    assert spread(10 * z).item() == pytest.approx(spread(z).item(), rel=1e-5)
