@@ -7,6 +7,14 @@ Checkpoints (OUT/checkpoint.pt, atomic) hold the model, the optimizer, the step 
 running sums; the clip loader is deterministic given (seed, epoch) and skips to a step without
 decoding, so `--resume` continues the exact run. SIGTERM/SIGINT during training finish the step, write the
 checkpoint and return a "stopped" result naming the signal (the CLI exits with 128 + its number).
+
+Under torchrun (WORLD_SIZE > 1) the model is wrapped in DistributedDataParallel and each rank
+reads its own shard of the training split (steps per epoch = videos // (batch x ranks)). Every
+step all-reduces the loss, correct and seen counts, so the history, the checkpoint's running sums
+and the non-finite-loss check cover all ranks and agree on each; a signal stops every rank at the
+same step. Only rank 0 writes (checkpoints, results, curves) and runs the test; the other ranks
+return after training without waiting for it (rows empty), so a long test cannot time out a
+collective.
 """
 from __future__ import annotations
 
@@ -26,7 +34,7 @@ from ascnet.evaluate.features import (
 from ascnet.evaluate.linear import accuracy_report
 from ascnet.evaluate.report import plot_curves, write_results
 from ascnet.manifest import Manifest
-from ascnet.train import StopRequest
+from ascnet.train import Runtime, StopRequest, agreed_stop, setup_runtime
 
 CHECKPOINT = "checkpoint.pt"
 # fields that may change between a run and its --resume (they do not change the result)
@@ -111,7 +119,8 @@ def finetune(cfg: FinetuneConfig) -> tuple[dict, str]:
     train_rows = split_of(manifest, cfg.train_split, "--train-split", cfg.manifest)
     test_rows = split_of(manifest, cfg.test_split, "--test-split", cfg.manifest)
     check_classes(train_rows, test_rows, cfg.manifest)
-    device = resolve_device(cfg.device)
+    rt = setup_runtime(resolve_device(cfg.device).type)  # resolve_device: the readable refusals
+    device = rt.device
 
     encoder, info = load_encoder(cfg.init, cfg.arch, cfg.width, cfg.seed)
     config = {**asdict(cfg), "arch": info.arch, "width": info.width}  # as resolved, so the file names its arch
@@ -122,6 +131,9 @@ def finetune(cfg: FinetuneConfig) -> tuple[dict, str]:
             raise CheckpointError(f"{ckpt_path}: nothing to resume; run without --resume first")
         saved = load(ckpt_path)
         _check_resume(saved.get("config", {}), config, ckpt_path)
+        if saved.get("world", 1) != rt.world:  # the shards, steps per epoch and step count depend on it
+            raise CheckpointError(f"{ckpt_path}: the run was trained with {saved.get('world', 1)} process(es), this one has {rt.world}; "
+                                  "resume with the same number of processes or use another --out")
     elif ckpt_path.exists():
         raise EvalError(f"{ckpt_path} exists: pass --resume to continue that run, or another --out")
 
@@ -135,19 +147,26 @@ def finetune(cfg: FinetuneConfig) -> tuple[dict, str]:
         step, history, sums = saved["step"], saved["history"], saved["sums"]
         torch.set_rng_state(saved["rng"])
 
-    # a split smaller than one batch is refused here, by the loader, with its own message
+    # a split smaller than one batch (per rank) is refused here, by the loader, with its own message
     loader = build_clip_loader(
         manifest, split=cfg.train_split, batch_size=cfg.batch_size, clip_len=cfg.clip_len, crop_size=cfg.crop_size,
         augment=cfg.augment, crop_scale=crop_scale, flip_p=flip_p, backend=cfg.backend, device=device.type, seed=cfg.seed,
-        shard_id=0, num_shards=1, workers=cfg.workers,
+        shard_id=rt.rank, num_shards=rt.world, workers=cfg.workers,
     )
     per_epoch = loader.steps_per_epoch
     total = cfg.epochs * per_epoch
+    net = model  # what the step runs; `model` (unwrapped) is what is saved and tested
+    if rt.world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
     def save():
+        if not rt.main:
+            return
         save_atomic({
             "kind": "run", "config": config, "model": model.state_dict(), "optimizer": opt.state_dict(),
-            "step": step, "history": history, "sums": sums, "rng": torch.get_rng_state(),
+            "step": step, "history": history, "sums": sums, "rng": torch.get_rng_state(), "world": rt.world,
         }, ckpt_path)
 
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
@@ -158,18 +177,19 @@ def finetune(cfg: FinetuneConfig) -> tuple[dict, str]:
         # the handlers cover training only: a signal during the test kills the process as usual, and
         # --resume goes straight to the test from the last epoch's checkpoint
         with StopRequest() as stop:
-            bar = tqdm(total=total, initial=step, desc=f"finetune {info.init}", unit="step")
+            bar = tqdm(total=total, initial=step, desc=f"finetune {info.init}", unit="step", disable=not rt.main)
             while step < total and not stopped:
                 epoch, start = divmod(step, per_epoch)
-                model.train()
+                net.train()
                 for batch in loader.epoch(epoch, start_step=start):
                     for group in opt.param_groups:
                         group["lr"] = cosine_lr(cfg.lr, step, total)
                     x, y = batch["clips"].to(device, non_blocking=True), batch["label"].to(device)
                     with autocast:
-                        logits = model(x)
+                        logits = net(x)
                     loss = nn.functional.cross_entropy(logits.float(), y)
-                    value = float(loss.detach())  # one host sync a step: this loop is not the fast path
+                    # one host sync a step (this loop is not the fast path); under DDP the same value on every rank
+                    value, loss_sum, correct, seen = _step_sums(rt, loss, logits, y)
                     if not math.isfinite(value):
                         raise EvalError(f"loss became {value} at step {step}; lower --lr (the last good checkpoint is {ckpt_path})")
                     opt.zero_grad(set_to_none=True)
@@ -177,9 +197,9 @@ def finetune(cfg: FinetuneConfig) -> tuple[dict, str]:
                     opt.step()
                     step += 1
                     done_here += 1
-                    sums["loss"] += value * len(y)
-                    sums["correct"] += int((logits.argmax(1) == y).sum())
-                    sums["seen"] += len(y)
+                    sums["loss"] += loss_sum
+                    sums["correct"] += correct
+                    sums["seen"] += seen
                     bar.update(1)
                     bar.set_postfix(loss=f"{value:.3f}", epoch=epoch)
                     if step % per_epoch == 0:
@@ -191,13 +211,14 @@ def finetune(cfg: FinetuneConfig) -> tuple[dict, str]:
                         save()
                     elif cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
                         save()
-                    stopped_by = stop.signum
+                    stopped_by = agreed_stop(rt, stop.signum)  # every rank, every step: the same step everywhere
                     if stopped_by or (cfg.stop_after_steps and done_here >= cfg.stop_after_steps):
                         stopped = True
                         break
             bar.close()
             # a signal that came after the last step (or before the first) still stops here
-            stopped_by = stopped_by or stop.signum
+            # (every rank gets here with the same stopped_by, so all or none take part in the agreement)
+            stopped_by = stopped_by or agreed_stop(rt, stop.signum)
     finally:
         loader.close()
     if stopped_by:
@@ -210,6 +231,9 @@ def finetune(cfg: FinetuneConfig) -> tuple[dict, str]:
         save()
         return {"command": "finetune", "stopped_at_step": step, "rows": []}, f"stopped at step {step}/{total}; continue with --resume\n"
 
+    if not rt.main:
+        # the test, results and curves are rank 0's; this rank has nothing more to do
+        return {"command": "finetune", "steps": step, "rank": rt.rank, "rows": []}, ""
     metrics = test_model(model, test_rows, cfg, device)
     rows = [{"init": info.init, "arch": info.arch, "width": info.width, "metrics": metrics}]
     results = {
@@ -222,6 +246,18 @@ def finetune(cfg: FinetuneConfig) -> tuple[dict, str]:
         shown = history[:-1] + [{**history[-1], "test_top1": metrics[f"{cfg.test_crops[0]}_top1"]}]
         plot_curves(shown, out / "curves.png", f"fine-tuning {info.arch} ({info.init})")
     return results, table
+
+
+def _step_sums(rt: Runtime, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> tuple[float, float, int, int]:
+    """(mean loss, loss x clips, correct, clips) of a step: this rank's in one process, all ranks' under DDP."""
+    if rt.world == 1:
+        value = float(loss.detach())
+        return value, value * len(y), int((logits.argmax(1) == y).sum()), len(y)
+    t = torch.stack([loss.detach().double() * len(y), (logits.detach().argmax(1) == y).sum().double(),
+                     torch.tensor(float(len(y)), dtype=torch.float64, device=loss.device)])
+    torch.distributed.all_reduce(t)
+    loss_sum, correct, seen = t.tolist()
+    return loss_sum / seen, loss_sum, int(correct), int(seen)
 
 
 def test_model(model: nn.Module, test_rows: Manifest, cfg: FinetuneConfig, device: torch.device) -> dict[str, float]:
