@@ -156,6 +156,7 @@ def finetune(inits, **kw):
 
     Example: ascnet-eval finetune --init runs/k400/checkpoint.pt --manifest ucf101.parquet --out runs/eval/finetune
     """
+    import os
     import signal
 
     from ascnet.evaluate.finetune import FinetuneConfig, finetune as run_finetune
@@ -170,6 +171,8 @@ def finetune(inits, **kw):
             click.echo(f"stopped by {results['stopped_by']} at step {results['stopped_at_step']}; checkpoint "
                        f"{results['checkpoint']} (continue with --resume)", err=True)
             sys.exit(128 + signal.Signals[results["stopped_by"]].value)
+        if int(os.environ.get("RANK", "0")) != 0:  # under torchrun rank 0 alone tests and writes the results
+            sys.exit(0)
         return results, table
 
     run(finetune_or_exit, FinetuneConfig(init=inits[0], **kw))
