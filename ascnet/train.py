@@ -106,9 +106,7 @@ class PretrainConfig:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
         if self.batch_size < 2:
             raise ValueError("batch_size must be >= 2 (BatchNorm needs more than one sample)")
-        from ascnet.pipelines.augment import check_crop_scale  # numpy only: no DALI import
-
-        from ascnet.pipelines.augment import check_flip_p
+        from ascnet.pipelines.augment import check_crop_scale, check_flip_p  # numpy only: no DALI import
 
         self.crop_scale = check_crop_scale(self.crop_scale)
         self.flip_p = check_flip_p(self.flip_p)

@@ -42,10 +42,13 @@ def _crop_scale(ctx, param, value):
         raise click.BadParameter(f"{value!r}: give min,max area fractions, e.g. 0.4,1.0 ({e})") from None
 
 
-def _probability(ctx, param, value):
-    if not 0.0 <= value <= 1.0:
-        raise click.BadParameter(f"{value}: a probability in [0, 1]")
-    return value
+def _flip_p(ctx, param, value):
+    from ascnet.pipelines.augment import check_flip_p  # numpy only
+
+    try:
+        return check_flip_p(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
 
 
 def encoder_and_data_options(f):
@@ -141,7 +144,7 @@ def retrieval(inits, **kw):
               help="Random resized crop, flip and colour jitter on training clips (off: short side resized, centre crop).")
 @click.option("--crop-scale", callback=_crop_scale, default="0.4,1.0", show_default=True, metavar="MIN,MAX",
               help="Random resized crop: min,max fraction of the frame's area (with --augment).")
-@click.option("--flip-p", type=float, callback=_probability, default=0.5, show_default=True,
+@click.option("--flip-p", type=float, callback=_flip_p, default=0.5, show_default=True,
               help="Horizontal flip probability per training clip (with --augment).")
 @click.option("--test-clips", type=int, default=10, show_default=True, help="Evenly spaced clips per test video.")
 @click.option("--test-crops", callback=_crops, default="center,three,ten", show_default=True)
@@ -156,7 +159,6 @@ def finetune(inits, **kw):
 
     Example: ascnet-eval finetune --init runs/k400/checkpoint.pt --manifest ucf101.parquet --out runs/eval/finetune
     """
-    import os
     import signal
 
     from ascnet.evaluate.finetune import FinetuneConfig, finetune as run_finetune
@@ -171,7 +173,7 @@ def finetune(inits, **kw):
             click.echo(f"stopped by {results['stopped_by']} at step {results['stopped_at_step']}; checkpoint "
                        f"{results['checkpoint']} (continue with --resume)", err=True)
             sys.exit(128 + signal.Signals[results["stopped_by"]].value)
-        if int(os.environ.get("RANK", "0")) != 0:  # under torchrun rank 0 alone tests and writes the results
+        if results.get("rank", 0) != 0:  # under torchrun rank 0 alone tests and writes the results
             sys.exit(0)
         return results, table
 
