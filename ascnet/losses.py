@@ -49,6 +49,23 @@ def spread(z: torch.Tensor) -> torch.Tensor:
     return z.std(dim=0).mean() * z.shape[1] ** 0.5
 
 
+def acp_margin(p_a: torch.Tensor, p_b: torch.Tensor, z_a: torch.Tensor, z_b: torch.Tensor) -> torch.Tensor:
+    """How much better ACP matches a clip to its own video than to another one -> scalar.
+
+    The ACP loss against mismatched pairs (each clip's target taken from the next video of the
+    batch) minus the ACP loss against the true pairs. About 0 when the predictions fit every
+    target alike: the loss then falls only because the predictions point where all targets
+    point, and ACP has learned nothing that the two clips of one video share (the spread can
+    still look healthy). It grows as ACP learns what is particular to a video. 0 for a batch of
+    one video. No gradient.
+    """
+    if p_a.shape[0] < 2:
+        return p_a.new_zeros(())
+    p_a, p_b, z_a, z_b = (t.detach() for t in (p_a, p_b, z_a, z_b))
+    other = lambda z: torch.roll(z, 1, dims=0)  # noqa: E731  video i against video i-1
+    return acp_loss(p_a, p_b, other(z_a), other(z_b)) - acp_loss(p_a, p_b, z_a, z_b)
+
+
 class ACPLoss(nn.Module):
     def forward(self, p_a, p_b, z_a, z_b):
         return acp_loss(p_a, p_b, z_a, z_b)

@@ -17,7 +17,7 @@ import copy
 import torch
 from torch import nn
 
-from ascnet.losses import acp_loss, scp_loss, spread
+from ascnet.losses import acp_loss, acp_margin, scp_loss, spread
 from ascnet.models.heads import MLP
 
 
@@ -79,7 +79,8 @@ def ascnet_loss(outputs, queue, speed: torch.Tensor, video: torch.Tensor, scp_we
     outputs: ASCNet.forward on (2B, ...) clips, clip a of every pair first, then clip b;
     speed, video: (2B,) speeds and video ids in the same order.
     Returns loss, acp, scp (scalars), scp_valid (share of rows that found a positive) and the
-    spread of the target appearance and speed projections (`losses.spread`: 1 healthy, 0 collapsed).
+    spread of the target appearance and speed projections (`losses.spread`: 1 healthy, 0 collapsed)
+    and `acp_margin` (`losses.acp_margin`: about 0 while ACP matches nothing video-specific).
     """
     p_app, p_speed, z_app, z_speed = (t.float() for t in outputs)
     p_a, p_b = p_app.chunk(2)
@@ -89,4 +90,4 @@ def ascnet_loss(outputs, queue, speed: torch.Tensor, video: torch.Tensor, scp_we
     positive, valid, _ = queue.retrieve(z_app, speed, video)
     scp = scp_loss(p_speed, positive, valid)
     return {"loss": acp + scp_weight * scp, "acp": acp.detach(), "scp": scp.detach(), "scp_valid": valid.float().mean(),
-            "app_spread": spread(z_app), "speed_spread": spread(z_speed)}
+            "app_spread": spread(z_app), "speed_spread": spread(z_speed), "acp_margin": acp_margin(p_a, p_b, z_a, z_b)}

@@ -41,9 +41,11 @@ CHOICES = {
     "data": ("manifest", "synthetic"),
     "rate": ("fixed", "native"),
     "device": ("auto", "cpu", "cuda"),
+    "optimizer": ("sgd", "adamw"),
 }
-# a checkpoint only fits a model built with the same values of these
-MODEL_FIELDS = ("arch", "width", "proj_dim", "hidden_dim", "queue_size")
+# a checkpoint only fits a run built with the same values of these (the model's shape, the
+# optimizer's state)
+MODEL_FIELDS = ("arch", "width", "proj_dim", "hidden_dim", "queue_size", "optimizer")
 
 
 @dataclass
@@ -73,6 +75,7 @@ class PretrainConfig:
     # optimisation
     epochs: int = 200
     batch_size: int = 64  # pairs per process; the global batch is batch_size x world size
+    optimizer: str = "sgd"  # "sgd" (DESIGN §1, with momentum) or "adamw" (what a small network learns from in a short run)
     base_lr: float = 0.1  # lr = base_lr x global batch / 64
     final_lr_ratio: float = 1e-3  # cosine down to lr x this
     warmup_epochs: float = 5.0
@@ -239,7 +242,10 @@ def build_model(cfg: PretrainConfig, rt: Runtime):
         model = model.to(memory_format=torch.channels_last_3d)
     params = [p for p in model.parameters() if p.requires_grad]
     extra = {"fused": True} if rt.device.type == "cuda" else {}
-    optimizer = torch.optim.SGD(params, lr=cfg.base_lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, **extra)
+    if cfg.optimizer == "adamw":
+        optimizer = torch.optim.AdamW(params, lr=cfg.base_lr, weight_decay=cfg.weight_decay, **extra)
+    else:
+        optimizer = torch.optim.SGD(params, lr=cfg.base_lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, **extra)
     return model, queue, optimizer
 
 
@@ -293,7 +299,9 @@ def restore(cfg: PretrainConfig, model, queue, optimizer) -> int:
     if ckpt["kind"] != "run":
         raise CheckpointError(f"{path}: a '{ckpt['kind']}' file, not a run checkpoint")
     saved = ckpt.get("config", {})
-    diff = [f"{k}={saved.get(k)!r} (this run: {getattr(cfg, k)!r})" for k in MODEL_FIELDS if saved.get(k) != getattr(cfg, k)]
+    # a field newer than the checkpoint had its default then
+    saved = {k: saved.get(k, getattr(PretrainConfig, k)) for k in MODEL_FIELDS}
+    diff = [f"{k}={saved[k]!r} (this run: {getattr(cfg, k)!r})" for k in MODEL_FIELDS if saved[k] != getattr(cfg, k)]
     if diff:
         raise CheckpointError(f"{path} was trained with " + ", ".join(diff)
                               + "; resume with the same values or start a new run in another --out")
@@ -454,7 +462,7 @@ class RunLog:
             self.bar.update(steps)
             self.bar.set_postfix(loss=f"{row['loss']:.4f}", clips_s=f"{row['clips_per_s']:.1f}",
                                  wait=f"{100 * row['data_wait']:.0f}%", scp=f"{row['scp_valid']:.2f}",
-                                 spread=f"{row['app_spread']:.2f}")
+                                 spread=f"{row['app_spread']:.2f}", margin=f"{row['acp_margin']:.2f}")
 
     def close(self):
         if self.bar is not None:
@@ -478,8 +486,8 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
 
 
 def plot_curves(run_dir: str | Path) -> Path:
-    """RUN_DIR/curves.png: total/ACP/SCP loss, the projections' spread (collapse monitor) and the
-    learning rate against step."""
+    """RUN_DIR/curves.png: total/ACP/SCP loss, the projections' spread (collapse monitor), the ACP
+    margin (is ACP matching anything video-specific?) and the learning rate against step."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -487,7 +495,7 @@ def plot_curves(run_dir: str | Path) -> Path:
 
     rows = read_metrics(run_dir)
     steps = [r["step"] for r in rows]
-    fig, (ax_loss, ax_spread, ax_lr) = plt.subplots(3, 1, figsize=(7, 8), sharex=True)
+    fig, (ax_loss, ax_spread, ax_margin, ax_lr) = plt.subplots(4, 1, figsize=(7, 10), sharex=True)
     for key in ("loss", "acp", "scp"):
         ax_loss.plot(steps, [r[key] if math.isfinite(r[key]) else float("nan") for r in rows], label=key)
     ax_loss.set_ylabel("loss")
@@ -499,6 +507,10 @@ def plot_curves(run_dir: str | Path) -> Path:
     ax_spread.set_ylim(bottom=0)
     if ax_spread.lines:
         ax_spread.legend()
+    if all("acp_margin" in r for r in rows):
+        ax_margin.plot(steps, [r["acp_margin"] for r in rows], color="tab:green")
+    ax_margin.axhline(0.0, color="tab:gray", lw=0.8)
+    ax_margin.set_ylabel("ACP margin (0 = matches\nnothing video-specific)")
     ax_lr.plot(steps, [r["lr"] for r in rows], color="tab:gray")
     ax_lr.set_ylabel("learning rate")
     ax_lr.set_xlabel("step")

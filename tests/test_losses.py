@@ -93,3 +93,24 @@ def test_spread_is_one_for_spread_outputs_and_zero_for_a_collapse():
     # scale does not matter (rows are normalised)
     z = torch.randn(256, 32, generator=g)
     assert spread(10 * z).item() == pytest.approx(spread(z).item(), rel=1e-5)
+
+
+def test_acp_margin_tells_video_specific_matching_from_predicting_the_mean():
+    from ascnet.losses import acp_margin
+
+    g = torch.Generator().manual_seed(0)
+    z_a, z_b = torch.randn(16, 32, generator=g), torch.randn(16, 32, generator=g)
+    # predictions that hit their own video's targets: the mismatched pairs are far worse
+    assert acp_margin(z_b, z_a, z_a, z_b).item() > 3.0
+    # one prediction for every clip (the trivial way to lower a BYOL loss): no margin at all
+    mean = torch.randn(1, 32, generator=g).repeat(16, 1)
+    assert acp_margin(mean, mean, z_a, z_b).item() == pytest.approx(0.0, abs=1e-5)
+    # predictions unrelated to the targets: about 0 too
+    noise = torch.randn(2, 4096, 32, generator=g)
+    big_a, big_b = torch.randn(4096, 32, generator=g), torch.randn(4096, 32, generator=g)
+    assert abs(acp_margin(noise[0], noise[1], big_a, big_b).item()) < 0.1
+    # a batch of one video has nothing to compare against
+    assert acp_margin(z_b[:1], z_a[:1], z_a[:1], z_b[:1]).item() == 0.0
+    # a monitor only: no gradient flows through it
+    p = z_b.clone().requires_grad_(True)
+    assert not acp_margin(p, z_a, z_a, z_b).requires_grad

@@ -78,6 +78,24 @@ def test_resume_continues_exactly(tmp_path):
     assert straight["final_loss"] == resumed["final_loss"]
 
 
+def test_adamw_resumes_exactly_and_a_switch_of_optimizer_is_refused(tmp_path):
+    kw = dict(max_steps=4, ckpt_every=2, optimizer="adamw", base_lr=0.004)
+    straight = pretrain(tiny(tmp_path, name="a", **kw))
+    pretrain(tiny(tmp_path, name="b", stop_at=2, **kw))
+    resumed = pretrain(tiny(tmp_path, name="b", resume=True, **kw))
+    a, b = states(straight["checkpoint"]), states(resumed["checkpoint"])
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    first = next(iter(a["optimizer"]["state"].values()))
+    assert "exp_avg_sq" in first and "momentum_buffer" not in first  # AdamW's state, not SGD's
+    for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
+        assert torch.equal(sa["exp_avg"], sb["exp_avg"]) and torch.equal(sa["exp_avg_sq"], sb["exp_avg_sq"])
+    with pytest.raises(CheckpointError, match=r"optimizer='adamw' \(this run: 'sgd'\)"):
+        pretrain(tiny(tmp_path, name="b", max_steps=6, ckpt_every=2, base_lr=0.004, resume=True))
+    with pytest.raises(ValueError, match=r"optimizer='adam' is not allowed; allowed: \['sgd', 'adamw'\]"):
+        tiny(tmp_path, optimizer="adam").check()
+
+
 def test_run_dir_contents(tmp_path):
     cfg = tiny(tmp_path, max_steps=5, ckpt_every=2, keep_last=2, log_every=1)
     summary = pretrain(cfg)
@@ -88,7 +106,7 @@ def test_run_dir_contents(tmp_path):
     assert [r["step"] for r in rows] == [1, 2, 3, 4, 5]
     assert rows[0]["scp_valid"] == 0.0  # the queue is empty at the first step: no SCP positive
     assert rows[1]["scp_valid"] > 0
-    assert {"loss", "acp", "scp", "lr", "ema", "clips_per_s", "data_wait", "app_spread", "speed_spread"} <= rows[0].keys()
+    assert {"loss", "acp", "scp", "lr", "ema", "clips_per_s", "data_wait", "app_spread", "speed_spread", "acp_margin"} <= rows[0].keys()
     assert all(0 < r["app_spread"] <= 1.5 and 0 < r["speed_spread"] <= 1.5 for r in rows)
     assert rows[-1]["loss"] == pytest.approx(rows[-1]["acp"] + rows[-1]["scp"])
     assert (run / "curves.png").read_bytes()[:4] == b"\x89PNG" and summary["curves"]
