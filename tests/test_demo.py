@@ -24,7 +24,7 @@ def _table(report: str) -> dict[str, list[float]]:
     rows = {}
     for line in report.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if line.startswith("|") and cells[0] in ("ASCNet (ACP+SCP)", "random init", "supervised (labels)"):
+        if line.startswith("|") and cells[0] in ("ASCNet (ACP+SCP)", "ACP only", "random init", "supervised (labels)"):
             rows[cells[0]] = [float(c) for c in cells[1:]]
     return rows
 
@@ -34,9 +34,9 @@ def test_report_holds_the_table_and_pictures(demo):
     cfg, report = demo
     text = report.read_text()
     rows = _table(text)
-    assert set(rows) == {"ASCNet (ACP+SCP)", "random init", "supervised (labels)"}
+    assert set(rows) == {"ASCNet (ACP+SCP)", "ACP only", "random init", "supervised (labels)"}
     for name, values in rows.items():
-        assert len(values) == 5, name
+        assert len(values) == 6, name  # linear, linear clip, retrieval top-1/5/10, digit probe
         assert all(math.isfinite(v) and 0 <= v <= 100 for v in values), (name, values)
     # the table repeats the evaluation commands' own results
     linear = json.loads((report.parent / "eval" / "linear" / "results.json").read_text())
@@ -47,6 +47,10 @@ def test_report_holds_the_table_and_pictures(demo):
     assert json.loads((supervised / "results.json").read_text())["config"]["augment"] is False
     assert any(r["init"] == str(supervised / "checkpoint.pt") for r in linear["rows"])
     assert re.search(r"linear top-1 [+-]\d+\.\d points, retrieval top-1 [+-]\d+\.\d points", text)
+    # the ablation pretrained with lambda = 0 and was evaluated like the others
+    assert json.loads((report.parent / "pretrain-acp" / "config.json").read_text())["scp_weight"] == 0.0
+    assert any(r["init"].startswith(str(report.parent / "pretrain-acp")) for r in linear["rows"])
+    assert "digit probe" in text
     summary = json.loads((report.parent / "summary.json").read_text())
     assert isinstance(summary["goal_met"], bool) and math.isfinite(summary["gap_linear_top1"])
     for png in ("loss.png", "pairs.png", "projection.png"):
