@@ -9,7 +9,7 @@ rank, so all ranks hold the same queue; only rank 0 writes the run directory:
     RUN_DIR/checkpoints/step-XXXXXXXX.pt   the last `keep_last`, written atomically
     RUN_DIR/curves.png           loss and lr against step, written at the end
 
-GPU: bf16 autocast, channels_last_3d, fused SGD, no host synchronisation inside a step
+GPU: bf16 autocast, channels_last_3d, fused SGD or AdamW, no host synchronisation inside a step
 (losses are read back only at log intervals and checkpoints). CPU: the same code in float32.
 """
 from __future__ import annotations
@@ -75,7 +75,7 @@ class PretrainConfig:
     # optimisation
     epochs: int = 200
     batch_size: int = 64  # pairs per process; the global batch is batch_size x world size
-    optimizer: str = "sgd"  # "sgd" (DESIGN §1, with momentum) or "adamw" (what a small network learns from in a short run)
+    optimizer: str = "sgd"  # "sgd" (DESIGN §1, with momentum) or "adamw" (learned the demo's motion where SGD did not)
     base_lr: float = 0.1  # lr = base_lr x global batch / 64
     final_lr_ratio: float = 1e-3  # cosine down to lr x this
     warmup_epochs: float = 5.0
