@@ -311,12 +311,17 @@ def write_report(cfg: DemoConfig, *, manifest: Path, inits: dict[str, str], runs
                           crop_scale=tuple(cfg.crop_scale), flip_p=cfg.flip_p, backend=cfg.backend,
                           seed=cfg.seed))
 
-    header = ["encoder", "linear top-1", "linear clip top-1", "retrieval top-1", "top-5", "top-10"] + ["digit probe top-1"] * probe
+    header = ["encoder", "linear top-1", "linear clip top-1", "retrieval top-1", "top-5", "top-10"]
+    if probe:
+        header.append("digit probe top-1")
     body = []
     for name in inits:
         lm, rm = lin[name]["metrics"], ret[name]["metrics"]
-        body.append([name, lm["video_top1"], lm["clip_top1"], rm.get("top1", float("nan")), rm.get("top5", float("nan")),
-                     rm.get("top10", float("nan"))] + [digit_acc.get(name)] * probe)
+        row = [name, lm["video_top1"], lm["clip_top1"], rm.get("top1", float("nan")), rm.get("top5", float("nan")),
+               rm.get("top10", float("nan"))]
+        if probe:
+            row.append(digit_acc[name])
+        body.append(row)
     table = markdown_table(header, body)
     gap_lin = lin["ASCNet (ACP+SCP)"]["metrics"]["video_top1"] - lin["random init"]["metrics"]["video_top1"]
     gap_ret = ret["ASCNet (ACP+SCP)"]["metrics"]["top1"] - ret["random init"]["metrics"]["top1"]

@@ -9,11 +9,11 @@ script can be exercised on a machine without a GPU.
 from __future__ import annotations
 
 import os
-import tempfile
 import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from fractions import Fraction
