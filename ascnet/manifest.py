@@ -49,6 +49,10 @@ COLUMNS: dict[str, str] = {
     "decode_fps": "float",
 }
 
+# Optional columns: a manifest written before them still reads, with each value an empty list
+# ("unknown"). int64 lists: the keyframe indices (in decode order) of the file and of its copy.
+LIST_COLUMNS = ("keyframes", "decode_keyframes")
+
 _ARROW = {"str": pa.string(), "int": pa.int64(), "float": pa.float64()}
 _DEFAULTS = {"str": "", "int": 0, "float": 0.0}
 
@@ -145,8 +149,11 @@ class Manifest:
                 df[name] = df[name].fillna(0).astype(np.int64)
             else:
                 df[name] = df[name].fillna(0.0).astype(np.float64)
-        extra = [c for c in df.columns if c not in COLUMNS]
-        return df[list(COLUMNS) + extra].reset_index(drop=True)
+        for name in LIST_COLUMNS:
+            values = df[name] if name in df.columns else [None] * len(df)
+            df[name] = [np.asarray(v if isinstance(v, (list, tuple, np.ndarray)) else [], dtype=np.int64) for v in values]
+        extra = [c for c in df.columns if c not in COLUMNS and c not in LIST_COLUMNS]
+        return df[list(COLUMNS) + list(LIST_COLUMNS) + extra].reset_index(drop=True)
 
     # ---- writing ------------------------------------------------------------------
     def write(self, path: str | Path) -> Path:
@@ -159,7 +166,11 @@ class Manifest:
         from ascnet import __version__
 
         info.setdefault("tool_version", __version__)
-        table = pa.Table.from_pandas(self.df, preserve_index=False)
+        lists = {c: pa.array([np.asarray(v, np.int64) for v in self.df[c]], type=pa.list_(pa.int64()))
+                 for c in LIST_COLUMNS if c in self.df.columns}
+        table = pa.Table.from_pandas(self.df.drop(columns=list(lists)), preserve_index=False)
+        for name, values in lists.items():
+            table = table.append_column(name, values)
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), b"ascnet": json.dumps(info).encode()})
         with atomic_path(path) as tmp:
             pq.write_table(table, tmp)
@@ -189,7 +200,7 @@ class Manifest:
         return Manifest(df=df.reset_index(drop=True), root=self.root, meta=self.meta)
 
     def decode_table(self) -> pd.DataFrame:
-        """What a decoder needs, per row: absolute `file`, `num_frames`, `fps`, `codec`, size.
+        """What a decoder needs, per row: absolute `file`, `num_frames`, `fps`, `codec`, size, `keyframes`.
 
         The decoder-friendly copy is used where one exists, else the original.
         """
@@ -206,6 +217,7 @@ class Manifest:
                 "codec": pick("codec", "decode_codec"),
                 "width": pick("width", "decode_width").astype(np.int64),
                 "height": pick("height", "decode_height").astype(np.int64),
+                "keyframes": [d if c else k for k, d, c in zip(df["keyframes"], df["decode_keyframes"], copy)],
                 "label": df["label"].to_numpy(),
             }
         )

@@ -108,14 +108,74 @@ def sample_augment(rng: np.random.Generator, height: int, width: int,
     return np.array([*box, flip, bri, con, sat, hue], np.float32)
 
 
-def augment_clip(clip, params=None, *, crop_size: int, augment: bool = True):
+# ---- the same decisions applied outside DALI (the pyav workers, with swscale and numpy) -----
+def pixel_box(params: np.ndarray, height: int, width: int) -> tuple[int, int, int, int]:
+    """(x, y, w, h) in pixels of a clip's relative crop box (params[0:4]) on a height x width frame."""
+    y0, x0, y1, x1 = (float(v) for v in params[:4])
+    x, y = int(round(x0 * width)), int(round(y0 * height))
+    return x, y, max(1, int(round(x1 * width)) - x), max(1, int(round(y1 * height)) - y)
+
+
+def center_box(height: int, width: int) -> tuple[int, int, int, int]:
+    """(x, y, w, h): the centred square of side min(h, w), what a short-side resize + centre crop keeps."""
+    side = min(height, width)
+    return (width - side) // 2, (height - side) // 2, side, side
+
+
+def short_side_size(width: int, height: int, short: int) -> tuple[int, int]:
+    """(w, h) with the short side `short`, the long one scaled and rounded half up (DALI's resize_shorter)."""
+    if height <= width:
+        return max(short, int(math.floor(width * short / height + 0.5))), short
+    return short, max(short, int(math.floor(height * short / width + 0.5)))
+
+
+# RGB <-> YIQ, the space where DALI's color_twist turns hue and scales saturation
+_RGB2YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.321], [0.211, -0.523, 0.311]])
+_YIQ2RGB = np.linalg.inv(_RGB2YIQ)
+
+
+def colour_matrix(params: np.ndarray) -> tuple[np.ndarray, float]:
+    """(M (3, 3), offset): DALI color_twist's map on 0..255 RGB, out = clamp(M @ rgb + offset).
+
+    brightness b, contrast c (around 128), saturation s, hue h degrees:
+    M = b*c * YIQ->RGB . rot(-h) . diag(1, s, s) . RGB->YIQ, offset = b*(1 - c)*128.
+    A test holds it against DALI's own color_twist.
+    """
+    b, c, s, h = (float(v) for v in params[5:9])
+    t = math.radians(h)
+    rot = np.array([[1, 0, 0], [0, math.cos(t), math.sin(t)], [0, -math.sin(t), math.cos(t)]])
+    m = b * c * (_YIQ2RGB @ rot @ np.diag([1.0, s, s]) @ _RGB2YIQ)
+    return m.astype(np.float32), b * (1 - c) * 128.0
+
+
+def apply_colour(clip: np.ndarray, params: np.ndarray) -> np.ndarray:
+    """(T, H, W, 3) uint8 -> the same with the clip's colour jitter / grayscale applied (uint8, rounded)."""
+    if np.array_equal(params[5:9], IDENTITY[5:9]):
+        return clip
+    import torch
+
+    if torch.get_num_threads() != 1:
+        torch.set_num_threads(1)  # a loader worker: the processes, not threads, share the cores
+    m, offset = colour_matrix(params)
+    x = torch.from_numpy(clip).reshape(-1, 3).float()
+    y = torch.addmm(torch.full((1, 3), offset + 0.5), x, torch.from_numpy(m).T).clamp_(0, 255)
+    return y.to(torch.uint8).reshape(clip.shape).numpy()
+
+
+def augment_clip(clip, params=None, *, crop_size: int, augment: bool = True, cut: bool = False):
     """DALI graph: FHWC uint8 clip -> CFHW float32 (3, T, crop, crop).
 
     params: a DALI node, per sample (9,) float32 from `sample_augment`.
     augment=False: resize the short side to crop_size, centre crop, normalise (no randomness).
+    cut=True: the clip arrives already cut and coloured (`sources.cut_clip`, the pyav workers):
+    only the flip and the normalisation are left.
     """
     from nvidia.dali import fn, types
 
+    if cut:
+        mirror = fn.cast(params[4], dtype=types.INT32) if augment else 0
+        return fn.crop_mirror_normalize(clip, mirror=mirror, mean=_MEAN255, std=_STD255, output_layout="CFHW",
+                                        dtype=types.FLOAT)
     if not augment:
         clip = fn.resize(clip, resize_shorter=crop_size, antialias=False)
         return fn.crop_mirror_normalize(clip, crop=(crop_size, crop_size), mean=_MEAN255, std=_STD255,
@@ -129,7 +189,12 @@ def augment_clip(clip, params=None, *, crop_size: int, augment: bool = True):
                                     output_layout="CFHW", dtype=types.FLOAT)
 
 
-def eval_crops(clip, *, crop_size: int, crops: str):
+def eval_short_side(crop_size: int, crops: str) -> int:
+    """The short side evaluation clips are resized to before their crops are cut."""
+    return crop_size if crops in ("center", "three") else int(round(crop_size * 8 / 7))
+
+
+def eval_crops(clip, *, crop_size: int, crops: str, resized: bool = False):
     """DALI graph: FHWC uint8 clip -> (K, 3, T, crop, crop) float32, K = 1 / 3 / 10.
 
     center: short side resized to crop_size, centre crop. three: the same resize, crops at the
@@ -138,8 +203,8 @@ def eval_crops(clip, *, crop_size: int, crops: str):
     """
     from nvidia.dali import fn, types
 
-    short = crop_size if crops in ("center", "three") else int(round(crop_size * 8 / 7))
-    clip = fn.resize(clip, resize_shorter=short, antialias=False)
+    if not resized:  # resized=True: the pyav workers already scaled it (`sources.Cut("short")`)
+        clip = fn.resize(clip, resize_shorter=eval_short_side(crop_size, crops), antialias=False)
 
     def one(x, y, mirror=0):
         return fn.crop_mirror_normalize(clip, crop=(crop_size, crop_size), crop_pos_x=x, crop_pos_y=y, mirror=mirror,

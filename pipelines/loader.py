@@ -25,9 +25,10 @@ import torch
 
 from ascnet.manifest import Manifest, ManifestError
 from ascnet.optional import require_dali
-from ascnet.pipelines.augment import CROP_SCALE, FLIP_P, check_crop_scale, check_flip_p
+from ascnet.pipelines.augment import CROP_SCALE, FLIP_P, check_crop_scale, check_flip_p, eval_short_side
 from ascnet.pipelines.backends import choose_backend
-from ascnet.pipelines.sources import BytesSource, DecodeError, EvalSchedule, PyAVSource, TrainSchedule, decode_frames
+from ascnet.pipelines.sources import (BytesSource, Cut, DecodeError, EvalSchedule, PyAVSource, TrainSchedule,
+                                      decode_frames)
 from ascnet.sampling import SamplingError, check_rate, check_speeds, steps_per_epoch
 
 log = logging.getLogger("ascnet.pipelines")
@@ -122,8 +123,9 @@ class _DaliRunner:
             self.pipe = None
 
 
-def _batch_files(table, requests) -> list[tuple[str, np.ndarray, float]]:
-    return [(table["file"].iat[r.video_index], r.frames, float(table["fps"].iat[r.video_index])) for r in requests]
+def _batch_files(table, requests) -> list[tuple[str, np.ndarray, float, np.ndarray]]:
+    return [(table["file"].iat[r.video_index], r.frames, float(table["fps"].iat[r.video_index]),
+             table["keyframes"].iat[r.video_index]) for r in requests]
 
 
 def _culprit(samples, dali_text: str) -> str:
@@ -131,15 +133,15 @@ def _culprit(samples, dali_text: str) -> str:
 
     DALI loses the whole batch without naming the sample, so each is re-read with PyAV.
     """
-    for file, frames, fps in samples:
+    for file, frames, fps, keyframes in samples:
         try:
-            decode_frames(file, frames, fps)
+            decode_frames(file, frames, fps, keyframes)
         except DecodeError as e:
             return str(e)
     # DALI's own reason: the one line of its message that is neither a header nor a traceback
     noise = ("Critical", "Error in", " ", "which", "encountered", "C++", "Current")
     reason = next((ln for ln in dali_text.splitlines() if ln.strip() and not ln.startswith(noise)), "")
-    listed = ", ".join(f"{f} (frames {fr.min()}..{fr.max()})" for f, fr, _ in samples)
+    listed = ", ".join(f"{f} (frames {fr.min()}..{fr.max()})" for f, fr, *_ in samples)
     return f"DALI failed to decode a video among {listed}: {reason}"
 
 
@@ -179,6 +181,8 @@ class PairLoader:
             seed=seed, shard_id=shard_id, num_shards=num_shards, clips=clips, clip_len=clip_len, speeds=speeds, rate=rate,
             base_fps=base_fps, crop_scale=crop_scale, flip_p=flip_p)
         self._split_pair, self._skip, self._augment = split_pair, on_error == "skip", augment
+        self._cut = Cut("augment" if augment else "center", crop_size)
+        self.frames_decoded = 0  # pyav: frames the decoder produced for the batches yielded so far
         self._labels = torch.as_tensor(self.table["label"].to_numpy().copy(), dtype=torch.int64)
 
         from ascnet.pipelines.pretrain import clip_pipeline
@@ -199,8 +203,8 @@ class PairLoader:
         self._sched = TrainSchedule(**self._sched_args, epoch0=epoch, step0=start_step)
         files, fps = list(self.table["file"]), self._sched_args["fps"]
         if self.backend == "pyav":
-            source = PyAVSource(self._sched, files, fps, with_aug=self._augment, split_pair=self._split_pair,
-                                skip_errors=self._skip)
+            source = PyAVSource(self._sched, files, fps, list(self.table["keyframes"]), self._cut, with_aug=self._augment,
+                                split_pair=self._split_pair, skip_errors=self._skip)
         else:
             source = BytesSource(self._sched, files, with_aug=self._augment)
         self._runner.build(source, self.batch_size)
@@ -242,7 +246,9 @@ class PairLoader:
             batch = {"clips": outs[0]}
         batch.update(video_index=vi, label=self._labels[vi])
         if self.backend == "pyav":
-            ok = outs[-1].reshape(-1).bool().cpu()
+            decoded = outs[-1].reshape(-1).cpu()
+            self.frames_decoded += int(decoded.sum())
+            ok = decoded > 0
             if not ok.all():
                 self._runner.skipped += int((~ok).sum())
                 batch = {k: v[ok.to(v.device)] for k, v in batch.items()}
@@ -350,6 +356,7 @@ class EvalLoader:
         # a DALI sample is one (video, clip) with all its crops
         self._dali_batch = max(1, batch_size // self.crops_per_clip)
         self._sched = EvalSchedule(self.table["num_frames"].to_numpy(), clip_len, clips_per_video, self._dali_batch)
+        self._cut = Cut("short", eval_short_side(crop_size, crops))
 
         from ascnet.pipelines.evaluation import eval_pipeline
 
@@ -368,8 +375,8 @@ class EvalLoader:
     def __iter__(self) -> Iterator[dict]:
         files = list(self.table["file"])
         if self.backend == "pyav":
-            source = PyAVSource(self._sched, files, self.table["fps"].to_numpy(), with_aug=False,
-                                skip_errors=self._runner.skip_errors)
+            source = PyAVSource(self._sched, files, self.table["fps"].to_numpy(), list(self.table["keyframes"]), self._cut,
+                                with_aug=False, skip_errors=self._runner.skip_errors)
         else:
             source = BytesSource(self._sched, files, with_aug=False)
         self._runner.build(source, self._dali_batch)
@@ -403,7 +410,7 @@ class EvalLoader:
                 "clip_index": torch.tensor([r.clip_index for r in requests], dtype=torch.int64).repeat_interleave(k),
                 "crop_index": torch.arange(k, dtype=torch.int64).repeat(real), "label": self._labels[vi]}
         if self.backend == "pyav":
-            ok = outs[-1][:real].reshape(-1).bool().cpu().repeat_interleave(k)
+            ok = (outs[-1][:real].reshape(-1) > 0).cpu().repeat_interleave(k)
             if not ok.all():
                 self._runner.skipped += int((~ok).sum()) // k
                 rows = {key: v[ok.to(v.device)] for key, v in rows.items()}

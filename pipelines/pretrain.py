@@ -2,8 +2,9 @@
 
 One `@pipeline_def` for both: each sample is one video's `clips` clips of `clip_len` frames,
 decoded in ONE call (one frames list, clip after clip, then split), each clip augmented on
-its own by the shared graph. Outputs: clip_0 [, clip_1] as (3, T, crop, crop) float32 per
-sample, then `ok` (int32; 0 marks a video the pyav source skipped) for the pyav backend.
+its own by the shared decisions of `augment.py`. Outputs: clip_0 [, clip_1] as (3, T, crop, crop)
+float32 per sample, then `decoded` (int32: frames decoded for the sample; 0 marks a video the
+pyav source skipped) for the pyav backend.
 """
 from __future__ import annotations
 
@@ -13,32 +14,36 @@ from ascnet.pipelines.augment import augment_clip
 
 
 def decoded_frames(source, backend: str, device: str, with_aug: bool):
-    """DALI graph -> (frames (k*T, H, W, 3) uint8 on the output device, aug (k, 9) or None, ok or None).
+    """DALI graph -> (frames (k*T, H, W, 3) uint8 on the output device, aug (k, 9) or None, decoded or None).
 
-    pyav: frames arrive decoded from worker processes. nvdec / dali-cpu: the source gives the
-    file's bytes and the indices; pad_mode="none" makes an index past the end an error rather
-    than a black frame (the sampler already edge-pads short videos itself).
+    pyav: the clips arrive decoded, cut and coloured from worker processes (`sources.PyAVSource`,
+    `decoded` counts the frames each sample cost, 0 for a skipped video). nvdec / dali-cpu: the
+    source gives the file's bytes, the pair's distinct frame indices in increasing order and
+    the order that rebuilds the clips from them: the decoder reads each frame once (a repeated
+    index would make it seek back and decode again) and `sequence_rearrange` restores the clips.
+    pad_mode="none" makes an index past the end an error, not a black frame (the sampler
+    already edge-pads short videos itself).
     """
-    n = 3 if with_aug else 2
-    aug = None
     if backend == "pyav":
+        n = 3 if with_aug else 2
         outs = fn.external_source(source=source, num_outputs=n, batch=False, parallel=True, layout=["FHWC"] + [""] * (n - 1))
-        frames, ok = outs[0], fn.copy(outs[-1])  # a parallel source's output returned as is can be corrupted (DALI 2.1.1)
+        frames, decoded = outs[0], fn.copy(outs[-1])  # a parallel source's output returned as is can be corrupted (DALI 2.1.1)
+        aug = outs[1] if with_aug else None
     else:
+        n = 4 if with_aug else 3
         outs = fn.external_source(source=source, num_outputs=n, batch=False, parallel=False)
         frames = fn.decoders.video(outs[0], device="mixed" if backend == "nvdec" else "cpu", frames=outs[1], pad_mode="none")
-        ok = None
-    if with_aug:
-        aug = outs[-2] if backend == "pyav" else outs[2]
+        frames = fn.sequence_rearrange(frames, new_order=outs[2])
+        aug, decoded = (outs[3] if with_aug else None), None
     if device == "cuda" and backend != "nvdec":
         frames = frames.gpu()  # aug stays on the CPU: DALI takes argument inputs from host memory
-    return frames, aug, ok
+    return frames, aug, decoded
 
 
 @pipeline_def
 def clip_pipeline(source, backend: str, device: str, clips: int, clip_len: int, crop_size: int, augment: bool):
-    frames, aug, ok = decoded_frames(source, backend, device, with_aug=augment)
+    frames, aug, decoded = decoded_frames(source, backend, device, with_aug=augment)
     outs = [augment_clip(frames[k * clip_len:(k + 1) * clip_len], aug[k] if augment else None, crop_size=crop_size,
-                         augment=augment)
+                         augment=augment, cut=backend == "pyav")
             for k in range(clips)]
-    return (*outs, ok) if ok is not None else tuple(outs)
+    return (*outs, decoded) if decoded is not None else tuple(outs)

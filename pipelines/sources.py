@@ -10,6 +10,7 @@ Sources are module-level classes so DALI can send them to worker processes.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 import numpy as np
 
@@ -118,102 +119,196 @@ def _window(frames: np.ndarray) -> str:
     return f"{int(frames.min())}..{int(frames.max())}"
 
 
-def decode_frames(file: str, frames: np.ndarray, fps: float, *, seek: bool = True) -> np.ndarray:
-    """(len(frames), H, W, 3) uint8: the frames at these decode-order indices, in this order.
+def key_before(index: int, keyframes: np.ndarray) -> int:
+    """The last keyframe at or before `index` (0 when the table is empty)."""
+    if len(keyframes) == 0:
+        return 0
+    return int(keyframes[max(np.searchsorted(keyframes, index, side="right") - 1, 0)])
 
-    One demux pass from the keyframe before the first wanted frame to the last wanted one.
-    MP4/WebM/MKV seek by timestamp (frame index = round(t*fps)); AVI is read from frame 0 and
-    counted in decode order, since DivX .avi files (HMDB-51) carry unsorted timestamps.
+
+def read_frames(file: str, frames, fps: float, keyframes=(), *, threads: int = 1) -> tuple[dict, int]:
+    """({index: av.VideoFrame} for the distinct indices in `frames`, frames decoded to get them).
+
+    Indices count frames in the order the decoder returns them, from 0, the way the indexer
+    counted them. With the file's keyframe table (the manifest's `keyframes`), the decoder
+    jumps to the keyframe before a wanted frame whenever that skips frames, and reads on
+    otherwise; so a pair whose clips lie apart costs two short runs, not one long one. A jump
+    is trusted only when the frame it lands on is a keyframe of the table and the timestamps
+    that follow step one frame at a time; otherwise (e.g. HMDB-51's DivX .avi files, whose
+    timestamps are out of order) the file is read from frame 0 and counted.
     """
     import av
 
-    frames = np.asarray(frames, dtype=np.int64)
-    wanted = set(int(f) for f in frames)
-    lo, hi = min(wanted), max(wanted)
-    got: dict[int, np.ndarray] = {}
+    wanted = sorted(set(int(f) for f in frames))
+    keys = np.asarray(keyframes, dtype=np.int64)
     try:
         with av.open(file, metadata_errors="ignore") as container:
             stream = container.streams.video[0]
-            by_time = seek and lo > 0 and container.format.name not in ("avi",) and fps > 0 and stream.time_base
-            if by_time:
-                got = _decode_seeking(container, stream, wanted, lo, hi, fps)
-            if not by_time or got is None:
-                if by_time:
+            stream.codec_context.thread_count = threads
+            got, decoded = (_read_seeking(container, stream, wanted, fps, keys)
+                            if len(keys) > 1 and fps > 0 and stream.time_base else (None, 0))
+            if got is None:  # no table, or a jump that could not be trusted: count from frame 0
+                if decoded:
                     container.seek(0)
-                got = {}
-                for idx, frame in enumerate(container.decode(stream)):
-                    if idx in wanted:
-                        got[idx] = frame.to_ndarray(format="rgb24")
-                    if idx >= hi:
-                        break
+                got, more = _read_from_start(container, stream, wanted)
+                decoded += more
     except DecodeError:
         raise
     except Exception as e:  # PyAV raises many types (InvalidDataError, OSError, ...)
-        raise DecodeError(f"{file}: cannot decode frames {_window(frames)}: {type(e).__name__}: {e}") from e
-    missing = sorted(wanted - set(got))
+        raise DecodeError(f"{file}: cannot decode frames {_window(np.asarray(wanted))}: {type(e).__name__}: {e}") from e
+    missing = [f for f in wanted if f not in got]
     if missing:
         raise DecodeError(
-            f"{file}: frames {_window(frames)} requested, but frame {missing[0]} is not in the file "
+            f"{file}: frames {_window(np.asarray(wanted))} requested, but frame {missing[0]} is not in the file "
             f"(it ended or is damaged); re-index it (ascnet-index build) so the manifest matches the file"
         )
-    return np.stack([got[int(f)] for f in frames])
+    return got, decoded
 
 
-def _decode_seeking(container, stream, wanted, lo, hi, fps):
-    """Frames by timestamp after one seek; None when the seek landed past `lo` (fall back)."""
-    t0 = stream.start_time or 0
-    target = t0 + int(lo / fps / stream.time_base)
-    container.seek(target, stream=stream, backward=True, any_frame=False)
-    got = {}
-    first = True
-    for frame in container.decode(stream):
-        if frame.pts is None:
-            return None
-        idx = int(np.floor(float((frame.pts - t0) * stream.time_base) * fps + 0.5))
-        if first and idx > lo:
-            return None
-        first = False
-        if idx in wanted:
-            got[idx] = frame.to_ndarray(format="rgb24")
-        if idx >= hi:
+def _read_from_start(container, stream, wanted: list[int]) -> tuple[dict, int]:
+    got, todo, last, n = {}, set(wanted), wanted[-1], 0
+    for n, frame in enumerate(container.decode(stream), start=1):
+        if n - 1 in todo:
+            got[n - 1] = frame
+        if n - 1 >= last:
             break
-    return got
+    return got, n
+
+
+def _read_seeking(container, stream, wanted: list[int], fps: float, keys: np.ndarray):
+    """(frames, decoded) by jumps to keyframes; (None, decoded) when a jump cannot be trusted."""
+    t0 = stream.start_time or 0
+    scale = float(stream.time_base) * fps
+    got, decoded, pos, i = {}, 0, None, 0  # pos: index of the frame the decoder returns next
+    frames = None
+    while i < len(wanted):
+        key = key_before(wanted[i], keys)
+        if pos is None or key > pos:  # a jump skips frames: seek to the keyframe
+            container.seek(t0 + int(round(key / scale)), stream=stream, backward=True, any_frame=False)
+            frames, pos = container.decode(stream), None
+        for frame in frames:
+            decoded += 1
+            idx = int(np.floor((frame.pts - t0) * scale + 0.5)) if frame.pts is not None else -1
+            if pos is None:  # the landing frame: one of the table's keyframes, at or before the wanted one
+                if not (frame.key_frame and idx <= wanted[i] and idx in keys):
+                    return None, decoded
+                pos = idx
+            elif idx != pos:  # timestamps that do not step one frame at a time: counting would drift
+                return None, decoded
+            if pos == wanted[i]:
+                got[pos] = frame
+                i += 1
+            pos += 1
+            if i == len(wanted) or key_before(wanted[i], keys) > pos:
+                break
+        else:
+            break  # the stream ended; the caller names the missing frame
+    return got, decoded
+
+
+def decode_frames(file: str, frames: np.ndarray, fps: float, keyframes=()) -> np.ndarray:
+    """(len(frames), H, W, 3) uint8 RGB: the frames at these indices, in this order (repeats allowed)."""
+    got, _ = read_frames(file, frames, fps, keyframes)
+    return np.stack([got[int(f)].to_ndarray(format="rgb24") for f in frames])
+
+
+# ---- what the pyav workers hand to DALI: clips cut and scaled by swscale --------------------
+@dataclass(frozen=True)
+class Cut:
+    """How the pyav workers turn decoded frames into the clips DALI receives.
+
+    mode "augment": each clip's crop box (augment.PARAMS) scaled to size x size, and its colour
+    jitter applied (`augment.apply_colour`), in the worker; DALI then flips and normalises.
+    mode "center": short side scaled to `size`, centre crop (the un-augmented view).
+    mode "short": short side scaled to `size`, nothing cut (evaluation crops are cut in DALI).
+    swscale scales and converts to RGB in one pass (bilinear), so no full-size RGB frame is
+    made and DALI never resizes on the CPU, its costliest step there.
+    """
+
+    mode: str
+    size: int
+
+
+def _graph(frame, box: tuple[int, int, int, int] | None, out_w: int, out_h: int):
+    import av.filter
+
+    g = av.filter.Graph()
+    chain = [g.add_buffer(width=frame.width, height=frame.height, format=frame.format.name, time_base=Fraction(1, 25))]
+    if box is not None:
+        x, y, w, h = box
+        chain.append(g.add("crop", f"w={w}:h={h}:x={x}:y={y}:exact=1"))
+    chain += [g.add("scale", f"{out_w}:{out_h}:flags=bilinear"), g.add("format", "rgb24"), g.add("buffersink")]
+    for a, b in zip(chain, chain[1:]):
+        a.link_to(b)
+    g.configure()
+    return g
+
+
+def _run_graph(graph, frames) -> np.ndarray:
+    out = []
+    for k, f in enumerate(frames):
+        f.pts = k
+        graph.push(f)
+        out.append(graph.pull().to_ndarray())
+    return np.stack(out)
+
+
+def cut_clip(frames: list, cut: Cut, params: np.ndarray | None) -> np.ndarray:
+    """(T, S, S, 3) uint8 (modes augment/center) or (T, h, w, 3) (short) from T av.VideoFrames."""
+    from ascnet.pipelines.augment import apply_colour, center_box, pixel_box, short_side_size
+
+    h, w = frames[0].height, frames[0].width
+    if cut.mode == "short":
+        ow, oh = short_side_size(w, h, cut.size)
+        return _run_graph(_graph(frames[0], None, ow, oh), frames)
+    box = pixel_box(params, h, w) if cut.mode == "augment" else center_box(h, w)
+    clip = _run_graph(_graph(frames[0], box, cut.size, cut.size), frames)
+    return apply_colour(clip, params) if cut.mode == "augment" else clip
 
 
 # ---- external-source callables -----------------------------------------------------------
 class PyAVSource:
-    """Sample mode, run in worker processes: (frames (k*T, H, W, 3) uint8, [aug (k, 9),] ok int32).
+    """Sample mode, run in worker processes: (clips (k*T, S, S, 3) uint8, [aug (k, 9),] decoded int32).
 
-    `split_pair=True` decodes each clip by its own seek instead of one window covering both.
-    With `skip_errors`, a failing video yields a tiny placeholder and ok=0, which the loader
-    drops and counts; otherwise the DecodeError propagates and names the file.
+    `decoded`: frames the decoder produced for this sample; 0 marks a video skipped with
+    `skip_errors` (a black placeholder instead of frames), which the loader drops and counts;
+    without `skip_errors` the DecodeError propagates and names the file. `split_pair=True`
+    decodes each clip with its own reader, as the peers do (for benchmarking).
     """
 
-    def __init__(self, schedule, files: list[str], fps: np.ndarray, *, with_aug: bool = True, split_pair: bool = False,
-                 skip_errors: bool = False):
-        self.schedule, self.files, self.fps = schedule, files, fps
-        self.with_aug, self.split_pair, self.skip_errors = with_aug, split_pair, skip_errors
+    def __init__(self, schedule, files: list[str], fps: np.ndarray, keyframes: list, cut: Cut, *,
+                 with_aug: bool = True, split_pair: bool = False, skip_errors: bool = False, threads: int = 1):
+        self.schedule, self.files, self.fps, self.keyframes, self.cut = schedule, files, fps, keyframes, cut
+        self.with_aug, self.split_pair, self.skip_errors, self.threads = with_aug, split_pair, skip_errors, threads
 
     def __call__(self, info):
         req = self.schedule.request(info.idx_in_epoch)
-        file, fps = self.files[req.video_index], float(self.fps[req.video_index])
+        vi = req.video_index
+        file, fps, keys = self.files[vi], float(self.fps[vi]), self.keyframes[vi]
+        clips = np.split(req.frames, len(req.speeds))
         try:
-            if self.split_pair and len(req.speeds) > 1:
-                parts = np.split(req.frames, len(req.speeds))
-                out = np.concatenate([decode_frames(file, p, fps) for p in parts])
+            if self.split_pair:
+                reads = [read_frames(file, c, fps, keys, threads=self.threads) for c in clips]
+                got = [r[0] for r in reads]
+                decoded = sum(r[1] for r in reads)
             else:
-                out = decode_frames(file, req.frames, fps)
+                one, decoded = read_frames(file, req.frames, fps, keys, threads=self.threads)
+                got = [one] * len(clips)
+            aug = req.aug if req.aug is not None else [None] * len(clips)
+            out = np.concatenate([cut_clip([g[int(f)] for f in c], self.cut, a) for g, c, a in zip(got, clips, aug)])
         except DecodeError:
             if not self.skip_errors:
                 raise
-            out, ok = np.zeros((len(req.frames), 8, 8, 3), np.uint8), 0
-        else:
-            ok = 1
-        return (out, req.aug, np.array(ok, np.int32)) if self.with_aug else (out, np.array(ok, np.int32))
+            out, decoded = np.zeros((len(req.frames), self.cut.size, self.cut.size, 3), np.uint8), 0
+        decoded = np.array(decoded, np.int32)
+        return (out, req.aug, decoded) if self.with_aug else (out, decoded)
 
 
 class BytesSource:
-    """Sample mode, in the main process: (encoded file bytes uint8, frame indices int32, [aug (k, 9)])."""
+    """Sample mode: (encoded file bytes uint8, distinct frame indices int32 increasing, order int32, [aug (k, 9)]).
+
+    `order` rebuilds the request's frames from the distinct ones: frames == distinct[order].
+    """
 
     def __init__(self, schedule, files: list[str], *, with_aug: bool = True):
         self.schedule, self.files, self.with_aug = schedule, files, with_aug
@@ -225,5 +320,6 @@ class BytesSource:
             data = np.fromfile(file, dtype=np.uint8)
         except OSError as e:
             raise DecodeError(f"{file}: cannot read it ({e}); re-index the dataset (ascnet-index build)") from e
-        index = req.frames.astype(np.int32)
-        return (data, index, req.aug) if self.with_aug else (data, index)
+        distinct, order = np.unique(req.frames, return_inverse=True)
+        out = (data, distinct.astype(np.int32), order.astype(np.int32))
+        return (*out, req.aug) if self.with_aug else out

@@ -47,14 +47,14 @@ def real(real_clips) -> tuple[Manifest, dict]:
 
 
 def reference_clip(frames: np.ndarray, crop: int) -> torch.Tensor:
-    """(3, T, crop, crop): short side resized to `crop`, centre crop, normalised, as augment=False."""
+    """(3, T, crop, crop): the centred square of the short side scaled to `crop` (antialiased bilinear,
+    as swscale scales down), normalised: the pyav backend's augment=False view."""
     x = torch.from_numpy(frames).permute(0, 3, 1, 2).float()  # T, 3, H, W
     h, w = x.shape[-2:]
-    size = (crop, round(w * crop / h)) if h <= w else (round(h * crop / w), crop)
-    x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=False)
-    # DALI's centre crop starts at round((size - crop) / 2), halves rounded up
-    y0, x0 = ((x.shape[-2] - crop) + 1) // 2, ((x.shape[-1] - crop) + 1) // 2
-    x = x[..., y0:y0 + crop, x0:x0 + crop] / 255
+    side = min(h, w)
+    y0, x0 = (h - side) // 2, (w - side) // 2
+    x = F.interpolate(x[..., y0:y0 + side, x0:x0 + side], size=(crop, crop), mode="bilinear", align_corners=False,
+                      antialias=True) / 255
     x = (x - torch.tensor(MEAN)[:, None, None]) / torch.tensor(STD)[:, None, None]
     return x.permute(1, 0, 2, 3)
 

@@ -234,22 +234,32 @@ def time_loader(name: str, manifest: Manifest, cfg: DecodeBenchConfig) -> Row:
 
 # ---- correctness -----------------------------------------------------------------------------
 class Reference:
-    """Each file decoded once with PyAV, sequentially, frames by decode order, as the truth."""
+    """Each file decoded once with PyAV, sequentially, frames by decode order, as the truth.
+
+    `scaler` follows the backend's own geometry: "dali" resizes the short side without
+    antialiasing and cuts the centre (DALI's resize + crop), "swscale" scales the centred
+    square of the short side with antialiasing (what the pyav workers' swscale pass does).
+    """
 
     def __init__(self, crop_size: int):
         self.crop_size = crop_size
-        self.cache: dict[str, torch.Tensor] = {}
+        self.cache: dict[tuple[str, str], torch.Tensor] = {}
 
-    def frames(self, file: str) -> torch.Tensor:
+    def frames(self, file: str, scaler: str = "dali") -> torch.Tensor:
         """(N, 3, S/4, S/4) float 0..255: every frame, resized and centre-cropped like the loaders."""
-        if file not in self.cache:
+        if (file, scaler) not in self.cache:
             import av
 
             from ascnet.tools.baseline_loader import resize_center
 
             def reduce(frames: list) -> torch.Tensor:
                 x = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float()
-                return _quarter(resize_center(x, self.crop_size, antialias=False))
+                if scaler == "dali":
+                    return _quarter(resize_center(x, self.crop_size, antialias=False))
+                h, w = x.shape[-2:]
+                side = min(h, w)
+                x = x[..., (h - side) // 2:(h - side) // 2 + side, (w - side) // 2:(w - side) // 2 + side]
+                return _quarter(F.interpolate(x, size=(self.crop_size,) * 2, mode="bilinear", antialias=True))
 
             parts, chunk = [], []
             with av.open(file, metadata_errors="ignore") as c:
@@ -262,8 +272,8 @@ class Reference:
                 parts.append(reduce(chunk))
             if len(self.cache) >= 64:  # small per file (quarter resolution), but bounded
                 self.cache.clear()
-            self.cache[file] = torch.cat(parts)
-        return self.cache[file]
+            self.cache[file, scaler] = torch.cat(parts)
+        return self.cache[file, scaler]
 
 
 def _quarter(x: torch.Tensor) -> torch.Tensor:
@@ -302,7 +312,7 @@ def check_frames(name: str, manifest: Manifest, cfg: DecodeBenchConfig, ref: Ref
                 row = table.iloc[vi]
                 pair = sample_pair(vi, int(row.num_frames), float(row.fps), seed=cfg.seed, epoch=0,
                                    clip_len=cfg.clip_len, speeds=SPEEDS)
-                truth = ref.frames(row.file)
+                truth = ref.frames(row.file, "swscale" if name == "pyav" else "dali")
                 for clip, named in ((batch["clip_a"][r], pair.frames_a), (batch["clip_b"][r], pair.frames_b)):
                     got = _quarter(denormalize(clip.float().cpu()).permute(1, 0, 2, 3))  # (T, 3, h, w)
                     counts = per_file.setdefault(Path(row.file).name, [0, 0])

@@ -23,7 +23,8 @@ from ascnet.tools.transcode import CODECS, TranscodeError, copy_path, scaled_siz
 
 # Besides the contract's columns, each row keeps the original file's own verdict (`probe_status`,
 # `probe_error`): `status` is the verdict on what the decoders will read, the copy where one exists.
-DECODE_FIELDS = ("decode_path", "decode_codec", "decode_num_frames", "decode_width", "decode_height", "decode_fps")
+DECODE_FIELDS = ("decode_path", "decode_codec", "decode_num_frames", "decode_width", "decode_height", "decode_fps",
+                 "decode_keyframes")
 
 
 @dataclass
@@ -113,7 +114,7 @@ def _process(src: Path, row: dict, cfg: IndexConfig, root: Path, threads: int, n
         return {**row, "status": got["status"], "error": f"transcoded copy {dst}: {got['error']}"}
     return {**row, "status": "ok", "error": "", "decode_path": _decode_rel(dst, root), "decode_codec": got["codec"],
             "decode_num_frames": got["num_frames"], "decode_width": got["width"], "decode_height": got["height"],
-            "decode_fps": got["fps"]}
+            "decode_fps": got["fps"], "decode_keyframes": got["keyframes"]}
 
 
 def build_index(cfg: IndexConfig) -> IndexResult:
@@ -141,8 +142,9 @@ def build_index(cfg: IndexConfig) -> IndexResult:
             continue
         st = os.stat(src)
         old = previous.get(row["video_id"])
+        # a row from before the keyframe table is probed again, so that the loader can seek in it
         unchanged = (old is not None and old["status"] != "missing" and old["bytes"] == st.st_size
-                     and abs(old["mtime"] - st.st_mtime) < 1e-6)
+                     and abs(old["mtime"] - st.st_mtime) < 1e-6 and (old["num_frames"] == 0 or len(old["keyframes"])))
         if unchanged:
             reused += 1
             row.update({k: old[k] for k in PROBE_FIELDS})
@@ -152,7 +154,8 @@ def build_index(cfg: IndexConfig) -> IndexResult:
             if row["codec"] and row["num_frames"] > 0 and row["status"] in ("ok", "too_short", "unsupported"):
                 row["status"], row["error"] = classify(row, cfg.min_frames)
             row["probe_status"], row["probe_error"] = row["status"], row["error"]
-            if cfg.transcode and old_transcode == transcode_meta and old["decode_path"] and old["status"] == "ok":
+            if (cfg.transcode and old_transcode == transcode_meta and old["decode_path"] and old["status"] == "ok"
+                    and len(old["decode_keyframes"])):
                 if (root / old["decode_path"]).is_file():  # copy and its probe still good
                     row.update({k: old[k] for k in DECODE_FIELDS})
                     row["status"], row["error"] = "ok", ""

@@ -3,6 +3,10 @@
 `num_frames` is the number of frames that actually decode (`-count_frames`, i.e. ffprobe's
 `nb_read_frames`), not the container's `nb_frames` nor duration x fps: HMDB-51's DivX .avi
 files declare 49 frames and decode 48, and a decoder asked for frame 48 gets padding.
+
+The same decoding pass lists which frames are keyframes (`keyframes`: their indices in the
+order the decoder returns frames). The pyav loader seeks with it, and the decode benchmark
+counts from it what a clip costs each decoder.
 """
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ SUPPORTED_CODECS = frozenset({"h264", "hevc", "mpeg4", "vp8", "vp9", "mjpeg"})
 # NVDEC and DALI's colour conversion take 8-bit 4:2:0 only.
 SUPPORTED_PIX_FMTS = frozenset({"yuv420p", "yuvj420p", "nv12"})
 PROBE_FIELDS = ("num_frames", "fps", "width", "height", "codec", "pix_fmt", "duration_s", "bytes", "mtime",
-                "status", "error")
+                "status", "error", "keyframes")
 _TAG = re.compile(r"^\[[^\]]* @ 0x[0-9a-f]+\]\s*")  # "[mov,mp4,... @ 0x55...] "
 FIX = "re-index with --transcode h264 (GPU) or vp9 (CPU) to make a decodable copy"
 
@@ -73,7 +77,7 @@ def probe(path: str | Path, min_frames: int = 16, threads: int = 0) -> dict:
     """
     path = Path(path)
     out = {"num_frames": 0, "fps": 0.0, "width": 0, "height": 0, "codec": "", "pix_fmt": "", "duration_s": 0.0,
-           "bytes": 0, "mtime": 0.0, "status": "ok", "error": ""}
+           "bytes": 0, "mtime": 0.0, "status": "ok", "error": "", "keyframes": []}
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -82,7 +86,8 @@ def probe(path: str | Path, min_frames: int = 16, threads: int = 0) -> dict:
     if st.st_size == 0:
         return {**out, "status": "corrupt", "error": "empty file (0 bytes)"}
     try:
-        info = ffmpeg.probe(str(path), v="error", select_streams="v:0", count_frames=None, threads=threads)
+        info = ffmpeg.probe(str(path), v="error", select_streams="v:0", count_frames=None, threads=threads,
+                            show_entries="frame=key_frame")
     except ffmpeg.Error as e:
         return {**out, "status": "corrupt", "error": f"ffprobe cannot read it: {_ffprobe_message(e, path)}"}
     streams = info.get("streams") or []
@@ -94,7 +99,9 @@ def probe(path: str | Path, min_frames: int = 16, threads: int = 0) -> dict:
     fps = _rate(s.get("avg_frame_rate")) or _rate(s.get("r_frame_rate"))
     frames = int(s.get("nb_read_frames", 0) or 0)
     duration = float(s.get("duration") or fmt.get("duration") or (frames / fps if fps else 0.0))
-    out.update(num_frames=frames, fps=fps, width=int(s.get("width", 0) or 0), height=int(s.get("height", 0) or 0),
+    flags = [int(f.get("key_frame", 0)) for f in info.get("frames") or []]
+    keyframes = [i for i, k in enumerate(flags) if k] if len(flags) == frames else []
+    out.update(num_frames=frames, keyframes=keyframes, fps=fps, width=int(s.get("width", 0) or 0), height=int(s.get("height", 0) or 0),
                codec=s.get("codec_name", ""), pix_fmt=s.get("pix_fmt", ""), duration_s=duration)
     if frames == 0:
         codec = out["codec"] or "unknown"
