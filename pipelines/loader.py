@@ -156,7 +156,7 @@ class PairLoader:
     def __init__(self, manifest: Manifest, *, split: str, batch_size: int, clips: int, clip_len: int, crop_size: int,
                  speeds: Sequence[int], rate: str, base_fps: float, augment: bool, backend: str, device: str, seed: int,
                  shard_id: int, num_shards: int, workers: int, on_error: str, split_pair: bool, num_threads: int | None,
-                 crop_scale: tuple[float, float] = CROP_SCALE, flip_p: float = FLIP_P):
+                 crop_scale: tuple[float, float] = CROP_SCALE, flip_p: float = FLIP_P, distinct_frames: bool = True):
         _check("on_error", on_error, ON_ERROR)
         crop_scale, flip_p = check_crop_scale(crop_scale), check_flip_p(flip_p)
         self.table = _videos(manifest, split)
@@ -181,8 +181,10 @@ class PairLoader:
             seed=seed, shard_id=shard_id, num_shards=num_shards, clips=clips, clip_len=clip_len, speeds=speeds, rate=rate,
             base_fps=base_fps, crop_scale=crop_scale, flip_p=flip_p)
         self._split_pair, self._skip, self._augment = split_pair, on_error == "skip", augment
+        self._distinct = distinct_frames
         self._cut = Cut("augment" if augment else "center", crop_size)
-        self.frames_decoded = 0  # pyav: frames the decoder produced for the batches yielded so far
+        # frames the decoder produced for the batches yielded so far (pyav counts them; DALI's decoders do not say)
+        self.frames_decoded = 0 if self.backend == "pyav" else None
         self._labels = torch.as_tensor(self.table["label"].to_numpy().copy(), dtype=torch.int64)
 
         from ascnet.pipelines.pretrain import clip_pipeline
@@ -206,7 +208,7 @@ class PairLoader:
             source = PyAVSource(self._sched, files, fps, list(self.table["keyframes"]), self._cut, with_aug=self._augment,
                                 split_pair=self._split_pair, skip_errors=self._skip)
         else:
-            source = BytesSource(self._sched, files, with_aug=self._augment)
+            source = BytesSource(self._sched, files, with_aug=self._augment, distinct=self._distinct)
         self._runner.build(source, self.batch_size)
         self._next, self._done = (epoch, start_step), 0
 
@@ -287,6 +289,7 @@ def build_pair_loader(
     on_error: Literal["raise", "skip"] = "raise",
     split_pair: bool = False,
     num_threads: int | None = None,
+    distinct_frames: bool = True,
 ) -> PairLoader:
     """Pretraining pairs: two clips per video at two different speeds, each augmented on its own.
 
@@ -296,11 +299,13 @@ def build_pair_loader(
     of area fractions (min, max); `flip_p`: the horizontal flip's probability per clip. on_error="skip" drops (and counts in
     `.skipped`) a video that fails to decode instead of raising DecodeError. split_pair=True
     decodes the two clips by two seeks instead of one window (pyav; for benchmarking).
+    distinct_frames=False sends the DALI decoders the pair's indices with their repeats (benchmarking).
     """
     return PairLoader(manifest, split=split, batch_size=batch_size, clips=2, clip_len=clip_len, crop_size=crop_size,
                       speeds=speeds, rate=rate, base_fps=base_fps, augment=augment, backend=backend, device=device,
                       seed=seed, shard_id=shard_id, num_shards=num_shards, workers=workers, on_error=on_error,
-                      split_pair=split_pair, num_threads=num_threads, crop_scale=crop_scale, flip_p=flip_p)
+                      split_pair=split_pair, num_threads=num_threads, crop_scale=crop_scale, flip_p=flip_p,
+                      distinct_frames=distinct_frames)
 
 
 def build_clip_loader(

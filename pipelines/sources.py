@@ -308,10 +308,11 @@ class BytesSource:
     """Sample mode: (encoded file bytes uint8, distinct frame indices int32 increasing, order int32, [aug (k, 9)]).
 
     `order` rebuilds the request's frames from the distinct ones: frames == distinct[order].
+    distinct=False sends the request's indices as they are (a benchmark of what that costs).
     """
 
-    def __init__(self, schedule, files: list[str], *, with_aug: bool = True):
-        self.schedule, self.files, self.with_aug = schedule, files, with_aug
+    def __init__(self, schedule, files: list[str], *, with_aug: bool = True, distinct: bool = True):
+        self.schedule, self.files, self.with_aug, self.distinct = schedule, files, with_aug, distinct
 
     def __call__(self, info):
         req = self.schedule.request(info.idx_in_epoch)
@@ -320,6 +321,9 @@ class BytesSource:
             data = np.fromfile(file, dtype=np.uint8)
         except OSError as e:
             raise DecodeError(f"{file}: cannot read it ({e}); re-index the dataset (ascnet-index build)") from e
-        distinct, order = np.unique(req.frames, return_inverse=True)
+        if self.distinct:
+            distinct, order = np.unique(req.frames, return_inverse=True)
+        else:
+            distinct, order = req.frames, np.arange(len(req.frames))
         out = (data, distinct.astype(np.int32), order.astype(np.int32))
         return (*out, req.aug) if self.with_aug else out

@@ -13,9 +13,13 @@ from ascnet.manifest import Manifest
 from ascnet.optional import cuda_available
 from ascnet.tools.baseline_loader import pyav_frames
 from ascnet.tools.bench_decode import (
+    BusyMachineError,
     DecodeBenchConfig,
+    Meter,
     _quarter,
+    check_quiet,
     clip_cost,
+    decode_cost,
     decode_only,
     match_frames,
     pair_cost,
@@ -48,7 +52,7 @@ def test_end_to_end_json_one_row_per_backend(vp9, tmp_path):
     out = tmp_path / "res" / "bench.json"
     args = ["decode", str(vp9), "--backends", "nvdec,dali-cpu,pyav,baseline,ceiling", "--seconds", "1",
             "--batch-size", "2", "--workers", "1", "--clip-len", "8", "--crop-size", "32", "--min-videos", "12",
-            "--check-pairs", "2", "--json", str(out)]
+            "--check-pairs", "2", "--allow-busy", "--json", str(out)]
     result = CliRunner().invoke(bench, args)
     assert result.exit_code == 0, result.output
     doc = json.loads(out.read_text())
@@ -67,11 +71,15 @@ def test_end_to_end_json_one_row_per_backend(vp9, tmp_path):
         assert r["pairs"] > 0 and r["pairs_per_s"] > 0 and r["frames_per_s"] == pytest.approx(r["pairs_per_s"] * 16)
         assert r["frames_checked"] == 2 * 2 * 8 and r["frames_correct"] == r["frames_checked"], (name, r["wrong"])
         assert f"{r['frames_correct']}/{r['frames_checked']}" in result.output and r["wrong_by_file"] == {}
-        assert 0 < r["cpu_s_per_pair"] < 60
+        assert 0 < r["cpu_s_per_pair"] < 60 and r["machine_cpu_s_per_pair"] > 0
+        assert r["workers"] == 1 and list(r["sweep"]) == ["1"] and len(r["load"]) == 2
+        # frames decoded per pair: at least the frames the two clips span, and counted where the decoder tells
+        assert r["decoded_per_pair"] >= r["ideal_per_pair"] > 8
+        assert r["decoded_how"] == ("counted" if name == "pyav" else "model")
     assert rows["baseline"]["ratio"] == pytest.approx(1.0)
     assert rows["pyav"]["ratio"] == pytest.approx(rows["pyav"]["pairs_per_s"] / rows["baseline"]["pairs_per_s"])
     assert rows["ceiling"]["status"] == "ok" and rows["ceiling"]["pairs_per_s"] > 0 and rows["ceiling"]["cpu_s_per_pair"] > 0
-    assert doc["ceiling"]["cores"] == 1 and set(doc["ceiling"]["files"]) == {"v0.webm", "v1.webm", "v2.webm"}
+    assert doc["ceiling"]["cores"] == doc["environment"]["cpus"] and set(doc["ceiling"]["files"]) == {"v0.webm", "v1.webm", "v2.webm"}
     assert "device:" in result.output and "vp9 x3" in result.output and "CPU ms/pair" in result.output
 
 
@@ -79,7 +87,7 @@ def test_unavailable_backends_are_skipped_with_their_reason(h264, tmp_path):
     assert "decodes only ['mjpeg', 'vp8', 'vp9']" in skip_reason("dali-cpu", ["h264"])
     assert skip_reason("dali-cpu", ["vp9"]) is None and skip_reason("baseline", ["h264"]) is None
     cfg = DecodeBenchConfig(manifest=str(h264), backends=("dali-cpu", "nvdec") if not cuda_available() else ("dali-cpu",),
-                            batch_size=2, json=str(tmp_path / "b.json"))
+                            batch_size=2, allow_busy=True, json=str(tmp_path / "b.json"))
     lines = []
     doc = run_decode_bench(cfg, echo=lines.append)
     rows = json.loads((tmp_path / "b.json").read_text())["rows"]
@@ -90,9 +98,11 @@ def test_unavailable_backends_are_skipped_with_their_reason(h264, tmp_path):
 
 def test_bad_input_is_named(vp9, tmp_path):
     r = CliRunner().invoke(bench, ["decode", str(vp9), "--backends", "pyav,ffcv"])
-    assert r.exit_code != 0 and "unknown backend(s) ['ffcv']; allowed: ['nvdec', 'dali-cpu', 'pyav', 'baseline', 'ceiling']" in r.output
+    assert r.exit_code != 0 and "unknown backend(s) ['ffcv']; allowed: ['nvdec', 'dali-cpu', 'pyav', 'baseline', 'dali-cpu-repeats', 'ceiling']" in r.output
     r = CliRunner().invoke(bench, ["decode", str(tmp_path / "nope.parquet")])
     assert r.exit_code != 0 and "nope.parquet: no such manifest" in r.output
+    r = CliRunner().invoke(bench, ["decode", str(vp9), "--workers", "1,x"])
+    assert r.exit_code != 0 and "give worker counts separated by commas" in r.output
     r = CliRunner().invoke(bench, ["decode", str(vp9), "--split", "test"])
     assert r.exit_code != 0 and "no rows with split 'test' and status 'ok'" in r.output
 
@@ -121,3 +131,41 @@ def test_ceiling_costs_and_decode_rate(vp9):
     assert pair_cost(a, b, keys) == 16 + (55 - 36 + 1)  # far apart: two seeks are cheaper
     rate, cpu_rate, found = decode_only(str(Manifest.from_parquet(vp9).resolve("v0.webm")), min_seconds=0.05)
     assert found == [0, 12, 24, 36, 48] and rate > 100 and cpu_rate > 100
+
+
+def test_a_loaded_machine_is_refused_unless_allowed():
+    with pytest.raises(BusyMachineError, match=r"load average is .* --allow-busy"):
+        check_quiet(False, max_load=-1.0)
+    said = []
+    assert check_quiet(True, echo=said.append, max_load=-1.0) >= 0
+    assert "measuring anyway" in said[0]
+
+
+def test_meter_tells_other_work_from_the_loaders_own():
+    import subprocess
+    import time
+
+    def spin(seconds):
+        t = time.process_time()
+        while time.process_time() - t < seconds:
+            pass
+
+    with Meter() as own:
+        spin(0.6)
+    assert own.tree_cpu == pytest.approx(0.6, abs=0.15) and own.machine_cpu >= own.tree_cpu - 0.05
+    # a busy process outside this process tree (its parent shell exits at once)
+    subprocess.run(["sh", "-c", "timeout 3 sh -c 'while :; do :; done' >/dev/null 2>&1 &"], check=True)
+    try:
+        with Meter() as other:
+            time.sleep(1.0)
+    finally:
+        subprocess.run(["pkill", "-f", "while :; do :; done"])
+    assert other.tree_cpu < 0.1 and other.foreign_cores > 0.5
+
+
+def test_decode_cost_reads_on_or_jumps_to_the_keyframe_before():
+    keys = [0, 16, 32]
+    assert decode_cost([3, 5, 40], keys) == 4 + 2 + 9      # 0..3, on to 5, jump to 32..40
+    assert decode_cost([3, 3, 5], keys) == 4 + 4 + 2       # a repeated index seeks back: 0..3 twice
+    assert decode_cost([20, 5], keys) == 5 + 6             # backwards: 16..20, then 0..5
+    assert decode_cost([30], []) == 31                     # no table: from frame 0

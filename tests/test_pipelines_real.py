@@ -16,6 +16,7 @@ from ascnet.pipelines.augment import MEAN, STD
 from ascnet.pipelines.loader import build_eval_loader, build_pair_loader
 from ascnet.pipelines.sources import decode_frames
 from ascnet.sampling import eval_clips, sample_pair
+from ascnet.tools.probe import probe
 from ascnet.tools.transcode import scaled_size, transcode
 
 CROP = 64
@@ -34,7 +35,7 @@ def probe_row(path: Path, root: Path, label: int, num_frames: int | None = None)
     n = num_frames if num_frames is not None else len(all_frames(path))  # counted, as the indexer does
     rel = str(path.relative_to(root))
     return dict(video_id=rel, path=rel, label=label, label_name=path.parent.name, split="train", num_frames=n, fps=fps,
-                width=w, height=h, codec=name, status="ok")
+                width=w, height=h, codec=name, status="ok", keyframes=probe(path)["keyframes"])
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +71,7 @@ def test_pyav_decode_matches_a_full_pass_on_every_real_clip(real):
     for _, r in m.df.iterrows():
         n = r.num_frames
         want = np.concatenate([rng.integers(0, n, 6), [n - 1, n // 2, 0]])
-        got = decode_frames(str(m.resolve(r.path)), want, r.fps)
+        got = decode_frames(str(m.resolve(r.path)), want, r.fps, r.keyframes)  # seeking where it can be trusted
         assert np.array_equal(got, frames[r.video_id][want]), r.path
 
 

@@ -11,9 +11,21 @@ seed) and the same augmentations, in one run, so the figures are comparable as r
   costs the cheaper of two such seeks and one window covering both clips. Scaled to the
   number of cores the loaders get (min(workers, CPUs)).
 
-Besides pairs/s (wall clock), each loader's CPU time per pair is read from /proc for its
-whole process tree: on a CPU shared with other work the wall-clock ratios favour whichever
-loader runs more threads, while CPU time per pair does not depend on the load.
+Each loader runs at every worker count of `workers` (default 1..4 on a 2-core machine, up to
+twice the cores elsewhere) and is reported at its own best; the ratio is of bests.
+
+Honest numbers need a quiet machine. The 1-min load average is printed before and after every
+timed run, a run that starts above `MAX_LOAD` is refused unless `allow_busy`, and each timed
+run measures the CPU that other processes took meanwhile (machine-wide busy time from
+/proc/stat minus the loader's own process tree): a row where that exceeds `FOREIGN_BUSY`
+cores is marked busy, in the table and the JSON. CPU time per pair is given both ways (the
+loader's process tree, and the whole machine's busy time) so the one checks the other.
+
+Frames decoded per pair, the decode work independent of the device: counted for pyav (its
+workers report what the decoder produced), modelled from the manifest's keyframe table for
+the DALI decoders (the pair's distinct indices in one pass, a jump to the keyframe before a
+frame whenever that skips frames) and for the baseline (decord, a seek per clip), beside the
+ideal: the frames the two clips' windows span, overlap counted once.
 
 Correctness beside speed: for a sample of pairs, each backend runs once more without
 augmentation, and every frame is compared with the frame the sampling named, taken from a
@@ -40,7 +52,12 @@ from ascnet.manifest import Manifest, ManifestError
 from ascnet.sampling import sample_pair
 
 LOADERS = ("nvdec", "dali-cpu", "pyav", "baseline")
-BACKENDS = LOADERS + ("ceiling",)
+# "dali-cpu-repeats": dali-cpu sent the pair's 32 indices as they are (the decoder seeks back for
+# a repeated one), to show what sending each frame once saves; not a backend of the loaders
+VARIANTS = ("dali-cpu-repeats",)
+BACKENDS = LOADERS + VARIANTS + ("ceiling",)
+MAX_LOAD = 1.0       # 1-min load average above which a run is refused (unless allow_busy)
+FOREIGN_BUSY = 0.25  # cores taken by other processes during a timed run that mark it busy
 SPEEDS = (1, 2, 4, 8)
 # A returned frame counts as the named one when its mean absolute difference from it (0..255
 # levels, quarter resolution) is under FRAME_TOLERANCE (DALI's CPU RGB is 2-3 levels off PyAV's;
@@ -56,7 +73,7 @@ class DecodeBenchConfig:
     backends: tuple[str, ...] = BACKENDS
     split: str = "train"
     batch_size: int = 8
-    workers: int = 2
+    workers: tuple[int, ...] | None = None  # worker counts to sweep; None: default_workers(CPUs)
     seconds: float = 10.0
     clip_len: int = 16
     crop_size: int = 112
@@ -64,6 +81,7 @@ class DecodeBenchConfig:
     check_pairs: int = 16      # pairs per backend compared frame by frame (0: no check)
     min_videos: int = 256      # a small split is repeated up to this many rows so an epoch outlasts the timing
     ceiling_files: int = 16    # distinct files timed for the ceiling (a seeded sample of larger splits)
+    allow_busy: bool = False   # run even when the machine is loaded (rows are marked busy)
     json: str | None = None
 
 
@@ -72,12 +90,21 @@ class Row:
     backend: str
     status: str                 # ok / skipped / failed
     reason: str = ""
+    workers: int = 0                    # the worker count of the best run
+    sweep: dict = field(default_factory=dict)  # workers -> pairs/s
     pairs_per_s: float | None = None
     frames_per_s: float | None = None   # frames delivered (2*T per pair); decoded frames for the ceiling
-    ratio: float | None = None          # pairs/s over the baseline's
+    ratio: float | None = None          # pairs/s over the baseline's, each at its best worker count
     pairs: int = 0
     seconds: float = 0.0
-    cpu_s_per_pair: float | None = None  # CPU time of this process and its workers per pair (robust to a shared CPU)
+    cpu_s_per_pair: float | None = None  # CPU time of this process and its workers per pair
+    machine_cpu_s_per_pair: float | None = None  # the whole machine's busy CPU time per pair (/proc/stat)
+    foreign_cores: float | None = None  # cores other processes took during the timed run
+    load: list = field(default_factory=list)  # 1-min load average before and after the best run
+    busy: bool = False                  # other work took more than FOREIGN_BUSY cores meanwhile
+    decoded_per_pair: float | None = None  # frames the decoder produces per pair
+    decoded_how: str = ""               # counted / model
+    ideal_per_pair: float | None = None  # frames the two clips span, overlap counted once
     startup_s: float = 0.0
     frames_checked: int = 0
     frames_correct: int = 0
@@ -138,9 +165,9 @@ def environment(table: pd.DataFrame) -> dict:
 
 
 # ---- building and timing one loader ----------------------------------------------------------
-def _build(name: str, manifest: Manifest, cfg: DecodeBenchConfig, augment: bool):
+def _build(name: str, manifest: Manifest, cfg: DecodeBenchConfig, augment: bool, workers: int):
     common = dict(split=cfg.split, batch_size=cfg.batch_size, clip_len=cfg.clip_len, crop_size=cfg.crop_size,
-                  speeds=SPEEDS, augment=augment, seed=cfg.seed, workers=cfg.workers)
+                  speeds=SPEEDS, augment=augment, seed=cfg.seed, workers=workers)
     if name == "baseline":
         from ascnet.tools.baseline_loader import build_baseline_loader
 
@@ -148,6 +175,8 @@ def _build(name: str, manifest: Manifest, cfg: DecodeBenchConfig, augment: bool)
     from ascnet.pipelines.loader import build_pair_loader
 
     device = "cuda" if name == "nvdec" else "cpu"
+    if name == "dali-cpu-repeats":
+        return build_pair_loader(manifest, backend="dali-cpu", device=device, distinct_frames=False, **common)
     return build_pair_loader(manifest, backend=name, device=device, **common)
 
 
@@ -165,7 +194,7 @@ def skip_reason(name: str, codecs: list[str]) -> str | None:
     from ascnet.pipelines.backends import BackendError, choose_backend
 
     try:
-        choose_backend(name, "cuda" if name == "nvdec" else "cpu", codecs)
+        choose_backend(name.replace("-repeats", ""), "cuda" if name == "nvdec" else "cpu", codecs)
     except BackendError as e:
         return str(e)
     return None
@@ -204,32 +233,156 @@ def tree_cpu_seconds() -> float | None:
     return sum(stats[p][1] for p in tree if p in stats) / os.sysconf("SC_CLK_TCK")
 
 
-def time_loader(name: str, manifest: Manifest, cfg: DecodeBenchConfig) -> Row:
-    """Pairs/s after the first batch (start-up and worker spawn are timed apart)."""
+def machine_busy_seconds() -> float | None:
+    """CPU seconds the whole machine has been busy (all CPUs, /proc/stat: not idle, not iowait), or None."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except (OSError, IndexError):
+        return None
+    user, nice, system, idle, iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def load_average() -> float:
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+
+
+class BusyMachineError(ValueError):
+    """The machine is too loaded for a speed figure to mean anything; the message says what to do."""
+
+
+def check_quiet(allow_busy: bool, echo=print, max_load: float = MAX_LOAD) -> float:
+    """The 1-min load average now; refuses a loaded machine unless `allow_busy`."""
+    load = load_average()
+    if load > max_load and not allow_busy:
+        raise BusyMachineError(
+            f"the 1-min load average is {load:.2f} (> {max_load}): other work is running, and a loaded machine "
+            "flatters whichever loader runs more processes. Stop that work and wait for the load to fall, or pass "
+            "--allow-busy to measure anyway (rows are then marked busy)")
+    if load > max_load:
+        echo(f"warning: load average {load:.2f} > {max_load}; measuring anyway (--allow-busy)")
+    return load
+
+
+@dataclass
+class Meter:
+    """Wall time, this process tree's CPU, the machine's busy CPU and the load around a timed run."""
+
+    wall: float = 0.0
+    tree_cpu: float | None = None
+    machine_cpu: float | None = None
+    load: list = field(default_factory=list)
+
+    def __enter__(self):
+        self._t, self._tree, self._machine = time.perf_counter(), tree_cpu_seconds(), machine_busy_seconds()
+        self._load = load_average()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall = time.perf_counter() - self._t
+        tree, machine = tree_cpu_seconds(), machine_busy_seconds()
+        self.tree_cpu = tree - self._tree if None not in (tree, self._tree) else None
+        self.machine_cpu = machine - self._machine if None not in (machine, self._machine) else None
+        self.load = [self._load, load_average()]
+
+    @property
+    def foreign_cores(self) -> float | None:
+        """Cores that processes outside this tree kept busy meanwhile (never below 0)."""
+        if self.tree_cpu is None or self.machine_cpu is None or self.wall <= 0:
+            return None
+        return max(0.0, self.machine_cpu - self.tree_cpu) / self.wall
+
+
+def default_workers(cpus: int) -> tuple[int, ...]:
+    """Worker counts to sweep: 1..4 on a small machine, up to twice the cores on a larger one."""
+    if cpus <= 2:
+        return (1, 2, 3, 4)
+    return tuple(sorted({1, 2, 4, cpus, 2 * cpus} | {w for w in (8, 16, 32) if w < 2 * cpus}))
+
+
+def time_loader(name: str, manifest: Manifest, cfg: DecodeBenchConfig, workers: int) -> Row:
+    """Pairs/s after the first batch (start-up and worker spawn are timed apart), with its CPU accounting."""
     t0 = time.perf_counter()
-    loader = _build(name, manifest, cfg, augment=True)
+    loader = _build(name, manifest, cfg, augment=True, workers=workers)
     it = _batches(loader)
     try:
         next(it)
         startup = time.perf_counter() - t0
-        pairs, t1, cpu1 = 0, time.perf_counter(), tree_cpu_seconds()
-        with tqdm(desc=f"{name:>8}", unit="pair", leave=False) as bar:
-            while time.perf_counter() - t1 < cfg.seconds:
+        decoded0 = getattr(loader, "frames_decoded", None)
+        pairs = 0
+        with Meter() as meter, tqdm(desc=f"{name:>8} x{workers}", unit="pair", leave=False) as bar:
+            while time.perf_counter() - meter._t < cfg.seconds:
                 batch = next(it)
                 if batch["clip_a"].is_cuda:
                     torch.cuda.synchronize()
                 n = int(batch["clip_a"].shape[0])
                 pairs += n
                 bar.update(n)
-        elapsed = time.perf_counter() - t1
-        cpu2 = tree_cpu_seconds()
+        decoded = getattr(loader, "frames_decoded", None)
     finally:
         it.close()
         loader.close()
-    rate = pairs / elapsed
-    cpu = (cpu2 - cpu1) / pairs if cpu1 is not None and cpu2 is not None else None
-    return Row(name, "ok", pairs_per_s=rate, frames_per_s=rate * 2 * cfg.clip_len, pairs=pairs, seconds=elapsed,
-               startup_s=startup, cpu_s_per_pair=cpu)
+    rate = pairs / meter.wall
+    per_pair = lambda x: x / pairs if x is not None else None  # noqa: E731
+    foreign = meter.foreign_cores
+    row = Row(name, "ok", workers=workers, pairs_per_s=rate, frames_per_s=rate * 2 * cfg.clip_len, pairs=pairs,
+              seconds=meter.wall, startup_s=startup, cpu_s_per_pair=per_pair(meter.tree_cpu),
+              machine_cpu_s_per_pair=per_pair(meter.machine_cpu), foreign_cores=foreign, load=meter.load,
+              busy=foreign is not None and foreign > FOREIGN_BUSY)
+    if decoded is not None and decoded0 is not None:
+        # counted over the timed batches, which the decoder's workers produced ahead of time: the
+        # mean per pair is what matters
+        row.decoded_per_pair, row.decoded_how = (decoded - decoded0) / pairs, "counted"
+    return row
+
+
+def sweep_loader(name: str, manifest: Manifest, cfg: DecodeBenchConfig, counts: tuple[int, ...]) -> Row:
+    """The loader at every worker count; the best run's row, with the whole sweep in `sweep`."""
+    runs = [time_loader(name, manifest, cfg, w) for w in counts]
+    best = max(runs, key=lambda r: r.pairs_per_s)
+    best.sweep = {r.workers: r.pairs_per_s for r in runs}
+    best.busy = any(r.busy for r in runs)
+    return best
+
+
+# ---- frames decoded per pair, from the keyframe table ------------------------------------------
+def decode_cost(frames, keyframes) -> int:
+    """Frames a decoder produces for these indices in this order, reading forward and jumping to the
+    keyframe before a frame whenever that skips frames (or when the frame lies behind it)."""
+    from ascnet.pipelines.sources import key_before
+
+    keys = np.asarray(keyframes, dtype=np.int64)
+    cost, pos = 0, None  # pos: the frame the decoder returns next
+    for t in (int(f) for f in frames):
+        k = key_before(t, keys)
+        if pos is None or t < pos or k > pos:
+            cost, pos = cost + t - k + 1, t + 1
+        else:
+            cost, pos = cost + t - pos + 1, t + 1
+    return cost
+
+
+def modelled_costs(pair, keyframes) -> dict:
+    """Frames decoded for one pair by each kind of loader, and the ideal (the windows' span)."""
+    a, b = pair.frames_a, pair.frames_b
+    spans = set(range(int(a.min()), int(a.max()) + 1)) | set(range(int(b.min()), int(b.max()) + 1))
+    return {"ideal": len(spans),
+            "dali": decode_cost(np.unique(pair.frames), keyframes),          # distinct indices, one pass
+            "dali-repeats": decode_cost(np.sort(pair.frames), keyframes),    # as sorted, repeats seek back
+            "decord": decode_cost(a, keyframes) + decode_cost(b, keyframes)}  # a reader seek per clip
+
+
+def model_frames(manifest: Manifest, cfg: DecodeBenchConfig, epochs: int = 2) -> dict:
+    """Mean modelled frames per pair over the split's pairs of the first `epochs` epochs."""
+    table = manifest.select(cfg.split).decode_table().drop_duplicates("file")
+    total, n = Counter(), 0
+    for epoch in range(epochs):
+        for vi, row in table.iterrows():
+            p = sample_pair(int(vi), int(row.num_frames), float(row.fps), seed=cfg.seed, epoch=epoch,
+                            clip_len=cfg.clip_len, speeds=SPEEDS)
+            total.update(modelled_costs(p, row.keyframes))
+            n += 1
+    return {k: v / n for k, v in total.items()}
 
 
 # ---- correctness -----------------------------------------------------------------------------
@@ -296,12 +449,13 @@ def match_frames(got: torch.Tensor, named, truth: torch.Tensor) -> list[int]:
     return out
 
 
-def check_frames(name: str, manifest: Manifest, cfg: DecodeBenchConfig, ref: Reference) -> tuple[int, int, list, dict]:
+def check_frames(name: str, manifest: Manifest, cfg: DecodeBenchConfig, ref: Reference,
+                 workers: int = 2) -> tuple[int, int, list, dict]:
     """(frames checked, frames correct, wrong examples, {file: [wrong, checked]}) on `check_pairs` pairs, un-augmented."""
     from ascnet.pipelines.augment import denormalize
 
     table = manifest.select(cfg.split).decode_table()
-    loader = _build(name, manifest, cfg, augment=False)
+    loader = _build(name, manifest, cfg, augment=False, workers=workers)
     checked = correct = 0
     wrong, per_file = [], {}
     it = loader.epoch(0)
@@ -411,26 +565,31 @@ def ceiling(manifest: Manifest, cfg: DecodeBenchConfig, cores: int) -> tuple[Row
                   for f, (r, c, k) in per_file.items()},
     }
     row = Row("ceiling", "ok", reason=f"libavcodec decode-only x {cores} core(s), {frames / pairs:.0f} frames/pair",
-              pairs_per_s=one_core * cores, frames_per_s=decode_fps * cores, pairs=pairs, cpu_s_per_pair=cpu_seconds / pairs)
+              pairs_per_s=one_core * cores, frames_per_s=decode_fps * cores, pairs=pairs, cpu_s_per_pair=cpu_seconds / pairs,
+              decoded_per_pair=frames / pairs, decoded_how="model")
     return row, detail
 
 
 # ---- the run ---------------------------------------------------------------------------------
 def run_decode_bench(cfg: DecodeBenchConfig, echo=print) -> dict:
-    """Time every asked backend, check its frames, print the table; returns the JSON document."""
+    """Time every asked backend at each worker count, check its frames, print the table; returns the JSON document."""
     bad = [b for b in cfg.backends if b not in BACKENDS]
     if bad:
         raise ValueError(f"unknown backend(s) {bad}; allowed: {list(BACKENDS)}")
     manifest, reps = bench_manifest(cfg.manifest, cfg.split, cfg.min_videos)
     table = manifest.decode_table()
     env = environment(table)
+    counts = tuple(cfg.workers) if cfg.workers else default_workers(env["cpus"])
+    load_start = check_quiet(cfg.allow_busy, echo)
     codecs = sorted(env["codecs"])
-    echo(_env_lines(env, cfg, reps))
+    echo(_env_lines(env, cfg, reps, counts))
+    model = model_frames(manifest, cfg)
     rows, ceiling_detail = [], None
     ref = Reference(cfg.crop_size)
     for name in cfg.backends:
         if name == "ceiling":
-            row, ceiling_detail = ceiling(manifest, cfg, cores=max(1, min(cfg.workers, env["cpus"])))
+            row, ceiling_detail = ceiling(manifest, cfg, cores=env["cpus"])
+            row.ideal_per_pair = model["ideal"]
             rows.append(row)
             continue
         reason = skip_reason(name, codecs)
@@ -438,19 +597,30 @@ def run_decode_bench(cfg: DecodeBenchConfig, echo=print) -> dict:
             rows.append(Row(name, "skipped", reason=reason))
             continue
         try:
-            row = time_loader(name, manifest, cfg)
+            row = sweep_loader(name, manifest, cfg, counts)
             if cfg.check_pairs > 0:
-                row.frames_checked, row.frames_correct, row.wrong, row.wrong_by_file = check_frames(name, manifest, cfg, ref)
+                row.frames_checked, row.frames_correct, row.wrong, row.wrong_by_file = check_frames(
+                    name, manifest, cfg, ref, workers=row.workers)
         except Exception as e:  # one broken backend must not hide the others' figures
             row = Row(name, "failed", reason=f"{type(e).__name__}: {e}")
+        if row.status == "ok" and row.decoded_per_pair is None:
+            kind = {"baseline": "decord", "dali-cpu-repeats": "dali-repeats"}.get(name, "dali")
+            row.decoded_per_pair, row.decoded_how = model[kind], "model"
+        row.ideal_per_pair = model["ideal"]
         rows.append(row)
     base = next((r.pairs_per_s for r in rows if r.backend == "baseline" and r.status == "ok"), None)
     for r in rows:
         if base and r.pairs_per_s is not None:
             r.ratio = r.pairs_per_s / base
+    load_end = load_average()
     echo(format_table(rows, cfg))
-    doc = {"config": asdict(cfg), "environment": env, "repeat": reps, "rows": [asdict(r) for r in rows],
-           "ceiling": ceiling_detail}
+    busy = [r.backend for r in rows if r.busy]
+    echo(f"1-min load average {load_start:.2f} at the start, {load_end:.2f} at the end; "
+         + (f"BUSY: other processes took more than {FOREIGN_BUSY} cores during {', '.join(busy)}: "
+            "these figures are not a result" if busy else "no other work took CPU during the timed runs"))
+    doc = {"config": asdict(cfg), "environment": env, "repeat": reps, "worker_counts": list(counts),
+           "load_average": [load_start, load_end], "busy": bool(busy), "frames_model": model,
+           "rows": [asdict(r) for r in rows], "ceiling": ceiling_detail}
     if cfg.json:
         write_json_atomic(cfg.json, doc)
     return doc
@@ -464,32 +634,43 @@ def environment_lines(env: dict, manifest: str, split: str, rows: str, settings:
             f"manifest: {manifest} split {split}: {env['files']} files ({mix}), {rows}\n{settings}\n{v}")
 
 
-def _env_lines(env: dict, cfg: DecodeBenchConfig, reps: int) -> str:
+def _env_lines(env: dict, cfg: DecodeBenchConfig, reps: int, counts) -> str:
     return environment_lines(env, cfg.manifest, cfg.split, f"rows repeated x{reps}",
-                             f"batch {cfg.batch_size}, workers {cfg.workers}, {cfg.clip_len}x{cfg.crop_size}, "
-                             f"speeds {list(SPEEDS)}, {cfg.seconds:g} s per backend")
+                             f"batch {cfg.batch_size}, workers {', '.join(map(str, counts))} (each loader at its best), "
+                             f"{cfg.clip_len}x{cfg.crop_size}, speeds {list(SPEEDS)}, {cfg.seconds:g} s per run")
 
 
 def format_table(rows: list[Row], cfg: DecodeBenchConfig) -> str:
-    head = (f"{'backend':<9} {'pairs/s':>8} {'frames/s':>9} {'x baseline':>10} {'CPU ms/pair':>11} {'x baseline':>10} "
-            f"{'frames correct':>15}  note")
+    head = (f"{'backend':<16} {'workers':>7} {'pairs/s':>8} {'x baseline':>10} {'CPU ms/pair':>11} {'machine':>8} "
+            f"{'frames/pair':>13} {'ideal':>6} {'correct':>9} {'load':>9}  note")
     lines = [head, "-" * len(head)]
-    base_cpu = next((r.cpu_s_per_pair for r in rows if r.backend == "baseline" and r.cpu_s_per_pair), None)
     for r in rows:
         if r.status != "ok":
-            lines.append(f"{r.backend:<9} {'-':>8} {'-':>9} {'-':>10} {'-':>11} {'-':>10} {'-':>15}  {r.status}: {r.reason}")
+            lines.append(f"{r.backend:<16} {'-':>7} {'-':>8} {'-':>10} {'-':>11} {'-':>8} {'-':>13} {'-':>6} {'-':>9} "
+                         f"{'-':>9}  {r.status}: {r.reason}")
             continue
-        ratio = f"{r.ratio:.2f}" if r.ratio is not None else "-"
-        cpu = f"{1000 * r.cpu_s_per_pair:.0f}" if r.cpu_s_per_pair else "-"
-        cpu_ratio = f"{base_cpu / r.cpu_s_per_pair:.2f}" if base_cpu and r.cpu_s_per_pair else "-"
+        num = lambda x, f: format(x, f) if x is not None else "-"  # noqa: E731
+        ms = lambda x: format(1000 * x, ".0f") if x is not None else "-"  # noqa: E731
+        decoded = f"{num(r.decoded_per_pair, '.0f')} {r.decoded_how[:5]}" if r.decoded_per_pair is not None else "-"
         check = f"{r.frames_correct}/{r.frames_checked}" if r.frames_checked else "-"
-        note = r.reason if r.backend == "ceiling" else f"{r.pairs} pairs in {r.seconds:.1f} s, start-up {r.startup_s:.1f} s"
+        load = f"{r.load[0]:.1f}/{r.load[1]:.1f}" if r.load else "-"
+        if r.backend == "ceiling":
+            note = r.reason
+        else:
+            note = "sweep " + ", ".join(f"{w}:{v:.1f}" for w, v in r.sweep.items())
+            note += f"; start-up {r.startup_s:.1f} s"
+            if r.busy:
+                note += f"; BUSY ({r.foreign_cores:.2f} cores of other work)"
         if r.wrong_by_file:
             note += "; wrong frames in " + ", ".join(f"{f} ({w}/{n})" for f, (w, n) in r.wrong_by_file.items())
-        lines.append(f"{r.backend:<9} {r.pairs_per_s:>8.1f} {r.frames_per_s:>9.0f} {ratio:>10} {cpu:>11} {cpu_ratio:>10} "
-                     f"{check:>15}  {note}")
-    lines.append("frames/s: frames delivered (2 clips x T per pair); for the ceiling, frames libavcodec decodes. "
-                 "CPU ms/pair: CPU time of the loader's processes per pair (x baseline: the baseline's over this).")
+        workers = str(r.workers) if r.workers else "-"
+        lines.append(f"{r.backend:<16} {workers:>7} {r.pairs_per_s:>8.1f} {num(r.ratio, '.2f'):>10} "
+                     f"{ms(r.cpu_s_per_pair):>11} {ms(r.machine_cpu_s_per_pair):>8} {decoded:>13} "
+                     f"{num(r.ideal_per_pair, '.0f'):>6} {check:>9} {load:>9}  {note}")
+    lines.append("pairs/s at each loader's best worker count (sweep: workers:pairs/s); x baseline: ratio of bests. "
+                 "CPU ms/pair: the loader's process tree; machine: all CPUs' busy time (/proc/stat) per pair. "
+                 "frames/pair: frames decoded per pair (counted, or modelled from the keyframe table); ideal: the "
+                 "frames the two clips span. load: 1-min load average before/after the best run.")
     return "\n".join(lines)
 
 

@@ -7,10 +7,12 @@ from ascnet.manifest import ManifestError
 @click.command(name="decode")
 @click.argument("manifest", type=click.Path(dir_okay=False))
 @click.option("--backends", default="nvdec,dali-cpu,pyav,baseline,ceiling", show_default=True,
-              help="comma-separated: nvdec, dali-cpu, pyav, baseline, ceiling")
+              help="comma-separated: nvdec, dali-cpu, dali-cpu-repeats (indices sent with their repeats), pyav, "
+                   "baseline, ceiling")
 @click.option("--split", default="train", show_default=True)
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1))
-@click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0), help="worker processes, every loader alike")
+@click.option("--workers", default=None, help="comma-separated worker counts to sweep, each loader reported at its "
+              "best (default: 1,2,3,4 on 2 CPUs, up to twice the CPUs elsewhere)")
 @click.option("--seconds", default=10.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="timed seconds per backend, after its first batch")
 @click.option("--clip-len", default=16, show_default=True, type=click.IntRange(min=1))
@@ -22,9 +24,10 @@ from ascnet.manifest import ManifestError
               help="repeat a small split's rows up to this many, so an epoch outlasts the timing")
 @click.option("--ceiling-files", default=16, show_default=True, type=click.IntRange(min=1),
               help="distinct files decoded for the ceiling")
+@click.option("--allow-busy", is_flag=True, help="measure even when the load average is above 1 (rows marked busy)")
 @click.option("--json", "json_path", default=None, type=click.Path(dir_okay=False), help="also write the results here (atomic)")
 def decode(manifest, backends, split, batch_size, workers, seconds, clip_len, crop_size, seed, check_pairs, min_videos,
-           ceiling_files, json_path):
+           ceiling_files, allow_busy, json_path):
     """Decode + augment throughput of each backend on MANIFEST, side by side, with ratios to the baseline.
 
     Backends that cannot run here (nvdec without a GPU, dali-cpu on codecs other than
@@ -36,9 +39,15 @@ def decode(manifest, backends, split, batch_size, workers, seconds, clip_len, cr
     from ascnet.tools.bench_decode import DecodeBenchConfig, run_decode_bench
 
     names = tuple(b.strip() for b in backends.split(",") if b.strip())
-    cfg = DecodeBenchConfig(manifest=manifest, backends=names, split=split, batch_size=batch_size, workers=workers,
+    try:
+        counts = tuple(int(w) for w in workers.split(",")) if workers else None
+    except ValueError:
+        raise click.BadParameter(f"'{workers}': give worker counts separated by commas, e.g. 1,2,4", param_hint="--workers")
+    if counts and min(counts) < 1:
+        raise click.BadParameter("worker counts must be 1 or more", param_hint="--workers")
+    cfg = DecodeBenchConfig(manifest=manifest, backends=names, split=split, batch_size=batch_size, workers=counts,
                             seconds=seconds, clip_len=clip_len, crop_size=crop_size, seed=seed, check_pairs=check_pairs,
-                            min_videos=min_videos, ceiling_files=ceiling_files, json=json_path)
+                            min_videos=min_videos, ceiling_files=ceiling_files, allow_busy=allow_busy, json=json_path)
     try:
         run_decode_bench(cfg, echo=click.echo)
     except (ManifestError, ValueError) as e:
