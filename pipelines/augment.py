@@ -157,9 +157,8 @@ def apply_colour(clip: np.ndarray, params: np.ndarray) -> np.ndarray:
     if torch.get_num_threads() != 1:
         torch.set_num_threads(1)  # a loader worker: the processes, not threads, share the cores
     m, offset = colour_matrix(params)
-    x = torch.from_numpy(clip).reshape(-1, 3).float()
-    y = torch.addmm(torch.full((1, 3), offset + 0.5), x, torch.from_numpy(m).T).clamp_(0, 255)
-    return y.to(torch.uint8).reshape(clip.shape).numpy()
+    y = torch.matmul(torch.from_numpy(clip).float(), torch.from_numpy(m).T).add_(offset + 0.5).clamp_(0, 255)
+    return y.to(torch.uint8).numpy()  # + 0.5 then truncation: rounded, as DALI's uint8 output
 
 
 def augment_clip(clip, params=None, *, crop_size: int, augment: bool = True, cut: bool = False):
@@ -177,13 +176,12 @@ def augment_clip(clip, params=None, *, crop_size: int, augment: bool = True, cut
         return fn.crop_mirror_normalize(clip, mirror=mirror, mean=_MEAN255, std=_STD255, output_layout="CFHW",
                                         dtype=types.FLOAT)
     if not augment:
-        clip = fn.resize(clip, resize_shorter=crop_size, antialias=False)
+        clip = fn.resize(clip, resize_shorter=crop_size)
         return fn.crop_mirror_normalize(clip, crop=(crop_size, crop_size), mean=_MEAN255, std=_STD255,
                                         output_layout="CFHW", dtype=types.FLOAT)
-    # the crop box as a relative region of interest of the resize; antialias=False because
-    # DALI's antialiased resize cost 20-25% of the CPU pipeline (DESIGN §2)
-    clip = fn.resize(clip, size=[crop_size, crop_size], roi_start=params[0:2], roi_end=params[2:4], roi_relative=True,
-                     antialias=False)
+    # the crop box as a relative region of interest of the resize, antialiased as the pyav
+    # workers' swscale pass is (on the CPU it costs dali-cpu 20-25% more; pyav does not resize in DALI)
+    clip = fn.resize(clip, size=[crop_size, crop_size], roi_start=params[0:2], roi_end=params[2:4], roi_relative=True)
     clip = fn.color_twist(clip, brightness=params[5], contrast=params[6], saturation=params[7], hue=params[8])
     return fn.crop_mirror_normalize(clip, mirror=fn.cast(params[4], dtype=types.INT32), mean=_MEAN255, std=_STD255,
                                     output_layout="CFHW", dtype=types.FLOAT)
@@ -204,7 +202,7 @@ def eval_crops(clip, *, crop_size: int, crops: str, resized: bool = False):
     from nvidia.dali import fn, types
 
     if not resized:  # resized=True: the pyav workers already scaled it (`sources.Cut("short")`)
-        clip = fn.resize(clip, resize_shorter=eval_short_side(crop_size, crops), antialias=False)
+        clip = fn.resize(clip, resize_shorter=eval_short_side(crop_size, crops))
 
     def one(x, y, mirror=0):
         return fn.crop_mirror_normalize(clip, crop=(crop_size, crop_size), crop_pos_x=x, crop_pos_y=y, mirror=mirror,

@@ -55,24 +55,39 @@ def _videos(manifest: Manifest, split: str):
     return table
 
 
-def _to_torch(out, device: str) -> torch.Tensor:
-    """A dense DALI batch as a new torch tensor (a copy: DALI reuses its buffers)."""
+def output_device(out) -> str:
+    """Where DALI produced a batch: "cuda" for a GPU TensorList, else "cpu" (the pyav `decoded` count
+    stays on the CPU even when the clips go to the GPU)."""
+    from nvidia.dali.tensors import TensorListGPU
+
+    return "cuda" if isinstance(out, TensorListGPU) else "cpu"
+
+
+def _to_torch(out) -> torch.Tensor:
+    """A dense DALI batch as a new torch tensor on the device DALI produced it on (a copy: DALI reuses its buffers)."""
     from nvidia.dali.plugin.pytorch.torch_utils import feed_ndarray, to_torch_type
 
+    device = output_device(out)
     t = out.as_tensor()
     arr = torch.empty(t.shape(), dtype=to_torch_type[t.dtype], device=device)
     stream = torch.cuda.current_stream() if device == "cuda" else None
     return feed_ndarray(t, arr, cuda_stream=stream)
 
 
+def default_num_threads() -> int:
+    """DALI's own threads (its CPU operators; the mixed decoder's per-sample decoding): the visible CPUs, up to 16."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cpus, 16))
+
+
 def _pipeline_kwargs(batch_size: int, backend: str, device: str, workers: int, num_threads: int | None, seed: int) -> dict:
-    kw = dict(batch_size=batch_size, num_threads=num_threads or max(2, workers), seed=seed,
-              device_id=torch.cuda.current_device() if device == "cuda" else None)
-    if backend == "pyav":
-        # fork is fast but unsafe once CUDA is initialised in this process
-        start = "spawn" if torch.cuda.is_initialized() else "fork"
-        kw.update(py_num_workers=max(1, workers), py_start_method=start)
-    return kw
+    """Every backend's source runs in `workers` processes (pyav decodes there; the DALI decoders' sources read
+    the files' bytes there, off the training loop's thread)."""
+    # fork is fast but unsafe once CUDA is initialised in this process
+    start = "spawn" if torch.cuda.is_initialized() else "fork"
+    return dict(batch_size=batch_size, num_threads=num_threads or default_num_threads(), seed=seed,
+                device_id=torch.cuda.current_device() if device == "cuda" else None,
+                py_num_workers=max(1, workers), py_start_method=start)
 
 
 def _check(name: str, value, allowed) -> None:
@@ -113,7 +128,7 @@ class _DaliRunner:
             if self.backend == "pyav":
                 raise  # not a decoding failure
             raise DecodeError(_culprit(batch(), text)) from e
-        return [_to_torch(o, self.device) for o in outs]
+        return [_to_torch(o) for o in outs]
 
     def close(self):
         if self.pipe is not None:
@@ -131,9 +146,16 @@ def _batch_files(table, requests) -> list[tuple[str, np.ndarray, float, np.ndarr
 def _culprit(samples, dali_text: str) -> str:
     """Which video of a failed DALI batch is bad: the first one PyAV cannot decode either.
 
-    DALI loses the whole batch without naming the sample, so each is re-read with PyAV.
+    DALI loses the whole batch without naming the sample, so each is re-read with PyAV; where
+    PyAV is not installed, DALI's own reason and the batch's files are all there is to say.
     """
-    for file, frames, fps, keyframes in samples:
+    try:
+        import av  # noqa: F401
+    except ImportError:
+        samples_to_check = []
+    else:
+        samples_to_check = samples
+    for file, frames, fps, keyframes in samples_to_check:
         try:
             decode_frames(file, frames, fps, keyframes)
         except DecodeError as e:

@@ -31,7 +31,7 @@ def decoded_frames(source, backend: str, device: str, with_aug: bool):
         aug = outs[1] if with_aug else None
     else:
         n = 4 if with_aug else 3
-        outs = fn.external_source(source=source, num_outputs=n, batch=False, parallel=False)
+        outs = fn.external_source(source=source, num_outputs=n, batch=False, parallel=True)
         frames = fn.decoders.video(outs[0], device="mixed" if backend == "nvdec" else "cpu", frames=outs[1], pad_mode="none")
         frames = fn.sequence_rearrange(frames, new_order=outs[2])
         aug, decoded = (outs[3] if with_aug else None), None

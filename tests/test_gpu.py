@@ -70,3 +70,15 @@ def test_auto_picks_nvdec_and_matches_the_cpu_path(manifests):
     assert torch.equal(out["auto"]["video_index"], out["pyav"]["video_index"])
     # the same crops, flips and colours on both paths: only decoder/resize rounding differs
     assert (out["auto"]["clip_a"].cpu() - out["pyav"]["clip_a"]).abs().mean() < 0.1
+
+
+def test_pyav_with_cuda_output_gives_cuda_clips(manifests):
+    """The fallback where NVDEC is missing: PyAV decodes on the CPU, DALI augments on the GPU."""
+    with build_pair_loader(manifests["h264"], batch_size=2, clip_len=T, crop_size=CROP, augment=False, backend="pyav",
+                           device="cuda", seed=3) as loader:
+        batch = next(loader.epoch(0))
+        assert loader.frames_decoded > 0  # the CPU-side count came through
+    assert batch["clip_a"].is_cuda and batch["clip_b"].is_cuda
+    a = indices(batch["clip_a"])
+    for r, vi in enumerate(batch["video_index"].tolist()):
+        assert a[r].tolist() == sample_pair(vi, N, 25.0, seed=3, epoch=0, clip_len=T).frames_a.tolist()

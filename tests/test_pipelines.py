@@ -361,3 +361,52 @@ def test_flip_p_mirrors_clips_and_changes_nothing_else(videos):
         assert not torch.allclose(always[key], never[key], atol=1e-2)
     with pytest.raises(ValueError, match=r"flip_p=1.5: the horizontal flip's probability must be in \[0, 1\]"):
         build_pair_loader(m, batch_size=2, flip_p=1.5)
+
+
+# ---- the GPU path's plumbing, checked on the CPU ------------------------------------------------
+def test_outputs_are_routed_by_where_dali_made_them(videos):
+    """A CPU batch (e.g. pyav's `decoded` count beside CUDA clips) becomes a CPU tensor, never a copy into CUDA memory."""
+    from nvidia.dali import fn, pipeline_def
+
+    from ascnet.pipelines.loader import _to_torch, output_device
+
+    @pipeline_def(batch_size=2, num_threads=1, device_id=None)
+    def counts():
+        return fn.external_source(source=lambda: [np.array(7, np.int32)] * 2, batch=True)
+
+    pipe = counts()
+    pipe.build()
+    out = pipe.run()[0]
+    assert output_device(out) == "cpu"
+    t = _to_torch(out)
+    assert t.device.type == "cpu" and t.tolist() == [7, 7]
+
+
+def test_dali_decoders_read_files_in_worker_processes(videos):
+    with build_pair_loader(manifest_of(videos, "vp9"), batch_size=2, clip_len=T, crop_size=CROP, backend="dali-cpu",
+                           workers=2) as L:
+        next(L.epoch(0))
+        assert L._runner.pipe._py_pool is not None  # the bytes come from a parallel source, not the main thread
+
+
+def test_dali_threads_follow_the_machine():
+    import os
+
+    from ascnet.pipelines.loader import _pipeline_kwargs, default_num_threads
+
+    assert default_num_threads() == min(len(os.sched_getaffinity(0)), 16)
+    assert _pipeline_kwargs(4, "nvdec", "cpu", 2, None, 0)["num_threads"] == default_num_threads()
+    assert _pipeline_kwargs(4, "nvdec", "cpu", 2, 8, 0)["num_threads"] == 8
+
+
+def test_a_failed_dali_batch_keeps_dalis_reason_without_pyav(videos, monkeypatch):
+    import sys
+
+    from ascnet.pipelines.loader import _culprit
+
+    root, rows = videos["vp9"]
+    samples = [(str(root / rows[0]["path"]), np.arange(8), 25.0, np.array([], np.int64))]
+    monkeypatch.setitem(sys.modules, "av", None)  # PyAV not installed (the GPU image)
+    text = "Critical error in pipeline:\nError in CPU operator `decoders__Video`,\nUnable to decode frame 42\nCurrent pipeline object"
+    msg = _culprit(samples, text)
+    assert "Unable to decode frame 42" in msg and "v0.webm (frames 0..7)" in msg
