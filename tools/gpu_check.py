@@ -25,7 +25,12 @@ import numpy as np
 from ascnet.tools.synthetic import pattern_frame, read_index
 
 WORK = Path(os.environ.get("ASCNET_GPU_CHECK_WORK", Path(tempfile.gettempdir()) / "ascnet-gpu-check"))
-REAL = Path(os.environ.get("ASCNET_REAL_CLIPS", Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real-clips"))
+_REPO = Path(__file__).resolve().parents[1]
+# the real clips: ASCNET_REAL_CLIPS, else data/real-clips in the checkout (an ignored copy that a visit
+# to a GPU machine carries along), else a shared/data/real-clips beside the checkout
+REAL = Path(os.environ.get("ASCNET_REAL_CLIPS") or next(
+    (p for p in (_REPO / "data" / "real-clips", _REPO.parent / "shared" / "data" / "real-clips") if p.is_dir()),
+    _REPO / "data" / "real-clips"))
 
 # name -> (PyAV encoder, suffix, pix_fmt, options, manifest codec)
 ENCODERS = {
@@ -119,27 +124,71 @@ def _gpu_mem_sampler():
 
 
 # ---- parts ---------------------------------------------------------------------------------
+def nvdec_missing() -> str | None:
+    """Why NVDEC cannot be used in this container (None: it can): the driver's decode library must load."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libnvcuvid.so.1")
+    except OSError as e:
+        return f"libnvcuvid.so.1 does not load ({e}): the container has no NVDEC driver library"
+    return None
+
+
+def gpu_backend(cpu: bool) -> tuple[str, str]:
+    """(backend, device) a part measures: nvdec on the GPU; pyav with CUDA output where NVDEC is missing."""
+    if cpu:
+        return "pyav", "cpu"
+    return ("pyav", "cuda") if nvdec_missing() else ("nvdec", "cuda")
+
+
+def _nvidia_smi(*args: str) -> str:
+    try:
+        return subprocess.run(["nvidia-smi", *args], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"nvidia-smi failed: {e}"
+
+
 def part_env(cpu: bool) -> None:
     import torch
 
     _row("env", "python / torch", f"{sys.version.split()[0]} / {torch.__version__}")
+    if torch.cuda.is_available():
+        _row("env", "GPU", f"{torch.cuda.get_device_name(0)}, {torch.cuda.get_device_properties(0).total_memory / 2**30:.0f} GiB, "
+             f"driver {_nvidia_smi('--query-gpu=driver_version', '--format=csv,noheader').strip()}")
+    else:
+        _row("env", "GPU", "none (CPU rehearsal)" if cpu else "FAILED: torch sees no CUDA GPU")
+    if not cpu:
+        missing = nvdec_missing()
+        decoder = [ln.strip() for ln in _nvidia_smi("-q", "-d", "UTILIZATION").splitlines() if "Decoder" in ln]
+        _row("env", "NVDEC", f"NOT USABLE: {missing}; nvdec rows fall back to pyav with CUDA output" if missing else
+             f"libnvcuvid.so.1 loads; nvidia-smi: {decoder[0] if decoder else 'no decoder utilisation listed'}")
+    _row("env", "CPUs", str(len(os.sched_getaffinity(0))))
     try:
         import nvidia.dali as dali
 
         _row("env", "DALI", dali.__version__)
+        _one_frame(cpu)
     except Exception as e:
-        _row("env", "DALI", f"FAILED: {e}")
+        _row("env", "DALI", f"FAILED: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}")
     try:
         import av
 
-        _row("env", "PyAV", av.__version__)
+        _row("env", "PyAV", f"{av.__version__} (libavcodec {'.'.join(map(str, av.library_versions['libavcodec']))})")
     except Exception as e:
         _row("env", "PyAV", f"FAILED: {e}")
-    if torch.cuda.is_available():
-        _row("env", "GPU", f"{torch.cuda.get_device_name(0)}, {torch.cuda.get_device_properties(0).total_memory / 2**30:.0f} GiB")
-    else:
-        _row("env", "GPU", "none (CPU rehearsal)" if cpu else "FAILED: torch sees no CUDA GPU")
-    _row("env", "CPUs", str(len(os.sched_getaffinity(0))))
+
+
+def _one_frame(cpu: bool) -> None:
+    """One frame through fn.decoders.video: mixed (NVDEC) on the GPU, cpu in the rehearsal (VP9)."""
+    if not cpu and nvdec_missing():
+        return
+    kind, device = ("vp9", "cpu") if cpu else ("h264", "mixed")
+    file = pattern_manifest(kind, 1, 30, 128, 96).decode_table()["file"][0]
+    t, outs = _time_decode([file], [np.array([17])], device, 1, 1, reps=1)
+    got = read_index(_host(outs[0])[0][0])
+    _row("env", f"one frame via fn.decoders.video(device='{device}')",
+         f"frame 17 -> {got} in {t * 1000:.0f} ms" + ("" if got == 17 else " FAILED: wrong frame"))
 
 
 def _decode_pipe(device: str, calls: int, frames_per_sample: int):
@@ -186,24 +235,46 @@ def _time_decode(files, frames, device: str, batch: int, calls: int, reps: int):
     return statistics.median(times), outs
 
 
+def _no_nvdec(part: str, cpu: bool) -> bool:
+    """True (and a row saying so) when this GPU part cannot run because NVDEC is missing."""
+    why = None if cpu else nvdec_missing()
+    if why:
+        _row(part, "-", f"skipped: {why}")
+    return why is not None
+
+
 def part_seek(cpu: bool) -> None:
+    if _no_nvdec("seek", cpu):
+        return
     kind, n = ("vp9", 600) if cpu else ("h264", 3000)
     m = pattern_manifest(kind, 1, n, 320, 240, gop=25)
     file = m.decode_table()["file"][0]
     device = "cpu" if cpu else "mixed"
     res = {}
-    for where, start in (("start", 0), ("end", n - 16)):
-        frames = [np.arange(start, start + 16)]
-        t, outs = _time_decode([file], frames, device, 1, 1, reps=5)
-        got = [read_index(f) for f in _host(outs[0])[0]]
-        ok = "ok" if got == list(range(start, start + 16)) else f"WRONG FRAMES {got[:4]}..."
+    for where, start, count in (("start", 0, 16), ("end", n - 16, 16), ("whole file", 0, n)):
+        frames = [np.arange(start, start + count)]
+        t, outs = _time_decode([file], frames, device, 1, 1, reps=5 if count == 16 else 2)
+        got = [read_index(f) for f in _host(outs[0])[0]] if count == 16 else list(range(start, start + count))
+        ok = "ok" if got == list(range(start, start + count)) else f"WRONG FRAMES {got[:4]}..."
         res[where] = t
-        _row("seek", f"16 frames at the {where} of a {n}-frame {kind} 320x240 GOP 25", f"{t * 1000:.1f} ms, indices {ok}")
-    ratio = res["end"] / res["start"]
-    _row("seek", "end / start", f"{ratio:.1f}x ({'seeks' if ratio < 3 else 'decodes from frame 0: no seeking'})")
+        _row("seek", f"{count} frames at the {where} of a {n}-frame {kind} 320x240 GOP 25",
+             f"{t * 1000:.1f} ms" + (f", indices {ok}" if count == 16 else ""))
+    _row("seek", "verdict", seek_verdict(res["start"], res["end"], res["whole file"]))
+
+
+def seek_verdict(start: float, end: float, whole: float) -> str:
+    """Does the decoder seek? The last clip of a file costs about the whole file when it decodes from
+    frame 0, and about the first clip when it seeks; a ratio of end to start alone does not say which."""
+    share = end / whole
+    if share > 0.5:
+        return f"decodes from frame 0: no seeking (the last 16 frames cost {100 * share:.0f}% of the whole file)"
+    return (f"seeks: the last 16 frames cost {100 * share:.0f}% of the whole file, "
+            f"{end / start:.1f}x the first 16")
 
 
 def part_calls(cpu: bool) -> None:
+    if _no_nvdec("calls", cpu):
+        return
     kind = "vp9" if cpu else "h264"
     m = pattern_manifest(kind, 16, 300, 320, 240, gop=16)
     files = list(m.decode_table()["file"])
@@ -231,11 +302,11 @@ def part_threads(cpu: bool) -> None:
     from ascnet.pipelines.loader import build_pair_loader
 
     m = pattern_manifest("vp9" if cpu else "h264", 32, 300, 320, 240, gop=16)
-    backend, device = ("pyav", "cpu") if cpu else ("nvdec", "cuda")
+    backend, device = gpu_backend(cpu)
     stop = None if cpu else _gpu_mem_sampler()
-    for threads in ((1, 2) if cpu else (1, 4, 8)):
+    for threads in ((1, 2) if cpu else (1, 4, 8, 16)):
         batch = 8 if cpu else 32
-        kw = dict(workers=threads) if cpu else dict(num_threads=threads)
+        kw = dict(workers=threads) if backend == "pyav" else dict(num_threads=threads)
         with build_pair_loader(m, batch_size=batch, backend=backend, device=device, **kw) as loader:
             it = (b for e in range(10**6) for b in loader.epoch(e))
             next(it)
@@ -246,7 +317,7 @@ def part_threads(cpu: bool) -> None:
             if device == "cuda":
                 torch.cuda.synchronize()
             rate = n / (time.perf_counter() - t0)
-        what = f"{'workers' if cpu else 'num_threads'} {threads}"
+        what = f"{'workers' if backend == 'pyav' else 'num_threads'} {threads}"
         _row("threads", f"pair loader {backend}, {what}, B={batch}, 16x112, augment", f"{rate:.1f} pairs/s")
     if stop:
         _row("memory", "peak GPU memory used (nvidia-smi) during the loader runs", f"{stop()} MiB")
@@ -261,12 +332,11 @@ def part_matrix(cpu: bool) -> None:
     for kind in ENCODERS:
         try:
             m = pattern_manifest(kind, 4, 90, 128, 96)
-            if cpu:
-                backend = "dali-cpu" if kind in ("vp9", "mjpeg") else "pyav"
-            else:
-                backend = "nvdec"
+            backend, device = gpu_backend(cpu)
+            if cpu and kind in ("vp9", "mjpeg"):
+                backend = "dali-cpu"
             with build_pair_loader(m, batch_size=4, clip_len=8, crop_size=32, augment=False, backend=backend,
-                                   device="cpu" if cpu else "cuda", seed=1) as loader:
+                                   device=device, seed=1) as loader:
                 batch = next(loader.epoch(0))
             wrong = 0
             for r, vi in enumerate(batch["video_index"].tolist()):
@@ -297,15 +367,16 @@ def _real_clips(cpu: bool) -> None:
                 codec, fps = s.codec_context.name, float(s.average_rate)
             row = dict(video_id=f.name, path=f.name, label=0, split="test", num_frames=n, fps=fps, codec=codec, status="ok")
             m = Manifest.from_rows([row], root=f.parent)
-            backends = ("pyav",) if cpu else ("pyav", "nvdec")  # DALI's CPU decoder takes none of these codecs
+            backends = ("pyav",) if cpu or nvdec_missing() else ("pyav", "nvdec")  # dali-cpu takes none of these codecs
             out = {}
             for backend in backends:
                 loader = build_eval_loader(m, split="test", batch_size=10, clip_len=16, crop_size=112, clips_per_video=2,
                                            backend=backend, device="cuda" if backend == "nvdec" else "cpu")
                 out[backend] = next(iter(loader))["clips"].float().cpu()
             what = f"{f.parent.name}/{f.name} ({codec}, {n} frames)"
-            if cpu:
-                _row("real", what, f"pyav decoded {tuple(out['pyav'].shape)} (rehearsal: nvdec is compared on the GPU)")
+            if len(backends) == 1:
+                _row("real", what, f"pyav decoded {tuple(out['pyav'].shape)} (nvdec not compared: "
+                     f"{'CPU rehearsal' if cpu else 'no NVDEC'})")
                 continue
             diff = (out["pyav"] - out["nvdec"]).abs().mean().item()
             verdict = "same frames" if diff < 0.1 else "FAILED: differs from PyAV"
@@ -324,8 +395,8 @@ def part_train(cpu: bool) -> None:
     m.write(path)
     cfg = (BenchTrainConfig(manifest=str(path), device="cpu", backend="pyav", width=8, clip_len=8, crop_size=32,
                             batch_size=4, steps=3, warmup=1, threads=1) if cpu else
-           BenchTrainConfig(manifest=str(path), device="cuda", backend="nvdec", width=64, clip_len=16, crop_size=112,
-                            batch_size=32, steps=20, warmup=8))
+           BenchTrainConfig(manifest=str(path), device="cuda", backend=gpu_backend(cpu)[0], width=64, clip_len=16,
+                            crop_size=112, batch_size=32, steps=20, warmup=8))
     r = bench_train(cfg)
     what = f"{cfg.arch} width {cfg.width}, {cfg.clip_len}x{cfg.crop_size}, B={cfg.batch_size} pairs, {cfg.device}"
     syn, real = r["synthetic"], r["real"]

@@ -2,11 +2,14 @@
 # The GPU check: on a machine with one NVIDIA GPU and no network, installs nothing, runs the
 # GPU tests, short decode measurements and the training-step benchmark, and prints one table, in under 8 minutes.
 #
-#   tools/gpu_check.sh                  # on the GPU machine
-#   tools/gpu_check.sh --cpu-rehearsal  # the same parts with the CPU backends, anywhere
+#   tools/gpu_check.sh                          # on the GPU machine, DALI and PyAV installed
+#   tools/gpu_check.sh --offline .offline       # the same, DALI and PyAV from wheel bundles in .offline/
+#   tools/gpu_check.sh --cpu-rehearsal [--offline .offline]   # the same parts with the CPU backends
 #
 # Needs: a python with torch (CUDA), numpy, pandas, pyarrow, click, pytest, and NVIDIA DALI
-# and PyAV importable (installed, or unpacked on PYTHONPATH). PYTHON picks the interpreter.
+# and PyAV importable: installed, or as bundles (tools/offline.py) in the --offline folder, one
+# subfolder each (part-aa, ... + SHA256SUMS + MANIFEST.txt), unpacked into $WORK/site/ and put on
+# PYTHONPATH. Real clips are read from data/real-clips when present. PYTHON picks the interpreter.
 # ascnet need not be installed: a link farm in $WORK maps pipelines/ and tools/ to
 # ascnet.pipelines / ascnet.tools as setup.py does. Every part runs under its own time limit;
 # one that fails prints "FAILED: reason" and the check goes on.
@@ -14,7 +17,14 @@ set -u
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
 REHEARSAL=""
-[ "${1:-}" = "--cpu-rehearsal" ] && REHEARSAL="--cpu-rehearsal"
+OFFLINE=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --cpu-rehearsal) REHEARSAL="--cpu-rehearsal"; shift ;;
+        --offline) OFFLINE=${2:?--offline needs a folder}; shift 2 ;;
+        *) echo "unknown option $1 (allowed: --cpu-rehearsal, --offline DIR)" >&2; exit 2 ;;
+    esac
+done
 if [ -z "${PYTHON:-}" ]; then
     if [ -x .venv/bin/python ]; then PYTHON=$REPO/.venv/bin/python; else PYTHON=python3; fi
 fi
@@ -29,6 +39,21 @@ export PYTHONDONTWRITEBYTECODE=1
 LOG="$WORK/gpu_check.log"
 : >"$LOG"
 START=$(date +%s)
+
+unpack_bundles() {  # each bundle of $OFFLINE into $WORK/site/NAME, prepended to PYTHONPATH
+    local b name t0
+    for b in "$OFFLINE"/*/; do
+        [ -f "$b/SHA256SUMS" ] || continue
+        name=$(basename "$b")
+        t0=$(date +%s)
+        if "$PYTHON" "$REPO/tools/offline.py" unpack "$b" "$WORK/site/$name" >>"$LOG" 2>&1; then
+            echo "setup | bundle $name | unpacked in $(( $(date +%s) - t0 )) s"
+            export PYTHONPATH="$WORK/site/$name:$PYTHONPATH"
+        else
+            echo "setup | bundle $name | FAILED: $(tail -1 "$LOG")"
+        fi
+    done
+}
 
 run_part() {  # name, seconds
     local out rc
@@ -57,7 +82,8 @@ run_tests() {
 {
     echo "part | what | result"
     echo "--- | --- | ---"
-    # limits add up to 460 s: the whole check stays under 8 minutes
+    [ -n "$OFFLINE" ] && unpack_bundles
+    # limits add up to 460 s: with the unpacking (~30 s) the whole check stays under 8 minutes
     run_part env 40
     run_tests 110
     run_part seek 40
