@@ -98,7 +98,7 @@ def test_unavailable_backends_are_skipped_with_their_reason(h264, tmp_path):
 
 def test_bad_input_is_named(vp9, tmp_path):
     r = CliRunner().invoke(bench, ["decode", str(vp9), "--backends", "pyav,ffcv"])
-    assert r.exit_code != 0 and "unknown backend(s) ['ffcv']; allowed: ['nvdec', 'dali-cpu', 'pyav', 'baseline', 'dali-cpu-repeats', 'ceiling']" in r.output
+    assert r.exit_code != 0 and "unknown backend(s) ['ffcv']; allowed: ['nvdec', 'dali-cpu', 'pyav', 'baseline', 'torchcodec', 'dali-cpu-repeats', 'ceiling']" in r.output
     r = CliRunner().invoke(bench, ["decode", str(tmp_path / "nope.parquet")])
     assert r.exit_code != 0 and "nope.parquet: no such manifest" in r.output
     r = CliRunner().invoke(bench, ["decode", str(vp9), "--workers", "1,x"])
@@ -169,3 +169,18 @@ def test_decode_cost_reads_on_or_jumps_to_the_keyframe_before():
     assert decode_cost([3, 3, 5], keys) == 4 + 4 + 2       # a repeated index seeks back: 0..3 twice
     assert decode_cost([20, 5], keys) == 5 + 6             # backwards: 16..20, then 0..5
     assert decode_cost([30], []) == 31                     # no table: from frame 0
+
+
+def test_torchcodec_row_runs_where_it_loads_and_says_why_not_elsewhere(vp9):
+    reason = skip_reason("torchcodec", ["vp9"])
+    try:
+        import torchcodec.decoders  # noqa: F401
+    except Exception:
+        assert reason and "torchcodec" in reason and "CUDA" in reason
+        return
+    assert reason is None  # where it loads, the row runs: the same pairs through get_frames_at
+    from ascnet.tools.baseline_loader import build_baseline_loader
+
+    loader = build_baseline_loader(Manifest.from_parquet(vp9), batch_size=2, clip_len=8, crop_size=32, workers=0,
+                                   decoder="torchcodec", augment=False)
+    assert loader.backend == "torchcodec" and next(loader.epoch(0))["clip_a"].shape == (2, 3, 8, 32, 32)

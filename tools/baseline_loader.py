@@ -56,24 +56,39 @@ def pyav_frames(path: str, indices: Sequence[int]) -> np.ndarray:
     return np.stack([got[i] for i in want])
 
 
-class VideoFile:
-    """One opened video: decord where it opens the file, else PyAV (`backend` says which)."""
+DECODERS = ("decord", "torchcodec")
 
-    def __init__(self, path: str):
+
+class VideoFile:
+    """One opened video: decord (or torchcodec) where it opens the file, else PyAV (`backend` says which).
+
+    torchcodec is the PyTorch project's decoder, the peer a user picks today: `VideoDecoder(path,
+    seek_mode="exact").get_frames_at(indices)`, one FFmpeg thread per worker like decord here.
+    """
+
+    def __init__(self, path: str, decoder: str = "decord"):
         self.path = path
         try:
-            import decord
+            if decoder == "torchcodec":
+                from torchcodec.decoders import VideoDecoder
 
-            self.reader = decord.VideoReader(path, num_threads=1)
-            self.backend = "decord"
+                self.reader = VideoDecoder(path, seek_mode="exact", num_ffmpeg_threads=1)
+            else:
+                import decord
+
+                self.reader = decord.VideoReader(path, num_threads=1)
+            self.backend = decoder
         except Exception:  # decord raises its own DECORDError for files it cannot demux
             self.reader = None
             self.backend = "pyav"
 
     def clip(self, indices: np.ndarray) -> np.ndarray:
         """(T, H, W, 3) uint8: one random seek and the frames at `indices`."""
+        want = [int(i) for i in indices]
+        if self.backend == "torchcodec":
+            return self.reader.get_frames_at(want).data.permute(0, 2, 3, 1).numpy()
         if self.reader is not None:
-            return self.reader.get_batch([int(i) for i in indices]).asnumpy()
+            return self.reader.get_batch(want).asnumpy()
         return pyav_frames(self.path, indices)
 
 
@@ -227,13 +242,13 @@ def resize_center(img: torch.Tensor, size: int, antialias: bool = True) -> torch
 class PairDataset(torch.utils.data.Dataset):
     """Item i = the pair of video i for the current epoch: a dict of (3, T, S, S) clips."""
 
-    def __init__(self, table, *, clip_len, crop_size, speeds, rate, base_fps, augment, seed):
+    def __init__(self, table, *, clip_len, crop_size, speeds, rate, base_fps, augment, seed, decoder="decord"):
         self.files = table["file"].tolist()
         self.num_frames = table["num_frames"].to_numpy()
         self.fps = table["fps"].to_numpy()
         self.labels = table["label"].to_numpy()
         self.clip_len, self.crop_size, self.speeds = clip_len, crop_size, speeds
-        self.rate, self.base_fps, self.augment, self.seed = rate, base_fps, augment, seed
+        self.rate, self.base_fps, self.augment, self.seed, self.decoder = rate, base_fps, augment, seed, decoder
         self.epoch = 0
         self.mean = torch.tensor(MEAN).view(3, 1, 1)
         self.std = torch.tensor(STD).view(3, 1, 1)
@@ -257,7 +272,7 @@ class PairDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict:
         pair = self.pair(i)
-        video = VideoFile(self.files[i])
+        video = VideoFile(self.files[i], self.decoder)
         # each clip by its own seek, as the peers' datasets do
         frames_a = video.clip(pair.frames_a)
         frames_b = video.clip(pair.frames_b)
@@ -286,10 +301,9 @@ class _PlanSampler(torch.utils.data.Sampler):
 class BaselineLoader:
     """The peers' loader behind `PairLoader`'s surface (CPU tensors only)."""
 
-    backend = "baseline"
-
     def __init__(self, dataset: PairDataset, *, batch_size, seed, shard_id, num_shards, workers):
         self.dataset = dataset
+        self.backend = "baseline" if dataset.decoder == "decord" else dataset.decoder
         self.batch_size, self.seed = batch_size, seed
         self.shard_id, self.num_shards, self.workers = shard_id, num_shards, workers
         self.steps_per_epoch = steps_per_epoch(len(dataset), batch_size, num_shards)
@@ -327,8 +341,11 @@ def build_baseline_loader(
     shard_id: int = 0,
     num_shards: int = 1,
     workers: int = 2,
+    decoder: str = "decord",
 ) -> BaselineLoader:
-    """The peers' decord + DataLoader loader over `manifest.select(split)` (status ok)."""
+    """The peers' decord (or torchcodec) + DataLoader loader over `manifest.select(split)` (status ok)."""
+    if decoder not in DECODERS:
+        raise ValueError(f"unknown decoder '{decoder}'; allowed: {list(DECODERS)}")
     table = manifest.select(split).decode_table()
     if len(table) < batch_size * num_shards:
         raise ValueError(
@@ -337,6 +354,6 @@ def build_baseline_loader(
         )
     dataset = PairDataset(
         table, clip_len=clip_len, crop_size=crop_size, speeds=check_speeds(speeds), rate=check_rate(rate),
-        base_fps=base_fps, augment=augment, seed=seed,
+        base_fps=base_fps, augment=augment, seed=seed, decoder=decoder,
     )
     return BaselineLoader(dataset, batch_size=batch_size, seed=seed, shard_id=shard_id, num_shards=num_shards, workers=workers)

@@ -5,6 +5,8 @@ seed) and the same augmentations, in one run, so the figures are comparable as r
 
 - `nvdec`, `dali-cpu`, `pyav`: `ascnet.pipelines.loader.build_pair_loader(backend=...)`;
 - `baseline`: the peers' decord + DataLoader loader (`ascnet.tools.baseline_loader`);
+- `torchcodec`: the same loader with torchcodec's `get_frames_at` (the peer's decoder of today),
+  where it loads: its wheel links a CUDA build of torch;
 - `ceiling`: libavcodec decode-only frames/s (PyAV, one thread, no colour conversion) on the
   same files, turned into pairs/s from the frames each sampled pair costs to decode: a clip
   holding frames lo..hi costs hi - k + 1 frames, k the last keyframe at or before lo; a pair
@@ -51,7 +53,7 @@ from ascnet import atomic
 from ascnet.manifest import Manifest, ManifestError
 from ascnet.sampling import sample_pair
 
-LOADERS = ("nvdec", "dali-cpu", "pyav", "baseline")
+LOADERS = ("nvdec", "dali-cpu", "pyav", "baseline", "torchcodec")
 # "dali-cpu-repeats": dali-cpu sent the pair's 32 indices as they are (the decoder seeks back for
 # a repeated one), to show what sending each frame once saves; not a backend of the loaders
 VARIANTS = ("dali-cpu-repeats",)
@@ -168,10 +170,10 @@ def environment(table: pd.DataFrame) -> dict:
 def _build(name: str, manifest: Manifest, cfg: DecodeBenchConfig, augment: bool, workers: int):
     common = dict(split=cfg.split, batch_size=cfg.batch_size, clip_len=cfg.clip_len, crop_size=cfg.crop_size,
                   speeds=SPEEDS, augment=augment, seed=cfg.seed, workers=workers)
-    if name == "baseline":
+    if name in ("baseline", "torchcodec"):
         from ascnet.tools.baseline_loader import build_baseline_loader
 
-        return build_baseline_loader(manifest, **common)
+        return build_baseline_loader(manifest, decoder="decord" if name == "baseline" else name, **common)
     from ascnet.pipelines.loader import build_pair_loader
 
     device = "cuda" if name == "nvdec" else "cpu"
@@ -185,6 +187,14 @@ def skip_reason(name: str, codecs: list[str]) -> str | None:
     from ascnet.optional import cuda_available, dali_available
 
     if name == "baseline":
+        return None
+    if name == "torchcodec":
+        try:
+            import torchcodec.decoders  # noqa: F401
+        except ImportError as e:
+            return f"torchcodec is not installed ({e}); pip install torchcodec (it needs a CUDA build of torch)"
+        except Exception as e:  # its libraries fail to load, e.g. libnvrtc beside a CPU build of torch
+            return f"needs a CUDA torch: torchcodec's libraries do not load here ({str(e).splitlines()[-1][:160]})"
         return None
     if name == "nvdec" and not cuda_available():
         return "no CUDA GPU on this machine (NVDEC decodes on the GPU)"
@@ -604,7 +614,7 @@ def run_decode_bench(cfg: DecodeBenchConfig, echo=print) -> dict:
         except Exception as e:  # one broken backend must not hide the others' figures
             row = Row(name, "failed", reason=f"{type(e).__name__}: {e}")
         if row.status == "ok" and row.decoded_per_pair is None:
-            kind = {"baseline": "decord", "dali-cpu-repeats": "dali-repeats"}.get(name, "dali")
+            kind = {"baseline": "decord", "torchcodec": "decord", "dali-cpu-repeats": "dali-repeats"}.get(name, "dali")
             row.decoded_per_pair, row.decoded_how = model[kind], "model"
         row.ideal_per_pair = model["ideal"]
         rows.append(row)

@@ -6,9 +6,9 @@ from ascnet.manifest import ManifestError
 
 @click.command(name="decode")
 @click.argument("manifest", type=click.Path(dir_okay=False))
-@click.option("--backends", default="nvdec,dali-cpu,pyav,baseline,ceiling", show_default=True,
+@click.option("--backends", default="nvdec,dali-cpu,pyav,baseline,torchcodec,ceiling", show_default=True,
               help="comma-separated: nvdec, dali-cpu, dali-cpu-repeats (indices sent with their repeats), pyav, "
-                   "baseline, ceiling")
+                   "baseline (decord), torchcodec, ceiling")
 @click.option("--split", default="train", show_default=True)
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1))
 @click.option("--workers", default=None, help="comma-separated worker counts to sweep, each loader reported at its "
