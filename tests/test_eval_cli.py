@@ -122,7 +122,8 @@ def test_bench_eval_prints_every_backend_beside_the_baseline(dataset, tmp_path):
     out = tmp_path / "bench.json"
     r = CliRunner().invoke(bench, ["eval", str(dataset), "--split", "train", "--backends", "nvdec,pyav,baseline",
                                    "--width", "4", "--clip-len", "8", "--crop-size", "32", "--clips-per-video", "2",
-                                   "--min-videos", "6", "--rounds", "2", "--json", str(out)], catch_exceptions=False)
+                                   "--min-videos", "6", "--rounds", "2", "--allow-busy", "--json", str(out)],
+                      catch_exceptions=False)
     assert r.exit_code == 0, r.output
     rows = {row["backend"]: row for row in json.loads(out.read_text())["rows"]}
     assert set(rows) == {"nvdec", "pyav", "baseline", "model"}
@@ -130,6 +131,7 @@ def test_bench_eval_prints_every_backend_beside_the_baseline(dataset, tmp_path):
     # 6 videos x 2 clips = 12 rows; the first batch (8 rows, start-up) is not timed: 4 rows = 2 videos
     assert rows["pyav"]["videos"] == rows["baseline"]["videos"] == 2
     assert len(rows["pyav"]["extra"]["rounds"]) == len(rows["model"]["extra"]["rounds"]) == 2
+    assert len(rows["pyav"]["load"]) == 2 and len(rows["pyav"]["extra"]["foreign_cores"]) == 4  # 2 rounds x 2 passes
     table = r.output[r.output.index("backend"):]
     assert "pyav" in table and "baseline" in table and "model" in table
     if rows["nvdec"]["status"] == "skipped":

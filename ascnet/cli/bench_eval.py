@@ -20,8 +20,10 @@ from ascnet.manifest import ManifestError
               help="repeat a small split's rows up to this many videos")
 @click.option("--rounds", type=click.IntRange(min=1), default=1, show_default=True,
               help="run every backend (and the encoder alone) this many times, interleaved; medians reported")
+@click.option("--allow-busy", is_flag=True, help="measure even when the load average is above 1 (rows marked busy)")
 @click.option("--json", "json_path", default=None, type=click.Path(dir_okay=False), help="also write the results here (atomic)")
-def eval(manifest, backends, split, arch, width, clip_len, crop_size, clips_per_video, batch_size, workers, min_videos, rounds, json_path):  # noqa: A001
+def eval(manifest, backends, split, arch, width, clip_len, crop_size, clips_per_video, batch_size, workers, min_videos, rounds,  # noqa: A001
+         allow_busy, json_path):
     """Evaluation feature extraction (videos/s) per backend on MANIFEST, side by side, with ratios to the baseline.
 
     Example: ascnet-bench eval data/ucf101.parquet --split test --backends pyav,baseline --width 16
@@ -31,7 +33,7 @@ def eval(manifest, backends, split, arch, width, clip_len, crop_size, clips_per_
     names = tuple(b.strip() for b in backends.split(",") if b.strip())
     cfg = EvalBenchConfig(manifest=manifest, backends=names, split=split, arch=arch, width=width, clip_len=clip_len,
                           crop_size=crop_size, clips_per_video=clips_per_video, batch_size=batch_size, workers=workers,
-                          min_videos=min_videos, rounds=rounds, json=json_path)
+                          min_videos=min_videos, rounds=rounds, allow_busy=allow_busy, json=json_path)
     try:
         run_eval_bench(cfg, echo=click.echo)
     except (ManifestError, ValueError) as e:

@@ -15,7 +15,6 @@ already in memory: the ceiling the data path is measured against. Ratios are to 
 """
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -44,6 +43,7 @@ class EvalBenchConfig:
     workers: int = 2
     min_videos: int = 16  # a small split is repeated up to this many videos
     rounds: int = 1  # each backend and the encoder once per round; medians reported
+    allow_busy: bool = False  # run even when the machine is loaded (rows are marked busy)
     json: str | None = None
 
 
@@ -57,6 +57,8 @@ class Row:
     ratio: float | None = None  # features videos/s over the baseline's
     videos: int = 0
     startup_s: float = 0.0
+    load: list = field(default_factory=list)  # 1-min load average before and after its runs
+    busy: bool = False  # other processes took more than bench_decode.FOREIGN_BUSY cores during a run
     extra: dict = field(default_factory=dict)
 
 
@@ -123,8 +125,16 @@ def _batches(name: str, manifest: Manifest, cfg: EvalBenchConfig):
     )
 
 
-def time_pass(name: str, manifest: Manifest, cfg: EvalBenchConfig, model: torch.nn.Module | None, device) -> tuple[float, float, int]:
-    """(videos/s after the first batch, start-up seconds, videos timed) of one full pass."""
+def time_pass(name: str, manifest: Manifest, cfg: EvalBenchConfig, model: torch.nn.Module | None, device):
+    """(videos/s after the first batch, start-up seconds, videos timed, Meter of the pass) of one full pass."""
+    from ascnet.tools.bench_decode import Meter
+
+    with Meter() as meter:
+        rate, startup, videos = _pass(name, manifest, cfg, model, device)
+    return rate, startup, videos, meter
+
+
+def _pass(name: str, manifest: Manifest, cfg: EvalBenchConfig, model: torch.nn.Module | None, device):
     rows_per_video = cfg.clips_per_video
     t0 = time.perf_counter()
     batches = iter(_batches(name, manifest, cfg))
@@ -175,7 +185,8 @@ def time_model(model, cfg: EvalBenchConfig, device, videos: int) -> float:
 def run_eval_bench(cfg: EvalBenchConfig, echo=print) -> dict:
     """Time each asked loader alone and with the encoder; print the table; returns the JSON doc."""
     from ascnet.models import build_backbone
-    from ascnet.tools.bench_decode import bench_manifest, environment, skip_reason, write_json_atomic
+    from ascnet.tools.bench_decode import (FOREIGN_BUSY, bench_manifest, check_quiet, environment, load_average, skip_reason,
+                                           write_json_atomic)
 
     bad = [b for b in cfg.backends if b not in LOADERS]
     if bad:
@@ -183,13 +194,14 @@ def run_eval_bench(cfg: EvalBenchConfig, echo=print) -> dict:
     manifest, reps = bench_manifest(cfg.manifest, cfg.split, cfg.min_videos)
     env = environment(manifest.decode_table())
     device = resolve_device("auto")
-    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    load_before = check_quiet(cfg.allow_busy, echo)
     echo(_env_lines(env, cfg, reps, len(manifest)))
     torch.manual_seed(0)
     model = build_backbone(cfg.arch, cfg.width).to(device).eval()
     # rounds: every backend and the encoder alone once per round, medians reported; on a shared
     # machine the load drifts, and interleaving spreads the drift over all of them alike
     runs: dict[str, list] = {name: [] for name in cfg.backends}
+    meters: dict[str, list] = {name: [] for name in cfg.backends}
     skipped: dict[str, Row] = {}
     model_rates = []
     for _ in range(cfg.rounds):
@@ -201,9 +213,10 @@ def run_eval_bench(cfg: EvalBenchConfig, echo=print) -> dict:
                 continue
             run_device = torch.device("cuda") if name == "nvdec" else (device if name == "baseline" else torch.device("cpu"))
             try:
-                loader_rate, startup, videos = time_pass(name, manifest, cfg, None, run_device)
-                feat_rate, _, _ = time_pass(name, manifest, cfg, model.to(run_device), run_device)
+                loader_rate, startup, videos, m1 = time_pass(name, manifest, cfg, None, run_device)
+                feat_rate, _, _, m2 = time_pass(name, manifest, cfg, model.to(run_device), run_device)
                 runs[name].append((loader_rate, feat_rate, videos, startup))
+                meters[name] += [m1, m2]
             except Exception as e:  # one broken backend must not hide the others' figures
                 skipped[name] = Row(name, "failed", reason=f"{type(e).__name__}: {e}")
     rows = []
@@ -212,8 +225,10 @@ def run_eval_bench(cfg: EvalBenchConfig, echo=print) -> dict:
             rows.append(skipped[name])
             continue
         loader_rate, feat_rate, videos, startup = (float(np.median([r[i] for r in runs[name]])) for i in range(4))
+        foreign = [m.foreign_cores for m in meters[name] if m.foreign_cores is not None]
         rows.append(Row(name, "ok", loader_videos_per_s=loader_rate, features_videos_per_s=feat_rate, videos=int(videos),
-                        startup_s=startup, extra={"rounds": runs[name]}))
+                        startup_s=startup, load=[meters[name][0].load[0], meters[name][-1].load[1]],
+                        busy=any(f > FOREIGN_BUSY for f in foreign), extra={"rounds": runs[name], "foreign_cores": foreign}))
     model_rate = float(np.median(model_rates))
     rows.append(Row("model", "ok", features_videos_per_s=model_rate, extra={"rounds": model_rates},
                     reason=f"{cfg.arch} width {cfg.width} on synthetic clips ({device.type}); per round "
@@ -223,11 +238,13 @@ def run_eval_bench(cfg: EvalBenchConfig, echo=print) -> dict:
         if base and r.features_videos_per_s is not None and r.backend != "model":
             r.ratio = r.features_videos_per_s / base
     echo(format_table(rows, model_rate))
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    echo(f"1-min load average: {load_before:.1f} at the start, {load:.1f} at the end on {env['cpus']} CPUs "
-         "(well above the CPU count means other work shared the machine: compare ratios, not absolutes)")
+    load = load_average()
+    busy = [r.backend for r in rows if r.busy]
+    echo(f"1-min load average {load_before:.2f} at the start, {load:.2f} at the end on {env['cpus']} CPUs; "
+         + (f"BUSY: other processes took more than {FOREIGN_BUSY} cores during {', '.join(busy)}: these figures are "
+            "not a result" if busy else "no other work took CPU during the timed runs"))
     doc = {"config": asdict(cfg), "environment": env, "repeat": reps, "device": str(device),
-           "load_average": [load_before, load], "rows": [asdict(r) for r in rows]}
+           "load_average": [load_before, load], "busy": bool(busy), "rows": [asdict(r) for r in rows]}
     if cfg.json:
         write_json_atomic(cfg.json, doc)
     return doc
@@ -254,6 +271,8 @@ def format_table(rows: list[Row], model_rate: float) -> str:
         share = f"{100 * r.features_videos_per_s / model_rate:.0f}%" if r.backend != "model" else "100%"
         note = r.reason or f"{r.videos} videos timed after the first batch; start-up {r.startup_s:.1f} s; " + (
             "features videos/s per round " + ", ".join(f"{x[1]:.2f}" for x in r.extra.get("rounds", [])))
+        if r.load:
+            note += f"; load {r.load[0]:.1f}/{r.load[1]:.1f}" + (" BUSY" if r.busy else "")
         lines.append(f"{r.backend:<9} {loader:>15} {r.features_videos_per_s:>17.2f} {ratio:>10} {share:>13}  {note}")
     return "\n".join(lines)
 
