@@ -149,13 +149,9 @@ def _culprit(samples, dali_text: str) -> str:
     DALI loses the whole batch without naming the sample, so each is re-read with PyAV; where
     PyAV is not installed, DALI's own reason and the batch's files are all there is to say.
     """
-    try:
-        import av  # noqa: F401
-    except ImportError:
-        samples_to_check = []
-    else:
-        samples_to_check = samples
-    for file, frames, fps, keyframes in samples_to_check:
+    from importlib.util import find_spec
+
+    for file, frames, fps, keyframes in samples if find_spec("av") else []:
         try:
             decode_frames(file, frames, fps, keyframes)
         except DecodeError as e:
