@@ -49,9 +49,11 @@ COLUMNS: dict[str, str] = {
     "decode_fps": "float",
 }
 
-# Optional columns: a manifest written before them still reads, with each value an empty list
-# ("unknown"). int64 lists: the keyframe indices (in decode order) of the file and of its copy.
+# Optional columns: a manifest written before them still reads, with each value "unknown".
+# int64 lists (unknown: empty): the keyframe indices (in decode order) of the file and of its copy.
 LIST_COLUMNS = ("keyframes", "decode_keyframes")
+# ints (unknown: -1): errors the decoder, its parser and the demuxer reported while counting frames
+OPTIONAL_INT_COLUMNS = ("decode_errors",)
 
 _ARROW = {"str": pa.string(), "int": pa.int64(), "float": pa.float64()}
 _DEFAULTS = {"str": "", "int": 0, "float": 0.0}
@@ -83,6 +85,9 @@ def schema_problems(df: pd.DataFrame) -> list[str]:
         got = _kind(df[name])
         if got != kind and not (kind == "float" and got == "int"):
             problems.append(f"column '{name}' should be {kind}, found {df[name].dtype}")
+    for name in OPTIONAL_INT_COLUMNS:
+        if name in df.columns and _kind(df[name]) != "int" and not df[name].isna().all():
+            problems.append(f"column '{name}' should be int, found {df[name].dtype}")
     if "status" in df.columns:
         bad = sorted(set(df["status"]) - set(STATUSES))
         if bad:
@@ -152,8 +157,10 @@ class Manifest:
         for name in LIST_COLUMNS:
             values = df[name] if name in df.columns else [None] * len(df)
             df[name] = [np.asarray(v if isinstance(v, (list, tuple, np.ndarray)) else [], dtype=np.int64) for v in values]
-        extra = [c for c in df.columns if c not in COLUMNS and c not in LIST_COLUMNS]
-        return df[list(COLUMNS) + list(LIST_COLUMNS) + extra].reset_index(drop=True)
+        for name in OPTIONAL_INT_COLUMNS:
+            df[name] = df[name].fillna(-1).astype(np.int64) if name in df.columns else np.int64(-1)
+        known = [*COLUMNS, *LIST_COLUMNS, *OPTIONAL_INT_COLUMNS]
+        return df[known + [c for c in df.columns if c not in known]].reset_index(drop=True)
 
     # ---- writing ------------------------------------------------------------------
     def write(self, path: str | Path) -> Path:

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from ascnet.cli.index import main
 from ascnet.manifest import Manifest
 from ascnet.tools.synthetic import read_index, write_pattern_video
-from tests.test_probe import make_bad_inputs
+from tests.test_probe import damaged_copy, make_bad_inputs
 
 
 def run(*args):
@@ -96,6 +96,43 @@ def test_rebuild_reuses_unchanged_rows_and_reprobes_changed_ones(mixed, tmp_path
         "too_short", "24 decodable frames, fewer than the minimum 25 (--min-frames)"]
 
 
+def test_max_decode_errors_accepts_a_slightly_damaged_file(tmp_path):
+    root = tmp_path / "data"
+    write_pattern_video(root / "a/clean.mp4", 30, "h264", 64, 48)
+    damaged_copy(write_pattern_video(tmp_path / "src.avi", 60, "mpeg4", 128, 96), root / "a/damaged.avi")
+    out = tmp_path / "m.parquet"
+    res = run("build", root, "--layout", "folder", "--out", out)
+    row = Manifest.from_parquet(out).df.set_index("video_id").loc["a/damaged.avi"]
+    errors = row["decode_errors"]
+    assert row["status"] == "corrupt" and errors > 0
+    assert re.search(rf"  corrupt     a/damaged\.avi: {errors} decode errors?, first at frame ~\d+: ", res.output), res.output
+    lenient = run("build", root, "--layout", "folder", "--out", out, "--max-decode-errors", errors)
+    assert lenient.output.startswith("probed 1, reused 1 unchanged;"), lenient.output  # judged again, from its errors
+    df = Manifest.from_parquet(out).df.set_index("video_id")
+    assert df.loc["a/damaged.avi", ["status", "error", "decode_errors"]].tolist() == ["ok", "", errors]
+    assert df.loc["a/clean.mp4", ["status", "decode_errors"]].tolist() == ["ok", 0]
+    again = run("build", root, "--layout", "folder", "--out", out, "--max-decode-errors", errors)
+    assert again.output.startswith("probed 0, reused 2 unchanged;")
+    assert Manifest.from_parquet(out).df.set_index("video_id").loc["a/damaged.avi", "status"] == "ok"
+    strict = run("build", root, "--layout", "folder", "--out", out)
+    assert strict.output.startswith("probed 1, reused 1 unchanged;")
+    assert Manifest.from_parquet(out).df.set_index("video_id").loc["a/damaged.avi", "status"] == "corrupt"
+
+
+def test_manifest_from_before_the_error_count_reads_and_is_probed_again(mixed, tmp_path):
+    """Its verdicts came from packet counts: unknown (-1) until a rebuild counts the errors."""
+    out = tmp_path / "m.parquet"
+    run("build", mixed[0], "--layout", "folder", "--out", out)
+    table = pq.read_table(out)
+    pq.write_table(table.drop(["decode_errors"]), out)
+    old = Manifest.from_parquet(out).df
+    assert (old["decode_errors"] == -1).all() and old["decode_errors"].dtype == "int64"
+    res = run("build", mixed[0], "--layout", "folder", "--out", out)
+    assert res.output.startswith("probed 5, reused 4 unchanged;"), res.output  # those with frames; not the unreadable
+    df = Manifest.from_parquet(out).df.set_index("video_id")
+    assert df.loc[list(mixed[1]), "decode_errors"].tolist() == [0, 0, 0]
+
+
 def test_layout_rows_without_files_are_missing(tmp_path):
     root = tmp_path / "ucf"
     write_pattern_video(root / "UCF-101/Run/v_Run_g01_c01.avi", 20, "mpeg4", 64, 48)
@@ -119,6 +156,7 @@ def test_layout_rows_without_files_are_missing(tmp_path):
     (["--layout", "ucf101", "--annotations", "NOWHERE"], r"^ascnet-index: annotation path NOWHERE does not exist"),
     (["--layout", "hmdb51"], r"^ascnet-index: hmdb51: no annotation files \(\*_test_split1\.txt\) found in "),
     (["--layout", "folder", "--transcode", "h264"], r"^ascnet-index: --transcode needs --transcode-dir DIR"),
+    (["--layout", "folder", "--max-decode-errors", "-1"], r"^ascnet-index: --max-decode-errors must be 0 or more, got -1"),
 ])
 def test_bad_arguments_give_one_line_errors(mixed, tmp_path, args, message):
     res = run("build", mixed[0], "--out", tmp_path / "m.parquet", *args)

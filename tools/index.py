@@ -38,6 +38,7 @@ class IndexConfig:
     annotations: str | None = None    # annotation folder or file; default: the layout's usual place
     workers: int = 2                  # ffprobe / ffmpeg processes at once
     min_frames: int = 16              # fewer decodable frames -> too_short
+    max_decode_errors: int = 0        # more errors while decoding -> corrupt
     transcode: str | None = None      # h264 | vp9: write decoder-friendly copies
     transcode_dir: str | None = None
     short_side: int | None = None     # resize copies to this short side (pixels)
@@ -49,6 +50,8 @@ class IndexConfig:
             raise LayoutError(f"unknown layout '{self.layout}'; allowed: {', '.join(LAYOUTS)}")
         if self.workers < 1:
             raise LayoutError(f"--workers must be 1 or more, got {self.workers}")
+        if self.max_decode_errors < 0:
+            raise LayoutError(f"--max-decode-errors must be 0 or more, got {self.max_decode_errors}")
         if self.transcode is not None and self.transcode not in CODECS:
             raise LayoutError(f"unknown --transcode codec '{self.transcode}'; allowed: {', '.join(CODECS)}")
         if self.transcode and not self.transcode_dir:
@@ -94,7 +97,7 @@ def _decode_rel(path: Path, root: Path) -> str:
 def _process(src: Path, row: dict, cfg: IndexConfig, root: Path, threads: int, need_probe: bool) -> dict:
     """Probe one file (unless reused) and make its copy; all failures end up in status/error."""
     if need_probe:
-        row.update(probe(src, cfg.min_frames, threads))
+        row.update(probe(src, cfg.min_frames, threads, cfg.max_decode_errors))
         row["probe_status"], row["probe_error"] = row["status"], row["error"]
     transcodable = row["status"] == "ok" or (row["status"] == "unsupported" and row["num_frames"] > 0)
     if not cfg.transcode or not transcodable or row.get("decode_path"):
@@ -142,9 +145,13 @@ def build_index(cfg: IndexConfig) -> IndexResult:
             continue
         st = os.stat(src)
         old = previous.get(row["video_id"])
-        # a row from before the keyframe table is probed again, so that the loader can seek in it
+        # probed again: a row from before the keyframe table (the loader seeks with it) or the error
+        # count (its verdict came from packet counts), and a damaged one judged with another
+        # --max-decode-errors (its first error is not kept)
         unchanged = (old is not None and old["status"] != "missing" and old["bytes"] == st.st_size
-                     and abs(old["mtime"] - st.st_mtime) < 1e-6 and (old["num_frames"] == 0 or len(old["keyframes"])))
+                     and abs(old["mtime"] - st.st_mtime) < 1e-6
+                     and (old["num_frames"] == 0 or (len(old["keyframes"]) and old["decode_errors"] >= 0))
+                     and (old["decode_errors"] <= 0 or old_meta.get("max_decode_errors") == cfg.max_decode_errors))
         if unchanged:
             reused += 1
             row.update({k: old[k] for k in PROBE_FIELDS})
@@ -152,7 +159,7 @@ def build_index(cfg: IndexConfig) -> IndexResult:
             # against today's --min-frames
             row["status"], row["error"] = old.get("probe_status") or old["status"], old.get("probe_error", old["error"])
             if row["codec"] and row["num_frames"] > 0 and row["status"] in ("ok", "too_short", "unsupported"):
-                row["status"], row["error"] = classify(row, cfg.min_frames)
+                row["status"], row["error"] = classify(row, cfg.min_frames, cfg.max_decode_errors)
             row["probe_status"], row["probe_error"] = row["status"], row["error"]
             if (cfg.transcode and old_transcode == transcode_meta and old["decode_path"] and old["status"] == "ok"
                     and len(old["decode_keyframes"])):
@@ -173,8 +180,8 @@ def build_index(cfg: IndexConfig) -> IndexResult:
             rows[futures[fut]] = fut.result()
 
     meta = {"layout": cfg.layout, "split_number": cfg.split, "annotations": str(found.annotations or ""),
-            "tool_version": __version__, "min_frames": cfg.min_frames, "transcode": transcode_meta,
-            "classes": found.classes, "unlisted": found.unlisted}
+            "tool_version": __version__, "min_frames": cfg.min_frames, "max_decode_errors": cfg.max_decode_errors,
+            "transcode": transcode_meta, "classes": found.classes, "unlisted": found.unlisted}
     manifest = Manifest.from_rows(rows, root, **meta)
     manifest.write(out)
     return IndexResult(manifest, out, reused, sum(1 for *_, need in jobs if need), found.unlisted)
