@@ -2,11 +2,12 @@
 
 Every other part reads videos through `Manifest`: the pipelines take `Manifest.decode_table()`,
 evaluation takes labels and splits from `Manifest.df`. Paths are stored relative to the root
-kept in the file's key-value metadata; `Manifest.resolve()` turns them back into real paths.
+kept in the file's key-value metadata; `Manifest.resolve()` turns them back into paths to open.
 """
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -116,7 +117,7 @@ class Manifest:
             if name not in df.columns:
                 df[name] = _DEFAULTS[kind]
         df = cls._coerce(df)
-        return cls(df=df, root=Path(root).resolve(), meta=dict(meta))
+        return cls(df=df, root=Path(os.path.abspath(root)), meta=dict(meta))
 
     @classmethod
     def from_parquet(cls, path: str | Path) -> "Manifest":
@@ -186,13 +187,19 @@ class Manifest:
 
     # ---- reading helpers ----------------------------------------------------------
     def resolve(self, rel: str) -> Path:
-        """A stored path as a real path; refuses paths that escape the root."""
-        p = Path(rel)
-        if p.is_absolute():
-            return p
-        full = (self.root / p).resolve()
-        if not full.is_relative_to(self.root.resolve()):
-            raise ManifestError(f"path '{rel}' escapes the manifest root {self.root}")
+        """A stored path (relative to the root, or absolute) as the path to open.
+
+        Containment is judged on the path as written, normalised (`..` taken away), not on where
+        links lead: a dataset of links, or a root that is one, opens through them. A path must
+        stay inside the root, or inside the folder of the transcoded copies where there is one.
+        """
+        full = Path(os.path.normpath(self.root / rel))  # an absolute `rel` replaces the root
+        copies = (self.meta.get("transcode") or {}).get("dir")
+        bases = [self.root, Path(os.path.abspath(copies))] if copies else [self.root]
+        if not any(full.is_relative_to(os.path.normpath(b)) for b in bases):
+            where = f" or its copies folder {bases[1]}" if copies else ""
+            raise ManifestError(f"path '{rel}' leads out of the manifest root {self.root}{where}; store it "
+                                "inside, or index the folder it is in (ascnet-index build)")
         return full
 
     def select(self, split: str | None = None, status: str | None = "ok") -> "Manifest":

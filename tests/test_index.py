@@ -5,6 +5,7 @@ import shutil
 
 import av
 import ffmpeg
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -12,7 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 from ascnet.cli.index import main
-from ascnet.manifest import Manifest
+from ascnet.manifest import Manifest, ManifestError
+from ascnet.pipelines.sources import decode_frames
 from ascnet.tools.synthetic import read_index, write_pattern_video
 from tests.test_probe import damaged_copy, make_bad_inputs
 
@@ -308,3 +310,47 @@ def test_bench_index_compares_against_the_sequential_loop(tmp_path):
     assert len(list((tmp_path / "gen").rglob("*.*"))) == 3
     again = CliRunner().invoke(bench, ["index", str(tmp_path / "gen"), "--generate", "3"])
     assert again.exit_code == 2 and "--generate writes into an empty ROOT;" in again.output
+
+
+# ---- symlinks ---------------------------------------------------------------------------
+def test_a_symlinked_dataset_indexes_and_decodes(tmp_path):
+    """The root is a link to another disk, a class folder is a link, and the videos are links to
+    files outside the root: containment is judged on the paths as stored, files open through links."""
+    store = tmp_path / "store"  # where the bytes are
+    a = write_pattern_video(store / "a.mp4", 20, "h264", 64, 48)
+    b = write_pattern_video(store / "b.webm", 24, "vp9", 64, 48)
+    c = write_pattern_video(store / "waving/c.avi", 30, "mpeg4", 64, 48)
+    data = tmp_path / "disk2/data"
+    (data / "run").mkdir(parents=True)
+    (data / "run/a.mp4").symlink_to(a)
+    (data / "run/b.webm").symlink_to(b)
+    (data / "waving").symlink_to(c.parent, target_is_directory=True)
+    root = tmp_path / "data"
+    root.symlink_to(data, target_is_directory=True)
+    out = tmp_path / "m.parquet"
+    res = run("build", root, "--layout", "folder", "--out", out, "--strict")
+    assert res.exit_code == 0, res.output
+    m = Manifest.from_parquet(out)
+    assert m.df["video_id"].tolist() == ["run/a.mp4", "run/b.webm", "waving/c.avi"]
+    table = m.decode_table()
+    assert table["file"].tolist() == [str(root / "run/a.mp4"), str(root / "run/b.webm"), str(root / "waving/c.avi")]
+    for file, n in zip(table["file"], table["num_frames"]):
+        frames = decode_frames(file, np.array([0, n - 1]), 25.0)
+        assert [read_index(f) for f in frames] == [0, n - 1]
+    assert run("validate", out).output == f"{out}: ok\n"
+
+
+def test_paths_that_lead_out_of_the_root_are_refused(tmp_path):
+    root = tmp_path / "data"
+    write_pattern_video(root / "run/a.mp4", 20, "h264", 64, 48)
+    m = Manifest.from_rows([{"video_id": "run/a.mp4", "path": "run/a.mp4"}], root)
+    assert m.resolve("run/x/../a.mp4") == root / "run/a.mp4"
+    assert m.resolve(str(root / "run/a.mp4")) == root / "run/a.mp4"
+    for bad in ("../elsewhere/a.mp4", "run/../../a.mp4", str(tmp_path / "elsewhere/a.mp4"), str(root / "../a.mp4")):
+        with pytest.raises(ManifestError, match=rf"path '{re.escape(bad)}' leads out of the manifest root {root}"):
+            m.resolve(bad)
+    copies = tmp_path / "copies"
+    m = Manifest.from_rows([{"video_id": "run/a.mp4", "path": "run/a.mp4"}], root, transcode={"dir": str(copies)})
+    assert m.resolve(str(copies / "run/a.mp4")) == copies / "run/a.mp4"
+    with pytest.raises(ManifestError, match=rf"leads out of the manifest root {root} or its copies folder {copies}; "):
+        m.resolve(str(tmp_path / "elsewhere/a.mp4"))

@@ -90,8 +90,9 @@ def _previous(out: Path, root: Path) -> tuple[dict[str, dict], dict]:
 
 
 def _decode_rel(path: Path, root: Path) -> str:
-    path = path.resolve()
-    return path.relative_to(root.resolve()).as_posix() if path.is_relative_to(root.resolve()) else str(path)
+    """Relative to the root when inside it, else absolute; as written (links are not followed)."""
+    path, root = Path(os.path.abspath(path)), Path(os.path.abspath(root))
+    return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
 
 
 def _process(src: Path, row: dict, cfg: IndexConfig, root: Path, threads: int, need_probe: bool) -> dict:
@@ -131,8 +132,8 @@ def build_index(cfg: IndexConfig) -> IndexResult:
         raise LayoutError(f"{cfg.layout}: the annotations in {found.annotations or root} list no videos")
     previous, old_meta = _previous(out, root)
     old_transcode = old_meta.get("transcode")
-    transcode_meta = {"codec": cfg.transcode, "short_side": cfg.short_side, "dir": str(cfg.transcode_dir)} \
-        if cfg.transcode else None
+    transcode_meta = {"codec": cfg.transcode, "short_side": cfg.short_side,
+                      "dir": os.path.abspath(cfg.transcode_dir)} if cfg.transcode else None
 
     rows, jobs, reused = [], [], 0
     for r in found.rows:
