@@ -53,8 +53,9 @@ COLUMNS: dict[str, str] = {
 # Optional columns: a manifest written before them still reads, with each value "unknown".
 # int64 lists (unknown: empty): the keyframe indices (in decode order) of the file and of its copy.
 LIST_COLUMNS = ("keyframes", "decode_keyframes")
-# ints (unknown: -1): errors the decoder, its parser and the demuxer reported while counting frames
-OPTIONAL_INT_COLUMNS = ("decode_errors",)
+# ints (unknown: -1): errors the decoder, its parser and the demuxer reported while counting frames;
+# vfr: 1 when the frames' display times stray from a constant rate by more than a frame, else 0
+OPTIONAL_INT_COLUMNS = ("decode_errors", "vfr")
 
 _ARROW = {"str": pa.string(), "int": pa.int64(), "float": pa.float64()}
 _DEFAULTS = {"str": "", "int": 0, "float": 0.0}

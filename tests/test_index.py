@@ -15,8 +15,9 @@ from click.testing import CliRunner
 from ascnet.cli.index import main
 from ascnet.manifest import Manifest, ManifestError
 from ascnet.pipelines.sources import decode_frames
+from ascnet.tools.probe import probe
 from ascnet.tools.synthetic import read_index, write_pattern_video
-from tests.test_probe import damaged_copy, make_bad_inputs
+from tests.test_probe import damaged_copy, make_bad_inputs, write_vfr_video
 
 
 def run(*args):
@@ -126,13 +127,13 @@ def test_manifest_from_before_the_error_count_reads_and_is_probed_again(mixed, t
     out = tmp_path / "m.parquet"
     run("build", mixed[0], "--layout", "folder", "--out", out)
     table = pq.read_table(out)
-    pq.write_table(table.drop(["decode_errors"]), out)
+    pq.write_table(table.drop(["decode_errors", "vfr"]), out)
     old = Manifest.from_parquet(out).df
-    assert (old["decode_errors"] == -1).all() and old["decode_errors"].dtype == "int64"
+    assert (old["decode_errors"] == -1).all() and old["decode_errors"].dtype == "int64" and (old["vfr"] == -1).all()
     res = run("build", mixed[0], "--layout", "folder", "--out", out)
     assert res.output.startswith("probed 5, reused 4 unchanged;"), res.output  # those with frames; not the unreadable
     df = Manifest.from_parquet(out).df.set_index("video_id")
-    assert df.loc[list(mixed[1]), "decode_errors"].tolist() == [0, 0, 0]
+    assert df.loc[list(mixed[1]), ["decode_errors", "vfr"]].values.tolist() == [[0, 0], [0, 0], [0, 0]]
 
 
 def test_layout_rows_without_files_are_missing(tmp_path):
@@ -354,3 +355,27 @@ def test_paths_that_lead_out_of_the_root_are_refused(tmp_path):
     assert m.resolve(str(copies / "run/a.mp4")) == copies / "run/a.mp4"
     with pytest.raises(ManifestError, match=rf"leads out of the manifest root {root} or its copies folder {copies}; "):
         m.resolve(str(tmp_path / "elsewhere/a.mp4"))
+
+
+# ---- variable frame rate -----------------------------------------------------------------
+def test_transcode_gives_a_variable_rate_video_a_constant_rate_copy(tmp_path):
+    root = tmp_path / "data"
+    write_pattern_video(root / "a/cfr.avi", 40, "mpeg4", 64, 48)
+    write_vfr_video(root / "a/vfr.mp4")
+    out = tmp_path / "m.parquet"
+    plain = run("build", root, "--layout", "folder", "--out", out)
+    assert Manifest.from_parquet(out).df.set_index("video_id")["vfr"].to_dict() == {"a/cfr.avi": 0, "a/vfr.mp4": 1}
+    assert ("vfr          1 video(s) with a variable frame rate; sampling maps a time to a frame by the average fps, "
+            "which misses on them (1 without a copy): --transcode writes constant-rate copies") in plain.output
+    copies = tmp_path / "copies"
+    res = run("build", root, "--layout", "folder", "--out", out, "--transcode", "h264", "--transcode-dir", copies)
+    assert res.exit_code == 0, res.output
+    assert "vfr          1 video(s) with a variable frame rate; their copies have a constant rate (the average fps)" \
+        in res.output
+    df = Manifest.from_parquet(out).df.set_index("video_id")
+    vfr, cfr = df.loc["a/vfr.mp4"], df.loc["a/cfr.avi"]
+    copy = probe(copies / "a/vfr.mp4")
+    assert copy["vfr"] == 0 and copy["fps"] == pytest.approx(vfr["fps"], rel=1e-3) == vfr["decode_fps"]
+    # frames repeated or dropped to keep the rate (ffmpeg may repeat the last to fill its duration)
+    assert abs(vfr["decode_num_frames"] - vfr["duration_s"] * vfr["fps"]) <= 2
+    assert cfr["decode_num_frames"] == cfr["num_frames"] == 40  # a constant-rate original keeps every frame

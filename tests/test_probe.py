@@ -126,7 +126,7 @@ def test_stream_copy_cut_with_an_edit_list_is_ok(tmp_path):
     ffmpeg.input(str(src), ss=1.7).output(str(cut), t=10, c="copy").overwrite_output().run(quiet=True)
     assert int(ffmpeg.probe(str(cut))["streams"][0]["nb_frames"]) == 351
     got = probe(cut)
-    assert (got["status"], got["error"], got["decode_errors"], got["num_frames"]) == ("ok", "", 0, 300)
+    assert (got["status"], got["error"], got["decode_errors"], got["num_frames"], got["vfr"]) == ("ok", "", 0, 300, 0)
     frames = decode_frames(str(cut), np.array([0, 150, 299]), got["fps"], got["keyframes"])
     assert [read_index(f) for f in frames] == [51, 201, 350]
 
@@ -154,3 +154,20 @@ def test_a_codec_nothing_here_decodes_is_unsupported(tmp_path):
     assert got["status"] == "unsupported" and got["num_frames"] == 0
     assert got["error"].startswith("its video codec (unknown, tag [0][0][0][0]) has no decoder in ffprobe's libavcodec "
                                    "nor in PyAV: no backend here reads it"), got["error"]
+
+
+def write_vfr_video(path):
+    """2 s at 15 fps then 2 s at 30 fps in one H.264 stream, timestamps kept: 90 frames, 22.7 fps on average."""
+    parts = [ffmpeg.input(f"testsrc2=size=64x48:rate={r}:duration=2", f="lavfi") for r in (15, 30)]
+    ffmpeg.concat(*parts).output(str(path), vcodec="libx264", preset="ultrafast", pix_fmt="yuv420p", fps_mode="vfr") \
+        .overwrite_output().run(quiet=True)
+    return path
+
+
+def test_variable_frame_rate_is_recorded(tmp_path):
+    got = probe(write_vfr_video(tmp_path / "vfr.mp4"))
+    assert (got["status"], got["num_frames"], got["vfr"]) == ("ok", 90, 1)
+    assert got["fps"] == pytest.approx(90 / 3.97, rel=0.01)  # the average: 90 frames over 3.97 s
+    # 30 fps in WebM's 1 ms timestamps: durations of 33 and 34 ms, a constant rate all the same
+    constant = probe(write_pattern_video(tmp_path / "cfr.webm", 40, "vp9", 64, 48, fps=30))
+    assert (constant["status"], constant["vfr"]) == ("ok", 0)

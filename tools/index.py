@@ -105,12 +105,14 @@ def _process(src: Path, row: dict, cfg: IndexConfig, root: Path, threads: int, n
         return row
     dst = copy_path(row["video_id"], cfg.transcode, cfg.transcode_dir)
     size = scaled_size(row["width"], row["height"], cfg.short_side)
+    # a variable-rate original gets a constant-rate copy at its average fps: sampling maps times by the fps
+    opts = dict(size=size if cfg.short_side else None, threads=threads, cfr=row["fps"] if row["vfr"] == 1 else None)
     try:
-        transcode(src, dst, cfg.transcode, size=size if cfg.short_side else None, threads=threads)
+        transcode(src, dst, cfg.transcode, **opts)
         got = probe(dst, cfg.min_frames, threads)
-        if got["status"] == "ok" and (got["width"], got["height"]) != size:  # a stale copy of other settings
-            dst.unlink()
-            transcode(src, dst, cfg.transcode, size=size if cfg.short_side else None, threads=threads)
+        if got["status"] == "ok" and ((got["width"], got["height"]) != size or (opts["cfr"] and got["vfr"] == 1)):
+            dst.unlink()  # a stale copy of other settings
+            transcode(src, dst, cfg.transcode, **opts)
             got = probe(dst, cfg.min_frames, threads)
     except TranscodeError as e:
         return {**row, "status": "corrupt", "error": str(e)}
@@ -221,6 +223,13 @@ def summary(manifest: Manifest, max_problems: int = 10) -> str:
     if len(copies):
         lines.append(f"copies       {counts(copies['decode_codec'])} "
                      f"({counts(copies['decode_width'].astype(str) + 'x' + copies['decode_height'].astype(str))})")
+    vfr = df[df["vfr"] == 1]
+    if len(vfr):
+        copied = int((vfr["decode_path"] != "").sum())
+        lines.append(f"vfr          {len(vfr)} video(s) with a variable frame rate; " + (
+            "their copies have a constant rate (the average fps)" if copied == len(vfr) else
+            f"sampling maps a time to a frame by the average fps, which misses on them ({len(vfr) - copied} "
+            "without a copy): --transcode writes constant-rate copies"))
     unlisted = meta.get("unlisted") or []
     if unlisted:
         lines.append(f"unlisted     {len(unlisted)} video file(s) in no annotation list, e.g. {unlisted[0]}")

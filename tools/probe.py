@@ -6,9 +6,10 @@ files declare 49 frames and decode 48, and a stream copy cut with `ffmpeg -ss ..
 lists the pre-roll frames its edit list discards.
 
 The same decoding pass gives, per frame, whether it is a keyframe (`keyframes`: their indices
-in the order the decoder returns frames; the pyav loader seeks with it) and when it is shown,
-and every error the decoder, the parser or the demuxer reports (`decode_errors`: ffprobe's
-error lines at `-v error`; a clean file has none).
+in the order the decoder returns frames; the pyav loader seeks with it) and when it is shown
+(`vfr`: 1 when those times stray from a constant rate by more than a frame, so that the average
+fps maps a time to the wrong frame), and every error the decoder, the parser or the demuxer
+reports (`decode_errors`: ffprobe's error lines at `-v error`; a clean file has none).
 
 Statuses (`error` says why whenever it is not `ok`):
 
@@ -33,10 +34,12 @@ import subprocess
 from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
+
 # NVDEC and DALI's colour conversion take 8-bit 4:2:0 only.
 SUPPORTED_PIX_FMTS = frozenset({"yuv420p", "yuvj420p", "nv12"})
 PROBE_FIELDS = ("num_frames", "fps", "width", "height", "codec", "pix_fmt", "duration_s", "bytes", "mtime",
-                "status", "error", "keyframes", "decode_errors")
+                "status", "error", "keyframes", "decode_errors", "vfr")
 _TAG = re.compile(r"^\[[^\]]* @ 0x[0-9a-f]+\]\s*")  # "[mov,mp4,... @ 0x55...] "
 # per frame: keyframe flag, presentation time, duration (pkt_duration_time up to ffmpeg 6, then
 # duration_time; an entry ffprobe does not know is left out); "log": the errors logged while it decoded
@@ -116,6 +119,17 @@ def _frame_times(frames: list[dict], fps: float) -> tuple[list[float], float]:
     return times, end
 
 
+def _variable_rate(times: list[float]) -> int:
+    """1 when presentation times stray from the constant rate through the first and last frame by
+    more than one frame at that rate; 0 when they do not (timestamp rounding, a 3:2 cadence);
+    -1 when fewer than three frames carry a time."""
+    t = np.sort(np.asarray(times, dtype=np.float64))
+    if len(t) < 3 or t[-1] <= t[0]:
+        return -1
+    even = np.linspace(t[0], t[-1], len(t))
+    return int(np.abs(t - even).max() > (t[-1] - t[0]) / (len(t) - 1))
+
+
 def _errors_text(count: int, first_frame: int, first: str) -> str:
     return f"{count} decode error{'s' if count != 1 else ''}, first at frame ~{first_frame}: {first}"
 
@@ -143,11 +157,11 @@ def probe(path: str | Path, min_frames: int = 16, threads: int = 0, max_decode_e
     """The manifest fields of one file (`PROBE_FIELDS`); never raises for a bad file.
 
     Statuses as in the module docstring. `threads`: decoder threads of the ffprobe process
-    (0: ffmpeg's choice). `decode_errors` is -1 (unknown) where ffprobe read no stream.
+    (0: ffmpeg's choice). `decode_errors` and `vfr` are -1 (unknown) where ffprobe read no stream.
     """
     path = Path(path)
     out = {"num_frames": 0, "fps": 0.0, "width": 0, "height": 0, "codec": "", "pix_fmt": "", "duration_s": 0.0,
-           "bytes": 0, "mtime": 0.0, "status": "ok", "error": "", "keyframes": [], "decode_errors": -1}
+           "bytes": 0, "mtime": 0.0, "status": "ok", "error": "", "keyframes": [], "decode_errors": -1, "vfr": -1}
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -178,7 +192,7 @@ def probe(path: str | Path, min_frames: int = 16, threads: int = 0, max_decode_e
     duration = declared or _seconds(fmt.get("duration")) or (frames / fps if fps else 0.0)
     out.update(num_frames=frames, keyframes=keyframes, fps=fps, width=int(s.get("width", 0) or 0),
                height=int(s.get("height", 0) or 0), codec=s.get("codec_name", ""), pix_fmt=s.get("pix_fmt", ""),
-               duration_s=duration, decode_errors=len(errors))
+               duration_s=duration, decode_errors=len(errors), vfr=_variable_rate(times))
     # the first error the decoder logged while decoding a frame, else (none placed) ffprobe's first
     first_frame, first = next(((i, f["logs"][0].get("message", "")) for i, f in enumerate(decoded) if f.get("logs")),
                               (len(decoded), errors[0] if errors else ""))
