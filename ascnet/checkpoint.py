@@ -12,7 +12,9 @@ Two kinds of file, told apart by their "kind" entry:
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Iterable
 
 import torch
 
@@ -40,6 +42,29 @@ def load(path: str | Path) -> dict:
     if not isinstance(obj, dict) or obj.get("kind") not in ("run", "backbone"):
         raise CheckpointError(f"{path}: not an ascnet checkpoint (no 'kind' entry of 'run' or 'backbone')")
     return obj
+
+
+def check_resume(path: str | Path, saved: dict, now: dict, *, free: Iterable[str] = (),
+                 may_grow: Iterable[str] = ()) -> None:
+    """Refuse to resume a run under settings that change what it computes, naming each difference.
+
+    `saved`, `now`: the checkpoint's and this run's settings as plain dicts; a key only one of them
+    has is not compared. Values compare as JSON (a tuple equals the list it was saved as). `free`
+    keys may change (bookkeeping); `may_grow` keys may increase (a longer run; 0 = unbounded).
+    """
+    free, may_grow = set(free), set(may_grow)
+    changes = []
+    for k in now:
+        if k in free or k not in saved:
+            continue
+        new, old = json.loads(json.dumps(now[k])), json.loads(json.dumps(saved[k]))
+        if new == old or (k in may_grow and (new or float("inf")) > (old or float("inf"))):
+            continue
+        why = "; a run may grow, not shrink" if k in may_grow else ""
+        changes.append(f"{k} {json.dumps(new)} (checkpoint: {json.dumps(old)}{why})")
+    if changes:
+        raise CheckpointError(f"{path}: this run differs from the checkpoint's: {', '.join(changes)}; resume with the "
+                              "checkpoint's values, or start a new run in another --out")
 
 
 def load_backbone_state(path: str | Path) -> dict:

@@ -2,11 +2,12 @@
 
 Every other part reads videos through `Manifest`: the pipelines take `Manifest.decode_table()`,
 evaluation takes labels and splits from `Manifest.df`. Paths are stored relative to the root
-kept in the file's key-value metadata; `Manifest.resolve()` turns them back into real paths.
+kept in the file's key-value metadata; `Manifest.resolve()` turns them back into paths to open.
 """
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,9 +50,12 @@ COLUMNS: dict[str, str] = {
     "decode_fps": "float",
 }
 
-# Optional columns: a manifest written before them still reads, with each value an empty list
-# ("unknown"). int64 lists: the keyframe indices (in decode order) of the file and of its copy.
+# Optional columns: a manifest written before them still reads, with each value "unknown".
+# int64 lists (unknown: empty): the keyframe indices (in decode order) of the file and of its copy.
 LIST_COLUMNS = ("keyframes", "decode_keyframes")
+# ints (unknown: -1): errors the decoder, its parser and the demuxer reported while counting frames;
+# vfr: 1 when the frames' display times stray from a constant rate by more than a frame, else 0
+OPTIONAL_INT_COLUMNS = ("decode_errors", "vfr")
 
 _ARROW = {"str": pa.string(), "int": pa.int64(), "float": pa.float64()}
 _DEFAULTS = {"str": "", "int": 0, "float": 0.0}
@@ -83,6 +87,9 @@ def schema_problems(df: pd.DataFrame) -> list[str]:
         got = _kind(df[name])
         if got != kind and not (kind == "float" and got == "int"):
             problems.append(f"column '{name}' should be {kind}, found {df[name].dtype}")
+    for name in OPTIONAL_INT_COLUMNS:
+        if name in df.columns and _kind(df[name]) != "int" and not df[name].isna().all():
+            problems.append(f"column '{name}' should be int, found {df[name].dtype}")
     if "status" in df.columns:
         bad = sorted(set(df["status"]) - set(STATUSES))
         if bad:
@@ -111,7 +118,7 @@ class Manifest:
             if name not in df.columns:
                 df[name] = _DEFAULTS[kind]
         df = cls._coerce(df)
-        return cls(df=df, root=Path(root).resolve(), meta=dict(meta))
+        return cls(df=df, root=Path(os.path.abspath(root)), meta=dict(meta))
 
     @classmethod
     def from_parquet(cls, path: str | Path) -> "Manifest":
@@ -152,8 +159,10 @@ class Manifest:
         for name in LIST_COLUMNS:
             values = df[name] if name in df.columns else [None] * len(df)
             df[name] = [np.asarray(v if isinstance(v, (list, tuple, np.ndarray)) else [], dtype=np.int64) for v in values]
-        extra = [c for c in df.columns if c not in COLUMNS and c not in LIST_COLUMNS]
-        return df[list(COLUMNS) + list(LIST_COLUMNS) + extra].reset_index(drop=True)
+        for name in OPTIONAL_INT_COLUMNS:
+            df[name] = df[name].fillna(-1).astype(np.int64) if name in df.columns else np.int64(-1)
+        known = [*COLUMNS, *LIST_COLUMNS, *OPTIONAL_INT_COLUMNS]
+        return df[known + [c for c in df.columns if c not in known]].reset_index(drop=True)
 
     # ---- writing ------------------------------------------------------------------
     def write(self, path: str | Path) -> Path:
@@ -179,13 +188,19 @@ class Manifest:
 
     # ---- reading helpers ----------------------------------------------------------
     def resolve(self, rel: str) -> Path:
-        """A stored path as a real path; refuses paths that escape the root."""
-        p = Path(rel)
-        if p.is_absolute():
-            return p
-        full = (self.root / p).resolve()
-        if not full.is_relative_to(self.root.resolve()):
-            raise ManifestError(f"path '{rel}' escapes the manifest root {self.root}")
+        """A stored path (relative to the root, or absolute) as the path to open.
+
+        Containment is judged on the path as written, normalised (`..` taken away), not on where
+        links lead: a dataset of links, or a root that is one, opens through them. A path must
+        stay inside the root, or inside the folder of the transcoded copies where there is one.
+        """
+        full = Path(os.path.normpath(self.root / rel))  # an absolute `rel` replaces the root
+        copies = (self.meta.get("transcode") or {}).get("dir")
+        bases = [self.root, Path(os.path.abspath(copies))] if copies else [self.root]
+        if not any(full.is_relative_to(os.path.normpath(b)) for b in bases):
+            where = f" or its copies folder {bases[1]}" if copies else ""
+            raise ManifestError(f"path '{rel}' leads out of the manifest root {self.root}{where}; store it "
+                                "inside, or index the folder it is in (ascnet-index build)")
         return full
 
     def select(self, split: str | None = None, status: str | None = "ok") -> "Manifest":

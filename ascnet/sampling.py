@@ -7,7 +7,10 @@ of one video's pair, so a batch depends only on these numbers, never on worker t
 Playback speed (DESIGN §1). With `rate="fixed"` a clip at speed `s` samples video time
 `t0 + k*s/base_fps` (k = 0..T-1) and takes the frame shown then, `round(t*fps)`: "2x" is the
 same real-time rate in a 25 fps and a 60 fps video. With `rate="native"` speed `s` is the
-plain frame stride `s`.
+plain frame stride `s`. `fps` is the video's average rate: a variable-frame-rate original
+(the manifest's `vfr` is 1) is mapped by it too, so its clips drift from the rate asked for
+where its frame durations differ from the average; `ascnet-index build --transcode` gives such
+videos constant-rate copies at that average, which the pipelines read instead.
 
 Short videos. A window must fit the video. For a pair, the speeds whose window does not fit
 are dropped; when fewer than two speeds fit (the two clips of a pair must differ in speed),

@@ -43,9 +43,12 @@ CHOICES = {
     "device": ("auto", "cpu", "cuda"),
     "optimizer": ("sgd", "adamw"),
 }
-# a checkpoint only fits a run built with the same values of these (the model's shape, the
-# optimizer's state)
-MODEL_FIELDS = ("arch", "width", "proj_dim", "hidden_dim", "queue_size", "optimizer")
+# fields a --resume may change: where the run writes, what it reports, how it is executed, where
+# this invocation stops; every other field (and the world size) changes what the run computes
+RESUMABLE = ("out", "resume", "progress", "log_every", "ckpt_every", "keep_last", "stop_at", "workers", "device",
+             "backend", "compile")
+# the run's length may grow (its schedules stretch from the step reached)
+GROWABLE = ("epochs", "max_steps")
 
 
 @dataclass
@@ -273,20 +276,24 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(cfg: PretrainConfig, model, queue, optimizer, step: int, epoch: int) -> Path:
+def save_checkpoint(cfg: PretrainConfig, model, queue, optimizer, step: int, epoch: int, world: int = 1) -> Path:
     path = Path(cfg.out) / "checkpoints" / f"step-{step:08d}.pt"
     checkpoint.save_atomic({
         "kind": "run", "ascnet_version": __version__, "config": asdict(cfg), "model": model.state_dict(),
         "optimizer": optimizer.state_dict(), "queue": queue.state_dict(), "step": step, "epoch": epoch,
-        "rng": rng_state(),
+        "rng": rng_state(), "world": world,
     }, path)
     for old in checkpoint_paths(cfg.out)[: -cfg.keep_last]:
         old.unlink(missing_ok=True)
     return path
 
 
-def restore(cfg: PretrainConfig, model, queue, optimizer) -> int:
-    """Load the newest checkpoint of cfg.out into the objects; returns its step."""
+def restore(cfg: PretrainConfig, model, queue, optimizer, world: int = 1) -> int:
+    """Load the newest checkpoint of cfg.out into the objects; returns its step.
+
+    Refuses a run that would compute something else than the checkpoint's (every field but
+    `RESUMABLE`, the world size; `GROWABLE` ones may increase), naming each difference.
+    """
     paths = checkpoint_paths(cfg.out)
     if not paths:
         raise CheckpointError(f"{Path(cfg.out) / 'checkpoints'}: no checkpoint to resume; drop --resume to start a new run")
@@ -298,13 +305,9 @@ def restore(cfg: PretrainConfig, model, queue, optimizer) -> int:
         raise CheckpointError(f"{e}{hint}") from e
     if ckpt["kind"] != "run":
         raise CheckpointError(f"{path}: a '{ckpt['kind']}' file, not a run checkpoint")
-    saved = ckpt.get("config", {})
-    # a field newer than the checkpoint had its default then
-    saved = {k: saved.get(k, getattr(PretrainConfig, k)) for k in MODEL_FIELDS}
-    diff = [f"{k}={saved[k]!r} (this run: {getattr(cfg, k)!r})" for k in MODEL_FIELDS if saved[k] != getattr(cfg, k)]
-    if diff:
-        raise CheckpointError(f"{path} was trained with " + ", ".join(diff)
-                              + "; resume with the same values or start a new run in another --out")
+    # a field newer than the checkpoint had its default then; WORLD_SIZE: the processes under torchrun
+    saved = {**asdict(PretrainConfig()), **ckpt.get("config", {}), "WORLD_SIZE": ckpt.get("world", 1)}
+    checkpoint.check_resume(path, saved, {**asdict(cfg), "WORLD_SIZE": world}, free=RESUMABLE, may_grow=GROWABLE)
     try:
         model.load_state_dict(ckpt["model"])
         queue.load_state_dict(ckpt["queue"])
@@ -363,7 +366,7 @@ def pretrain(cfg: PretrainConfig, *, loader=None) -> dict:
     model, queue, optimizer = build_model(cfg, rt)
     step = 0
     if cfg.resume:
-        step = restore(cfg, model, queue, optimizer)
+        step = restore(cfg, model, queue, optimizer, rt.world)
     elif checkpoint_paths(out):
         raise CheckpointError(f"{out} already holds checkpoints: pass --resume to continue it, or choose another --out")
     loader = loader or build_loader(cfg, rt.rank, rt.world, rt.device)
@@ -412,7 +415,7 @@ def pretrain(cfg: PretrainConfig, *, loader=None) -> dict:
                                ema_momentum(step - 1, total, cfg.ema_base, cfg.ema_final))
                     stopped_by = agreed_stop(rt, stop.signum)
                     if (at_ckpt or stopped_by) and rt.main:
-                        last_ckpt = save_checkpoint(cfg, model, queue, optimizer, step, epoch)
+                        last_ckpt = save_checkpoint(cfg, model, queue, optimizer, step, epoch, rt.world)
                 if stopped_by:
                     break
             if step == epoch_start and not stopped_by:

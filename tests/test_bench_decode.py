@@ -92,7 +92,7 @@ def test_unavailable_backends_are_skipped_with_their_reason(h264, tmp_path):
     doc = run_decode_bench(cfg, echo=lines.append)
     rows = json.loads((tmp_path / "b.json").read_text())["rows"]
     assert rows == doc["rows"] and all(r["status"] == "skipped" and r["pairs_per_s"] is None for r in rows)
-    assert "transcode to VP9" in rows[0]["reason"]
+    assert "re-index with --transcode vp9 --transcode-dir DIR (ascnet-index build)" in rows[0]["reason"]
     assert "skipped: backend 'dali-cpu' decodes only" in "\n".join(lines)
 
 

@@ -52,7 +52,7 @@ def test_finetune_resume_is_exact(dataset, tmp_path):
     r = invoke("finetune", "--manifest", dataset, "--out", resumed, *FT)
     assert r.exit_code == 2 and "checkpoint.pt exists: pass --resume" in r.output
     r = invoke("finetune", "--manifest", dataset, "--out", resumed, *finetune_args(tmp_path / "b.pt", lr=0.02), "--resume")
-    assert r.exit_code == 2 and "--resume with 'lr' = 0.02, but the run was started with 0.01" in r.output
+    assert r.exit_code == 2 and "this run differs from the checkpoint's: lr 0.02 (checkpoint: 0.01)" in r.output
     r = invoke("finetune", "--manifest", dataset, "--out", resumed, *FT, "--resume")
     assert r.exit_code == 0, r.output
 
@@ -121,7 +121,7 @@ def test_finetune_uses_and_records_its_augmentation_and_resume_checks_it(dataset
 
     for change, name in ((dict(augment=True), "augment"), (dict(flip_p=0.5), "flip_p"),
                          (dict(crop_scale=(0.4, 1.0)), "crop_scale")):
-        with pytest.raises(CheckpointError, match=f"--resume with '{name}'"):
+        with pytest.raises(CheckpointError, match=f"this run differs from the checkpoint's: {name} "):
             finetune(FinetuneConfig(**{**base, **change}, resume=True))
     with pytest.raises(EvalError, match=r"crop_scale=\(0.0, 1.0\)"):
         finetune(FinetuneConfig(**{**base, "crop_scale": (0.0, 1.0), "out": str(tmp_path / "bad")}))

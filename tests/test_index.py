@@ -5,6 +5,7 @@ import shutil
 
 import av
 import ffmpeg
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -12,9 +13,11 @@ import pytest
 from click.testing import CliRunner
 
 from ascnet.cli.index import main
-from ascnet.manifest import Manifest
+from ascnet.manifest import Manifest, ManifestError
+from ascnet.pipelines.sources import decode_frames
+from ascnet.tools.probe import probe
 from ascnet.tools.synthetic import read_index, write_pattern_video
-from tests.test_probe import make_bad_inputs
+from tests.test_probe import damaged_copy, make_bad_inputs, write_vfr_video
 
 
 def run(*args):
@@ -96,6 +99,43 @@ def test_rebuild_reuses_unchanged_rows_and_reprobes_changed_ones(mixed, tmp_path
         "too_short", "24 decodable frames, fewer than the minimum 25 (--min-frames)"]
 
 
+def test_max_decode_errors_accepts_a_slightly_damaged_file(tmp_path):
+    root = tmp_path / "data"
+    write_pattern_video(root / "a/clean.mp4", 30, "h264", 64, 48)
+    damaged_copy(write_pattern_video(tmp_path / "src.avi", 60, "mpeg4", 128, 96), root / "a/damaged.avi")
+    out = tmp_path / "m.parquet"
+    res = run("build", root, "--layout", "folder", "--out", out)
+    row = Manifest.from_parquet(out).df.set_index("video_id").loc["a/damaged.avi"]
+    errors = row["decode_errors"]
+    assert row["status"] == "corrupt" and errors > 0
+    assert re.search(rf"  corrupt     a/damaged\.avi: {errors} decode errors?, first at frame ~\d+: ", res.output), res.output
+    lenient = run("build", root, "--layout", "folder", "--out", out, "--max-decode-errors", errors)
+    assert lenient.output.startswith("probed 1, reused 1 unchanged;"), lenient.output  # judged again, from its errors
+    df = Manifest.from_parquet(out).df.set_index("video_id")
+    assert df.loc["a/damaged.avi", ["status", "error", "decode_errors"]].tolist() == ["ok", "", errors]
+    assert df.loc["a/clean.mp4", ["status", "decode_errors"]].tolist() == ["ok", 0]
+    again = run("build", root, "--layout", "folder", "--out", out, "--max-decode-errors", errors)
+    assert again.output.startswith("probed 0, reused 2 unchanged;")
+    assert Manifest.from_parquet(out).df.set_index("video_id").loc["a/damaged.avi", "status"] == "ok"
+    strict = run("build", root, "--layout", "folder", "--out", out)
+    assert strict.output.startswith("probed 1, reused 1 unchanged;")
+    assert Manifest.from_parquet(out).df.set_index("video_id").loc["a/damaged.avi", "status"] == "corrupt"
+
+
+def test_manifest_from_before_the_error_count_reads_and_is_probed_again(mixed, tmp_path):
+    """Its verdicts came from packet counts: unknown (-1) until a rebuild counts the errors."""
+    out = tmp_path / "m.parquet"
+    run("build", mixed[0], "--layout", "folder", "--out", out)
+    table = pq.read_table(out)
+    pq.write_table(table.drop(["decode_errors", "vfr"]), out)
+    old = Manifest.from_parquet(out).df
+    assert (old["decode_errors"] == -1).all() and old["decode_errors"].dtype == "int64" and (old["vfr"] == -1).all()
+    res = run("build", mixed[0], "--layout", "folder", "--out", out)
+    assert res.output.startswith("probed 5, reused 4 unchanged;"), res.output  # those with frames; not the unreadable
+    df = Manifest.from_parquet(out).df.set_index("video_id")
+    assert df.loc[list(mixed[1]), ["decode_errors", "vfr"]].values.tolist() == [[0, 0], [0, 0], [0, 0]]
+
+
 def test_layout_rows_without_files_are_missing(tmp_path):
     root = tmp_path / "ucf"
     write_pattern_video(root / "UCF-101/Run/v_Run_g01_c01.avi", 20, "mpeg4", 64, 48)
@@ -119,6 +159,7 @@ def test_layout_rows_without_files_are_missing(tmp_path):
     (["--layout", "ucf101", "--annotations", "NOWHERE"], r"^ascnet-index: annotation path NOWHERE does not exist"),
     (["--layout", "hmdb51"], r"^ascnet-index: hmdb51: no annotation files \(\*_test_split1\.txt\) found in "),
     (["--layout", "folder", "--transcode", "h264"], r"^ascnet-index: --transcode needs --transcode-dir DIR"),
+    (["--layout", "folder", "--max-decode-errors", "-1"], r"^ascnet-index: --max-decode-errors must be 0 or more, got -1"),
 ])
 def test_bad_arguments_give_one_line_errors(mixed, tmp_path, args, message):
     res = run("build", mixed[0], "--out", tmp_path / "m.parquet", *args)
@@ -270,3 +311,71 @@ def test_bench_index_compares_against_the_sequential_loop(tmp_path):
     assert len(list((tmp_path / "gen").rglob("*.*"))) == 3
     again = CliRunner().invoke(bench, ["index", str(tmp_path / "gen"), "--generate", "3"])
     assert again.exit_code == 2 and "--generate writes into an empty ROOT;" in again.output
+
+
+# ---- symlinks ---------------------------------------------------------------------------
+def test_a_symlinked_dataset_indexes_and_decodes(tmp_path):
+    """The root is a link to another disk, a class folder is a link, and the videos are links to
+    files outside the root: containment is judged on the paths as stored, files open through links."""
+    store = tmp_path / "store"  # where the bytes are
+    a = write_pattern_video(store / "a.mp4", 20, "h264", 64, 48)
+    b = write_pattern_video(store / "b.webm", 24, "vp9", 64, 48)
+    c = write_pattern_video(store / "waving/c.avi", 30, "mpeg4", 64, 48)
+    data = tmp_path / "disk2/data"
+    (data / "run").mkdir(parents=True)
+    (data / "run/a.mp4").symlink_to(a)
+    (data / "run/b.webm").symlink_to(b)
+    (data / "waving").symlink_to(c.parent, target_is_directory=True)
+    root = tmp_path / "data"
+    root.symlink_to(data, target_is_directory=True)
+    out = tmp_path / "m.parquet"
+    res = run("build", root, "--layout", "folder", "--out", out, "--strict")
+    assert res.exit_code == 0, res.output
+    m = Manifest.from_parquet(out)
+    assert m.df["video_id"].tolist() == ["run/a.mp4", "run/b.webm", "waving/c.avi"]
+    table = m.decode_table()
+    assert table["file"].tolist() == [str(root / "run/a.mp4"), str(root / "run/b.webm"), str(root / "waving/c.avi")]
+    for file, n in zip(table["file"], table["num_frames"]):
+        frames = decode_frames(file, np.array([0, n - 1]), 25.0)
+        assert [read_index(f) for f in frames] == [0, n - 1]
+    assert run("validate", out).output == f"{out}: ok\n"
+
+
+def test_paths_that_lead_out_of_the_root_are_refused(tmp_path):
+    root = tmp_path / "data"
+    write_pattern_video(root / "run/a.mp4", 20, "h264", 64, 48)
+    m = Manifest.from_rows([{"video_id": "run/a.mp4", "path": "run/a.mp4"}], root)
+    assert m.resolve("run/x/../a.mp4") == root / "run/a.mp4"
+    assert m.resolve(str(root / "run/a.mp4")) == root / "run/a.mp4"
+    for bad in ("../elsewhere/a.mp4", "run/../../a.mp4", str(tmp_path / "elsewhere/a.mp4"), str(root / "../a.mp4")):
+        with pytest.raises(ManifestError, match=rf"path '{re.escape(bad)}' leads out of the manifest root {root}"):
+            m.resolve(bad)
+    copies = tmp_path / "copies"
+    m = Manifest.from_rows([{"video_id": "run/a.mp4", "path": "run/a.mp4"}], root, transcode={"dir": str(copies)})
+    assert m.resolve(str(copies / "run/a.mp4")) == copies / "run/a.mp4"
+    with pytest.raises(ManifestError, match=rf"leads out of the manifest root {root} or its copies folder {copies}; "):
+        m.resolve(str(tmp_path / "elsewhere/a.mp4"))
+
+
+# ---- variable frame rate -----------------------------------------------------------------
+def test_transcode_gives_a_variable_rate_video_a_constant_rate_copy(tmp_path):
+    root = tmp_path / "data"
+    write_pattern_video(root / "a/cfr.avi", 40, "mpeg4", 64, 48)
+    write_vfr_video(root / "a/vfr.mp4")
+    out = tmp_path / "m.parquet"
+    plain = run("build", root, "--layout", "folder", "--out", out)
+    assert Manifest.from_parquet(out).df.set_index("video_id")["vfr"].to_dict() == {"a/cfr.avi": 0, "a/vfr.mp4": 1}
+    assert ("vfr          1 video(s) with a variable frame rate; sampling maps a time to a frame by the average fps, "
+            "which misses on them (1 without a copy): --transcode writes constant-rate copies") in plain.output
+    copies = tmp_path / "copies"
+    res = run("build", root, "--layout", "folder", "--out", out, "--transcode", "h264", "--transcode-dir", copies)
+    assert res.exit_code == 0, res.output
+    assert "vfr          1 video(s) with a variable frame rate; their copies have a constant rate (the average fps)" \
+        in res.output
+    df = Manifest.from_parquet(out).df.set_index("video_id")
+    vfr, cfr = df.loc["a/vfr.mp4"], df.loc["a/cfr.avi"]
+    copy = probe(copies / "a/vfr.mp4")
+    assert copy["vfr"] == 0 and copy["fps"] == pytest.approx(vfr["fps"], rel=1e-3) == vfr["decode_fps"]
+    # frames repeated or dropped to keep the rate (ffmpeg may repeat the last to fill its duration)
+    assert abs(vfr["decode_num_frames"] - vfr["duration_s"] * vfr["fps"]) <= 2
+    assert cfr["decode_num_frames"] == cfr["num_frames"] == 40  # a constant-rate original keeps every frame

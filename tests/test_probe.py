@@ -1,11 +1,15 @@
 """Probing real files made at test time: counted frames, codecs, and a status for every bad input."""
+import random
 import re
 
 import ffmpeg
+import numpy as np
 import pytest
 
+from ascnet.pipelines.backends import BackendError, choose_backend
+from ascnet.pipelines.sources import decode_frames
 from ascnet.tools.probe import probe
-from ascnet.tools.synthetic import write_pattern_video
+from ascnet.tools.synthetic import CODECS, read_index, write_pattern_video
 from ascnet.tools.transcode import transcode
 
 
@@ -80,8 +84,90 @@ def test_cut_off_file_whose_index_survives_is_corrupt(tmp_path):
     cut.write_bytes(data[: len(data) * 8 // 10])
     got = probe(cut)
     assert got["status"] == "corrupt"
-    assert re.fullmatch(r"truncated or damaged: \d+ of the 60 frames its container lists decode", got["error"])
+    assert re.match(r"truncated or damaged: its frames end at \d\.\d\d s of the 2\.40 s its stream lists \(\d+ frames decode",
+                    got["error"]), got["error"]
     assert 0 < got["num_frames"] < 54
     cut.write_bytes(data[: len(data) // 3])  # not even the first frame
     got = probe(cut)
-    assert (got["status"], got["error"]) == ("corrupt", "no frame of its h264 stream decodes: truncated or damaged")
+    assert got["status"] == "corrupt"
+    assert got["error"].startswith("no frame of its h264 stream decodes: truncated or damaged"), got["error"]
+
+
+def damaged_copy(src, dst, at=0.7, size=64):
+    """`src` with `size` bytes at `at` of its length overwritten (seeded): damage inside the stream."""
+    data = bytearray(src.read_bytes())
+    start = int(len(data) * at)
+    data[start:start + size] = random.Random(0).randbytes(size)
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+@pytest.mark.parametrize("codec", ["h264", "mpeg4"])
+def test_mid_stream_damage_is_counted_and_named(tmp_path, codec):
+    """Every frame but a few still decodes (the old packet-count rule passed it): the errors decide."""
+    suffix = CODECS[codec][1]
+    clean = write_pattern_video(tmp_path / f"clean{suffix}", 60, codec, 128, 96)
+    got = probe(clean)
+    assert (got["status"], got["error"], got["decode_errors"]) == ("ok", "", 0)
+    bad = probe(damaged_copy(clean, tmp_path / f"bad{suffix}"))
+    assert bad["status"] == "corrupt" and bad["decode_errors"] > 0
+    assert bad["num_frames"] >= 0.9 * 60
+    assert re.fullmatch(rf"{bad['decode_errors']} decode errors?, first at frame ~\d+: [^;]+; more than "
+                        r"--max-decode-errors 0: its damaged frames would reach training concealed", bad["error"]), bad["error"]
+    lenient = probe(tmp_path / f"bad{suffix}", max_decode_errors=bad["decode_errors"])
+    assert (lenient["status"], lenient["error"], lenient["decode_errors"]) == ("ok", "", bad["decode_errors"])
+
+
+def test_stream_copy_cut_with_an_edit_list_is_ok(tmp_path):
+    """`ffmpeg -ss 1.7 -i src -t 10 -c copy` keeps the pre-roll from the keyframe before 1.7 s and
+    marks it discarded: the container lists 351 frames, 300 are shown, from source frame 51."""
+    src = write_pattern_video(tmp_path / "src.mp4", 360, "h264", 64, 48, fps=30, gop=60)
+    cut = tmp_path / "cut.mp4"
+    ffmpeg.input(str(src), ss=1.7).output(str(cut), t=10, c="copy").overwrite_output().run(quiet=True)
+    assert int(ffmpeg.probe(str(cut))["streams"][0]["nb_frames"]) == 351
+    got = probe(cut)
+    assert (got["status"], got["error"], got["decode_errors"], got["num_frames"], got["vfr"]) == ("ok", "", 0, 300, 0)
+    frames = decode_frames(str(cut), np.array([0, 150, 299]), got["fps"], got["keyframes"])
+    assert [read_index(f) for f in frames] == [51, 201, 350]
+
+
+@pytest.mark.parametrize("codec,name,opts", [("mpeg2video", "v.mpg", {}), ("av1", "v.mkv", {"vcodec": "libaom-av1",
+                                                                                        "cpu-used": 8})])
+def test_a_codec_only_nvdec_refuses_is_ok_and_nvdec_names_the_transcode(tmp_path, codec, name, opts):
+    path = tmp_path / name
+    ffmpeg.input("testsrc2=size=64x48:rate=25:duration=1", f="lavfi").output(str(path), **{"vcodec": codec, **opts}) \
+        .overwrite_output().run(quiet=True)
+    got = probe(path)
+    assert (got["status"], got["error"], got["codec"], got["num_frames"]) == ("ok", "", codec, 25)
+    with pytest.raises(BackendError, match=r"NVDEC cannot decode codec\(s\) \['av1', 'mpeg2video'\]: re-index with "
+                       r"--transcode h264 --transcode-dir DIR \(ascnet-index build\), or use backend='pyav'"):
+        choose_backend("nvdec", "cuda", ["h264", "mpeg2video", "av1"])
+
+
+def test_a_codec_nothing_here_decodes_is_unsupported(tmp_path):
+    """A Matroska video track whose codec id no decoder knows (made by renaming MPEG-4's id)."""
+    mkv = tmp_path / "v.mkv"
+    ffmpeg.input(str(write_pattern_video(tmp_path / "v.avi", 20, "mpeg4", 64, 48))).output(str(mkv), c="copy") \
+        .overwrite_output().run(quiet=True)
+    mkv.write_bytes(mkv.read_bytes().replace(b"V_MPEG4/ISO/ASP", b"V_QQQQQ/ISO/ASP", 1))
+    got = probe(mkv)
+    assert got["status"] == "unsupported" and got["num_frames"] == 0
+    assert got["error"].startswith("its video codec (unknown, tag [0][0][0][0]) has no decoder in ffprobe's libavcodec "
+                                   "nor in PyAV: no backend here reads it"), got["error"]
+
+
+def write_vfr_video(path):
+    """2 s at 15 fps then 2 s at 30 fps in one H.264 stream, timestamps kept: 90 frames, 22.7 fps on average."""
+    parts = [ffmpeg.input(f"testsrc2=size=64x48:rate={r}:duration=2", f="lavfi") for r in (15, 30)]
+    ffmpeg.concat(*parts).output(str(path), vcodec="libx264", preset="ultrafast", pix_fmt="yuv420p", fps_mode="vfr") \
+        .overwrite_output().run(quiet=True)
+    return path
+
+
+def test_variable_frame_rate_is_recorded(tmp_path):
+    got = probe(write_vfr_video(tmp_path / "vfr.mp4"))
+    assert (got["status"], got["num_frames"], got["vfr"]) == ("ok", 90, 1)
+    assert got["fps"] == pytest.approx(90 / 3.97, rel=0.01)  # the average: 90 frames over 3.97 s
+    # 30 fps in WebM's 1 ms timestamps: durations of 33 and 34 ms, a constant rate all the same
+    constant = probe(write_pattern_video(tmp_path / "cfr.webm", 40, "vp9", 64, 48, fps=30))
+    assert (constant["status"], constant["vfr"]) == ("ok", 0)

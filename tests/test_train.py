@@ -4,6 +4,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -90,7 +91,7 @@ def test_adamw_resumes_exactly_and_a_switch_of_optimizer_is_refused(tmp_path):
     assert "exp_avg_sq" in first and "momentum_buffer" not in first  # AdamW's state, not SGD's
     for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
         assert torch.equal(sa["exp_avg"], sb["exp_avg"]) and torch.equal(sa["exp_avg_sq"], sb["exp_avg_sq"])
-    with pytest.raises(CheckpointError, match=r"optimizer='adamw' \(this run: 'sgd'\)"):
+    with pytest.raises(CheckpointError, match=r"differs from the checkpoint's: optimizer \"sgd\" \(checkpoint: \"adamw\"\)"):
         pretrain(tiny(tmp_path, name="b", max_steps=6, ckpt_every=2, base_lr=0.004, resume=True))
     with pytest.raises(ValueError, match=r"optimizer='adam' is not allowed; allowed: \['sgd', 'adamw'\]"):
         tiny(tmp_path, optimizer="adam").check()
@@ -122,15 +123,63 @@ def test_resume_errors_are_readable(tmp_path):
     pretrain(tiny(tmp_path, max_steps=2, ckpt_every=1, keep_last=2))
     with pytest.raises(CheckpointError, match="already holds checkpoints: pass --resume"):
         pretrain(tiny(tmp_path, max_steps=2))
-    with pytest.raises(CheckpointError, match=r"step-00000002.pt was trained with arch='r3d18' \(this run: 's3dg'\)"):
-        pretrain(tiny(tmp_path, max_steps=4, arch="s3dg", resume=True))
-    with pytest.raises(CheckpointError, match=r"width=4 \(this run: 8\)"):
-        pretrain(tiny(tmp_path, max_steps=4, width=8, resume=True))
+    with pytest.raises(CheckpointError, match=r"step-00000002.pt: this run differs from the checkpoint's: arch \"s3dg\" "
+                                               r"\(checkpoint: \"r3d18\"\), width 8 \(checkpoint: 4\); resume with the "
+                                               r"checkpoint's values, or start a new run in another --out"):
+        pretrain(tiny(tmp_path, max_steps=4, arch="s3dg", width=8, resume=True))
     checkpoint_paths(tmp_path / "run")[-1].write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match=r"(?s)step-00000002.pt: not a readable ascnet checkpoint.*delete it to resume from step-00000001.pt"):
         pretrain(tiny(tmp_path, max_steps=4, resume=True))
     with pytest.raises(CheckpointError, match="no checkpoint to resume; drop --resume"):
         pretrain(tiny(tmp_path, name="empty", max_steps=2, resume=True))
+
+
+@pytest.fixture(scope="module")
+def two_steps(tmp_path_factory):
+    """A run stopped at step 2 of 4, to resume."""
+    folder, threads = tmp_path_factory.mktemp("resume"), torch.get_num_threads()
+    torch.set_num_threads(1)
+    pretrain(tiny(folder, max_steps=4, stop_at=2, ckpt_every=1))
+    torch.set_num_threads(threads)
+    return folder
+
+
+# one field of each group that changes what a run computes, and how the refusal names it
+@pytest.mark.parametrize("change,named", [
+    ({"split": "val"}, 'split "val" (checkpoint: "train")'),                        # data
+    ({"speeds": (1, 2)}, "speeds [1, 2] (checkpoint: [1, 2, 4, 8])"),              # sampling
+    ({"rate": "native"}, 'rate "native" (checkpoint: "fixed")'),
+    ({"crop_scale": (0.5, 1.0)}, "crop_scale [0.5, 1.0] (checkpoint: [0.4, 1.0])"),  # augmentation
+    ({"flip_p": 0.0}, "flip_p 0.0 (checkpoint: 0.5)"),
+    ({"base_lr": 0.2}, "base_lr 0.2 (checkpoint: 0.1)"),                             # optimiser
+    ({"batch_size": 8}, "batch_size 8 (checkpoint: 4)"),
+    ({"momentum": 0.8}, "momentum 0.8 (checkpoint: 0.9)"),
+    ({"warmup_epochs": 1.0}, "warmup_epochs 1.0 (checkpoint: 0.5)"),                # schedule
+    ({"ema_base": 0.9}, "ema_base 0.9 (checkpoint: 0.99)"),
+    ({"max_steps": 3}, "max_steps 3 (checkpoint: 4; a run may grow, not shrink)"),
+    ({"seed": 1}, "seed 1 (checkpoint: 0)"),                                         # seed
+    ({"width": 8}, "width 8 (checkpoint: 4)"),                                       # model
+])
+def test_resume_refuses_a_changed_run_and_names_the_field(two_steps, change, named):
+    with pytest.raises(CheckpointError, match=re.escape(f"this run differs from the checkpoint's: {named}; resume with")):
+        pretrain(tiny(two_steps, resume=True, **{"max_steps": 4, **change}))
+
+
+def test_resume_refuses_another_world_size(tmp_path):
+    pretrain(tiny(tmp_path, max_steps=2, ckpt_every=1))
+    path = checkpoint_paths(tmp_path / "run")[-1]
+    ck = torch.load(path, weights_only=True)
+    assert ck["world"] == 1
+    checkpoint.save_atomic({**ck, "world": 2}, path)  # as if written under torchrun --nproc-per-node 2
+    with pytest.raises(CheckpointError, match=re.escape("differs from the checkpoint's: WORLD_SIZE 1 (checkpoint: 2)")):
+        pretrain(tiny(tmp_path, max_steps=4, resume=True))
+
+
+def test_resume_accepts_bookkeeping_changes_and_a_longer_run(tmp_path):
+    pretrain(tiny(tmp_path, max_steps=4, stop_at=2, ckpt_every=1))
+    done = pretrain(tiny(tmp_path, max_steps=6, resume=True, ckpt_every=3, keep_last=1, log_every=1, workers=1,
+                         epochs=300))
+    assert done["step"] == 6 and [p.name for p in checkpoint_paths(tmp_path / "run")] == ["step-00000006.pt"]
 
 
 class PoisonedPairs(SyntheticPairs):

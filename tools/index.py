@@ -38,6 +38,7 @@ class IndexConfig:
     annotations: str | None = None    # annotation folder or file; default: the layout's usual place
     workers: int = 2                  # ffprobe / ffmpeg processes at once
     min_frames: int = 16              # fewer decodable frames -> too_short
+    max_decode_errors: int = 0        # more errors while decoding -> corrupt
     transcode: str | None = None      # h264 | vp9: write decoder-friendly copies
     transcode_dir: str | None = None
     short_side: int | None = None     # resize copies to this short side (pixels)
@@ -49,6 +50,8 @@ class IndexConfig:
             raise LayoutError(f"unknown layout '{self.layout}'; allowed: {', '.join(LAYOUTS)}")
         if self.workers < 1:
             raise LayoutError(f"--workers must be 1 or more, got {self.workers}")
+        if self.max_decode_errors < 0:
+            raise LayoutError(f"--max-decode-errors must be 0 or more, got {self.max_decode_errors}")
         if self.transcode is not None and self.transcode not in CODECS:
             raise LayoutError(f"unknown --transcode codec '{self.transcode}'; allowed: {', '.join(CODECS)}")
         if self.transcode and not self.transcode_dir:
@@ -87,26 +90,29 @@ def _previous(out: Path, root: Path) -> tuple[dict[str, dict], dict]:
 
 
 def _decode_rel(path: Path, root: Path) -> str:
-    path = path.resolve()
-    return path.relative_to(root.resolve()).as_posix() if path.is_relative_to(root.resolve()) else str(path)
+    """Relative to the root when inside it, else absolute; as written (links are not followed)."""
+    path, root = Path(os.path.abspath(path)), Path(os.path.abspath(root))
+    return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
 
 
 def _process(src: Path, row: dict, cfg: IndexConfig, root: Path, threads: int, need_probe: bool) -> dict:
     """Probe one file (unless reused) and make its copy; all failures end up in status/error."""
     if need_probe:
-        row.update(probe(src, cfg.min_frames, threads))
+        row.update(probe(src, cfg.min_frames, threads, cfg.max_decode_errors))
         row["probe_status"], row["probe_error"] = row["status"], row["error"]
     transcodable = row["status"] == "ok" or (row["status"] == "unsupported" and row["num_frames"] > 0)
     if not cfg.transcode or not transcodable or row.get("decode_path"):
         return row
     dst = copy_path(row["video_id"], cfg.transcode, cfg.transcode_dir)
     size = scaled_size(row["width"], row["height"], cfg.short_side)
+    # a variable-rate original gets a constant-rate copy at its average fps: sampling maps times by the fps
+    opts = dict(size=size if cfg.short_side else None, threads=threads, cfr=row["fps"] if row["vfr"] == 1 else None)
     try:
-        transcode(src, dst, cfg.transcode, size=size if cfg.short_side else None, threads=threads)
+        transcode(src, dst, cfg.transcode, **opts)
         got = probe(dst, cfg.min_frames, threads)
-        if got["status"] == "ok" and (got["width"], got["height"]) != size:  # a stale copy of other settings
-            dst.unlink()
-            transcode(src, dst, cfg.transcode, size=size if cfg.short_side else None, threads=threads)
+        if got["status"] == "ok" and ((got["width"], got["height"]) != size or (opts["cfr"] and got["vfr"] == 1)):
+            dst.unlink()  # a stale copy of other settings
+            transcode(src, dst, cfg.transcode, **opts)
             got = probe(dst, cfg.min_frames, threads)
     except TranscodeError as e:
         return {**row, "status": "corrupt", "error": str(e)}
@@ -128,8 +134,8 @@ def build_index(cfg: IndexConfig) -> IndexResult:
         raise LayoutError(f"{cfg.layout}: the annotations in {found.annotations or root} list no videos")
     previous, old_meta = _previous(out, root)
     old_transcode = old_meta.get("transcode")
-    transcode_meta = {"codec": cfg.transcode, "short_side": cfg.short_side, "dir": str(cfg.transcode_dir)} \
-        if cfg.transcode else None
+    transcode_meta = {"codec": cfg.transcode, "short_side": cfg.short_side,
+                      "dir": os.path.abspath(cfg.transcode_dir)} if cfg.transcode else None
 
     rows, jobs, reused = [], [], 0
     for r in found.rows:
@@ -142,9 +148,13 @@ def build_index(cfg: IndexConfig) -> IndexResult:
             continue
         st = os.stat(src)
         old = previous.get(row["video_id"])
-        # a row from before the keyframe table is probed again, so that the loader can seek in it
+        # probed again: a row from before the keyframe table (the loader seeks with it) or the error
+        # count (its verdict came from packet counts), and a damaged one judged with another
+        # --max-decode-errors (its first error is not kept)
         unchanged = (old is not None and old["status"] != "missing" and old["bytes"] == st.st_size
-                     and abs(old["mtime"] - st.st_mtime) < 1e-6 and (old["num_frames"] == 0 or len(old["keyframes"])))
+                     and abs(old["mtime"] - st.st_mtime) < 1e-6
+                     and (old["num_frames"] == 0 or (len(old["keyframes"]) and old["decode_errors"] >= 0))
+                     and (old["decode_errors"] <= 0 or old_meta.get("max_decode_errors") == cfg.max_decode_errors))
         if unchanged:
             reused += 1
             row.update({k: old[k] for k in PROBE_FIELDS})
@@ -152,7 +162,7 @@ def build_index(cfg: IndexConfig) -> IndexResult:
             # against today's --min-frames
             row["status"], row["error"] = old.get("probe_status") or old["status"], old.get("probe_error", old["error"])
             if row["codec"] and row["num_frames"] > 0 and row["status"] in ("ok", "too_short", "unsupported"):
-                row["status"], row["error"] = classify(row, cfg.min_frames)
+                row["status"], row["error"] = classify(row, cfg.min_frames, cfg.max_decode_errors)
             row["probe_status"], row["probe_error"] = row["status"], row["error"]
             if (cfg.transcode and old_transcode == transcode_meta and old["decode_path"] and old["status"] == "ok"
                     and len(old["decode_keyframes"])):
@@ -173,8 +183,8 @@ def build_index(cfg: IndexConfig) -> IndexResult:
             rows[futures[fut]] = fut.result()
 
     meta = {"layout": cfg.layout, "split_number": cfg.split, "annotations": str(found.annotations or ""),
-            "tool_version": __version__, "min_frames": cfg.min_frames, "transcode": transcode_meta,
-            "classes": found.classes, "unlisted": found.unlisted}
+            "tool_version": __version__, "min_frames": cfg.min_frames, "max_decode_errors": cfg.max_decode_errors,
+            "transcode": transcode_meta, "classes": found.classes, "unlisted": found.unlisted}
     manifest = Manifest.from_rows(rows, root, **meta)
     manifest.write(out)
     return IndexResult(manifest, out, reused, sum(1 for *_, need in jobs if need), found.unlisted)
@@ -213,6 +223,13 @@ def summary(manifest: Manifest, max_problems: int = 10) -> str:
     if len(copies):
         lines.append(f"copies       {counts(copies['decode_codec'])} "
                      f"({counts(copies['decode_width'].astype(str) + 'x' + copies['decode_height'].astype(str))})")
+    vfr = df[df["vfr"] == 1]
+    if len(vfr):
+        copied = int((vfr["decode_path"] != "").sum())
+        lines.append(f"vfr          {len(vfr)} video(s) with a variable frame rate; " + (
+            "their copies have a constant rate (the average fps)" if copied == len(vfr) else
+            f"sampling maps a time to a frame by the average fps, which misses on them ({len(vfr) - copied} "
+            "without a copy): --transcode writes constant-rate copies"))
     unlisted = meta.get("unlisted") or []
     if unlisted:
         lines.append(f"unlisted     {len(unlisted)} video file(s) in no annotation list, e.g. {unlisted[0]}")

@@ -12,6 +12,7 @@ with `path` relative to the root; probing fills in the rest.
 from __future__ import annotations
 
 import csv
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,17 +62,25 @@ def scan(layout: str, root: str | Path, *, split: int = 1, annotations: str | Pa
 
 # ---- helpers ---------------------------------------------------------------------------
 def video_files(folder: Path, exclude: tuple[Path, ...] = ()) -> list[Path]:
-    """Video files under `folder` (by extension), sorted; hidden folders and `exclude` skipped."""
-    found = []
-    for p in folder.rglob("*"):
-        if p.suffix.lower() not in VIDEO_EXTENSIONS or not p.is_file():
+    """Video files under `folder` (by extension), sorted; hidden folders and `exclude` skipped.
+
+    Linked folders and files are followed (a dataset laid out with links), each real folder once.
+    """
+    found, seen = [], set()
+    for top, dirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(top)
+        if real in seen:  # a link back up the tree, or a second link to the same folder
+            dirs.clear()
             continue
-        rel = p.relative_to(folder)
-        if any(part.startswith(".") for part in rel.parts):
-            continue
-        if exclude and any(p.resolve().is_relative_to(e) for e in exclude):
-            continue
-        found.append(p)
+        seen.add(real)
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in files:
+            p = Path(top, name)
+            if p.suffix.lower() not in VIDEO_EXTENSIONS or name.startswith(".") or not p.is_file():
+                continue
+            if exclude and any(p.resolve().is_relative_to(e) for e in exclude):
+                continue
+            found.append(p)
     return sorted(found)
 
 

@@ -2,7 +2,9 @@
 
 A random clip costs about `16*s + G/2` decoded frames for keyframe interval G (DESIGN.md §3),
 so copies get a short fixed GOP, no B-frames and 8-bit 4:2:0 (what NVDEC takes): H.264 with
-`-tune fastdecode` for the GPU path, VP9 for DALI's CPU decoder. No audio.
+`-tune fastdecode` for the GPU path, VP9 for DALI's CPU decoder. No audio. Every frame is kept
+as it is, except that a variable-frame-rate original is given a constant rate (its average):
+the pipelines map a time to a frame through the fps.
 """
 from __future__ import annotations
 
@@ -43,8 +45,11 @@ def is_finished(src: str | Path, dst: str | Path) -> bool:
 
 
 def transcode(src: str | Path, dst: str | Path, codec: str = "h264", *, size: tuple[int, int] | None = None,
-              gop: int = GOP, crf: int | None = None, threads: int = 0) -> Path:
+              gop: int = GOP, crf: int | None = None, threads: int = 0, cfr: float | None = None) -> Path:
     """Write `dst` from `src` (first video stream only) unless a finished copy is there.
+
+    `cfr`: a constant frame rate for the copy (frames repeated or dropped to keep it, `fps_mode
+    cfr`); None keeps every decoded frame once, so the frame count stays the source's.
 
     ffmpeg writes a temp name beside `dst` that is renamed when complete, so an interrupted
     run leaves no half copy under the final name and is simply redone next time.
@@ -60,7 +65,7 @@ def transcode(src: str | Path, dst: str | Path, codec: str = "h264", *, size: tu
     if size is not None:
         video = video.filter("scale", size[0], size[1])
     common = dict(pix_fmt="yuv420p", g=gop, keyint_min=gop, an=None, sn=None, threads=threads,
-                  fps_mode="passthrough")  # every decoded frame once: frame counts stay those of the source
+                  **({"fps_mode": "cfr", "r": cfr} if cfr else {"fps_mode": "passthrough"}))
     if codec == "h264":
         opts = dict(f="mp4", vcodec="libx264", preset="veryfast", tune="fastdecode", crf=18 if crf is None else crf,
                     bf=0, sc_threshold=0, movflags="+faststart")

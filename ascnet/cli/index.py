@@ -26,6 +26,8 @@ def main():
               help="Annotation folder or file; default: the layout's usual place in or beside ROOT.")
 @click.option("--workers", default=2, show_default=True, help="ffprobe/ffmpeg processes at once.")
 @click.option("--min-frames", default=16, show_default=True, help="Fewer decodable frames -> too_short.")
+@click.option("--max-decode-errors", default=0, show_default=True,
+              help="More decoder errors (mid-stream damage) -> corrupt; raise it to accept slightly damaged files.")
 @click.option("--transcode", type=click.Choice(["h264", "vp9"]), default=None,
               help="Also write decoder-friendly copies: h264 (NVDEC) or vp9 (DALI CPU).")
 @click.option("--transcode-dir", type=click.Path(file_okay=False), default=None, help="Where the copies go.")

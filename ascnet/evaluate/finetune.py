@@ -18,7 +18,6 @@ collective.
 """
 from __future__ import annotations
 
-import json
 import math
 import signal
 from dataclasses import asdict, dataclass
@@ -27,7 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ascnet.checkpoint import CheckpointError, load, save_atomic
+from ascnet.checkpoint import CheckpointError, check_resume, load, save_atomic
 from ascnet.evaluate.features import (
     CROPS_PER_CLIP, ClipSettings, EvalError, check_classes, eval_batches, load_encoder, resolve_device, run_model, split_of,
 )
@@ -94,15 +93,6 @@ def cosine_lr(base: float, step: int, total: int) -> float:
     return 0.5 * base * (1.0 + math.cos(math.pi * min(step, total) / max(total, 1)))
 
 
-def _check_resume(saved: dict, now: dict, path: Path) -> None:
-    """Refuse to resume under settings that would change the result."""
-    for k, v in saved.items():
-        if k in RESUMABLE or k not in now:
-            continue
-        if json.loads(json.dumps(now[k])) != json.loads(json.dumps(v)):
-            raise CheckpointError(f"{path}: --resume with '{k}' = {now[k]!r}, but the run was started with {v!r}; use the same settings or another --out")
-
-
 def finetune(cfg: FinetuneConfig) -> tuple[dict, str]:
     """Train, checkpoint, test; writes results (and curves) in cfg.out. Returns (results, table)."""
     from tqdm import tqdm
@@ -130,10 +120,9 @@ def finetune(cfg: FinetuneConfig) -> tuple[dict, str]:
         if not ckpt_path.exists():
             raise CheckpointError(f"{ckpt_path}: nothing to resume; run without --resume first")
         saved = load(ckpt_path)
-        _check_resume(saved.get("config", {}), config, ckpt_path)
-        if saved.get("world", 1) != rt.world:  # the shards, steps per epoch and step count depend on it
-            raise CheckpointError(f"{ckpt_path}: the run was trained with {saved.get('world', 1)} process(es), this one has {rt.world}; "
-                                  "resume with the same number of processes or use another --out")
+        # the world size sets the shards, the steps per epoch and the step count
+        check_resume(ckpt_path, {**saved.get("config", {}), "WORLD_SIZE": saved.get("world", 1)},
+                     {**config, "WORLD_SIZE": rt.world}, free=RESUMABLE)
     elif ckpt_path.exists():
         raise EvalError(f"{ckpt_path} exists: pass --resume to continue that run, or another --out")
 
