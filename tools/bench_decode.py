@@ -58,7 +58,7 @@ LOADERS = ("nvdec", "dali-cpu", "pyav", "baseline", "torchcodec")
 # a repeated one), to show what sending each frame once saves; not a backend of the loaders
 VARIANTS = ("dali-cpu-repeats",)
 BACKENDS = LOADERS + VARIANTS + ("ceiling",)
-MAX_LOAD = 1.0       # 1-min load average above which a run is refused (unless allow_busy)
+MAX_LOAD = 0.5       # 1-min load average above which a run is refused (unless allow_busy): a quiet machine
 FOREIGN_BUSY = 0.25  # cores taken by other processes during a timed run that mark it busy
 SPEEDS = (1, 2, 4, 8)
 # A returned frame counts as the named one when its mean absolute difference from it (0..255
@@ -266,9 +266,9 @@ def check_quiet(allow_busy: bool, echo=print, max_load: float = MAX_LOAD) -> flo
     load = load_average()
     if load > max_load and not allow_busy:
         raise BusyMachineError(
-            f"the 1-min load average is {load:.2f} (> {max_load}): other work is running, and a loaded machine "
-            "flatters whichever loader runs more processes. Stop that work and wait for the load to fall, or pass "
-            "--allow-busy to measure anyway (rows are then marked busy)")
+            f"the 1-min load average is {load:.2f} (> {max_load}): the machine is not quiet (other work, or a run that "
+            "just ended), and a loaded machine flatters whichever loader runs more processes. Stop other work and "
+            "wait for the load to fall, or pass --allow-busy to measure anyway (rows are then marked busy)")
     if load > max_load:
         echo(f"warning: load average {load:.2f} > {max_load}; measuring anyway (--allow-busy)")
     return load
@@ -382,9 +382,9 @@ def modelled_costs(pair, keyframes) -> dict:
             "decord": decode_cost(a, keyframes) + decode_cost(b, keyframes)}  # a reader seek per clip
 
 
-def model_frames(manifest: Manifest, cfg: DecodeBenchConfig, epochs: int = 2) -> dict:
-    """Mean modelled frames per pair over the split's pairs of the first `epochs` epochs."""
-    table = manifest.select(cfg.split).decode_table().drop_duplicates("file")
+def model_frames(manifest: Manifest, cfg: DecodeBenchConfig, epochs: int = 4) -> dict:
+    """Mean modelled frames per pair over the pairs the loaders visit in their first `epochs` epochs."""
+    table = manifest.select(cfg.split).decode_table()
     total, n = Counter(), 0
     for epoch in range(epochs):
         for vi, row in table.iterrows():

@@ -24,7 +24,7 @@ from ascnet.manifest import ManifestError
               help="repeat a small split's rows up to this many, so an epoch outlasts the timing")
 @click.option("--ceiling-files", default=16, show_default=True, type=click.IntRange(min=1),
               help="distinct files decoded for the ceiling")
-@click.option("--allow-busy", is_flag=True, help="measure even when the load average is above 1 (rows marked busy)")
+@click.option("--allow-busy", is_flag=True, help="measure even when the 1-min load average is above 0.5 (rows marked busy)")
 @click.option("--json", "json_path", default=None, type=click.Path(dir_okay=False), help="also write the results here (atomic)")
 def decode(manifest, backends, split, batch_size, workers, seconds, clip_len, crop_size, seed, check_pairs, min_videos,
            ceiling_files, allow_busy, json_path):

@@ -20,7 +20,7 @@ from ascnet.manifest import ManifestError
               help="repeat a small split's rows up to this many videos")
 @click.option("--rounds", type=click.IntRange(min=1), default=1, show_default=True,
               help="run every backend (and the encoder alone) this many times, interleaved; medians reported")
-@click.option("--allow-busy", is_flag=True, help="measure even when the load average is above 1 (rows marked busy)")
+@click.option("--allow-busy", is_flag=True, help="measure even when the 1-min load average is above 0.5 (rows marked busy)")
 @click.option("--json", "json_path", default=None, type=click.Path(dir_okay=False), help="also write the results here (atomic)")
 def eval(manifest, backends, split, arch, width, clip_len, crop_size, clips_per_video, batch_size, workers, min_videos, rounds,  # noqa: A001
          allow_busy, json_path):
