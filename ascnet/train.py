@@ -35,6 +35,7 @@ from ascnet.method import ASCNet, ascnet_loss, ema_update
 from ascnet.models import ARCHS, build_backbone
 from ascnet.queue import MemoryQueue
 from ascnet.schedule import cosine_lr, ema_momentum, scaled_lr
+from ascnet.skips import ON_ERROR, SkipLog, read_skipped
 
 CHOICES = {
     "arch": ARCHS,
@@ -42,11 +43,12 @@ CHOICES = {
     "rate": ("fixed", "native"),
     "device": ("auto", "cpu", "cuda"),
     "optimizer": ("sgd", "adamw"),
+    "on_error": ON_ERROR,
 }
 # fields a --resume may change: where the run writes, what it reports, how it is executed, where
 # this invocation stops; every other field (and the world size) changes what the run computes
 RESUMABLE = ("out", "resume", "progress", "log_every", "ckpt_every", "keep_last", "stop_at", "workers", "device",
-             "backend", "compile")
+             "backend", "compile", "on_error", "max_skip_fraction")
 # the run's length may grow (its schedules stretch from the step reached)
 GROWABLE = ("epochs", "max_steps")
 
@@ -97,6 +99,8 @@ class PretrainConfig:
     stop_at: int = 0  # > 0: checkpoint and stop after this step (the schedules still span the run)
     resume: bool = False
     progress: bool = True
+    on_error: str = "skip"  # a video that fails to decode: "skip" it (a stand-in takes its place) or "raise"
+    max_skip_fraction: float = 0.01  # stop when more than this share of an epoch was skipped
 
     def check(self) -> "PretrainConfig":
         for name, allowed in CHOICES.items():
@@ -112,6 +116,8 @@ class PretrainConfig:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
         if self.batch_size < 2:
             raise ValueError("batch_size must be >= 2 (BatchNorm needs more than one sample)")
+        if not 0 <= self.max_skip_fraction <= 1:
+            raise ValueError(f"max_skip_fraction={self.max_skip_fraction} must be in [0, 1]")
         from ascnet.pipelines.augment import check_crop_scale, check_flip_p  # numpy only: no DALI import
 
         self.crop_scale = check_crop_scale(self.crop_scale)
@@ -151,7 +157,7 @@ class SyntheticPairs:
         pass
 
 
-def build_loader(cfg: PretrainConfig, rank: int, world: int, device: torch.device):
+def build_loader(cfg: PretrainConfig, rank: int, world: int, device: torch.device, exclude=()):
     if cfg.data == "synthetic":
         return SyntheticPairs(batch_size=cfg.batch_size, clip_len=cfg.clip_len, crop_size=cfg.crop_size,
                               speeds=cfg.speeds, seed=cfg.seed, shard_id=rank, num_shards=world)
@@ -161,7 +167,8 @@ def build_loader(cfg: PretrainConfig, rank: int, world: int, device: torch.devic
     return build_pair_loader(
         Manifest.from_parquet(cfg.manifest), split=cfg.split, batch_size=cfg.batch_size, clip_len=cfg.clip_len,
         crop_size=cfg.crop_size, speeds=cfg.speeds, rate=cfg.rate, base_fps=cfg.base_fps, augment=cfg.augment,
-        crop_scale=cfg.crop_scale, flip_p=cfg.flip_p, backend=cfg.backend, device=device.type, seed=cfg.seed, shard_id=rank, num_shards=world, workers=cfg.workers,
+        crop_scale=cfg.crop_scale, flip_p=cfg.flip_p, backend=cfg.backend, device=device.type, seed=cfg.seed,
+        shard_id=rank, num_shards=world, workers=cfg.workers, on_error=cfg.on_error, exclude=exclude,
     )
 
 
@@ -369,7 +376,8 @@ def pretrain(cfg: PretrainConfig, *, loader=None) -> dict:
         step = restore(cfg, model, queue, optimizer, rt.world)
     elif checkpoint_paths(out):
         raise CheckpointError(f"{out} already holds checkpoints: pass --resume to continue it, or choose another --out")
-    loader = loader or build_loader(cfg, rt.rank, rt.world, rt.device)
+    skips_known = read_skipped(out) if cfg.resume else {}
+    loader = loader or build_loader(cfg, rt.rank, rt.world, rt.device, exclude=skips_known)
     spe = loader.steps_per_epoch
     if spe < 1:
         raise ValueError(f"the loader yields no full batch of {cfg.batch_size} per process: lower --batch-size or add videos")
@@ -387,7 +395,10 @@ def pretrain(cfg: PretrainConfig, *, loader=None) -> dict:
         net = DistributedDataParallel(model, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
     if cfg.compile:
         net = torch.compile(net)
-    log = RunLog(cfg, rt, total, step, 2 * cfg.batch_size * rt.world)
+    skips = SkipLog(out, max_fraction=cfg.max_skip_fraction, epoch_videos=spe * cfg.batch_size * rt.world, main=rt.main,
+                    world=rt.world, device=rt.device)
+    take_skips = getattr(loader, "take_skips", list)
+    log = RunLog(cfg, rt, total, step, 2 * cfg.batch_size * rt.world, skips)
     bad = torch.zeros((), dtype=torch.bool, device=rt.device)  # any non-finite loss since the last check
     last_ckpt, stats, stopped_by = None, None, 0
     with StopRequest() as stop:
@@ -401,10 +412,13 @@ def pretrain(cfg: PretrainConfig, *, loader=None) -> dict:
                 stats = train_step(net, model, queue, optimizer, batch, rt, lr=cosine_lr(step, total, lr_peak, warmup, cfg.final_lr_ratio),
                                    m=ema_momentum(step, total, cfg.ema_base, cfg.ema_final), scp_weight=cfg.scp_weight)
                 bad |= ~torch.isfinite(stats["loss"])
+                skips.add(take_skips(), epoch)
                 step += 1
                 if rt.world == 1:  # under DDP the ranks agree on stopping at log intervals only
                     stopped_by = stop.signum
                 at_ckpt = step % cfg.ckpt_every == 0 or step == stop_at
+                if step % cfg.log_every == 0 or at_ckpt or stopped_by or step % spe == 0:
+                    skips.sync()  # every rank, at the same steps; raises TooManySkipped for all
                 if step % cfg.log_every == 0 or at_ckpt or stopped_by:
                     if bool(bad):  # the only host syncs: here, and reading the stats below
                         raise TrainingDiverged(
@@ -433,8 +447,8 @@ def pretrain(cfg: PretrainConfig, *, loader=None) -> dict:
 class RunLog:
     """Progress bar (loss, clips/s, share of time waiting for data) and metrics.jsonl, rank 0."""
 
-    def __init__(self, cfg: PretrainConfig, rt: Runtime, total: int, step: int, clips_per_step: int):
-        self.rt, self.clips_per_step, self.lines, self.last = rt, clips_per_step, 0, {}
+    def __init__(self, cfg: PretrainConfig, rt: Runtime, total: int, step: int, clips_per_step: int, skips=None):
+        self.rt, self.clips_per_step, self.lines, self.last, self.skips = rt, clips_per_step, 0, {}, skips
         self.path = Path(cfg.out) / "metrics.jsonl"
         self.bar = None
         if rt.main and cfg.progress:
@@ -455,6 +469,8 @@ class RunLog:
         row = {"step": step, "epoch": epoch, **{k: float(v.item()) for k, v in stats.items()},
                "lr": lr, "ema": m, "clips_per_s": steps * self.clips_per_step / max(elapsed, 1e-9),
                "data_wait": self.waited / max(elapsed, 1e-9), "time": time.time()}
+        if self.skips is not None:  # videos passed over this epoch, and every video skipped so far in the run
+            row.update(skipped_epoch=self.skips.in_epoch, skipped_videos=len(self.skips.known))
         self.t0, self.waited, self.prev_step, self.last = now, 0.0, step, row
         if not self.rt.main:
             return
@@ -465,7 +481,8 @@ class RunLog:
             self.bar.update(steps)
             self.bar.set_postfix(loss=f"{row['loss']:.4f}", clips_s=f"{row['clips_per_s']:.1f}",
                                  wait=f"{100 * row['data_wait']:.0f}%", scp=f"{row['scp_valid']:.2f}",
-                                 spread=f"{row['app_spread']:.2f}", margin=f"{row['acp_margin']:.2f}")
+                                 spread=f"{row['app_spread']:.2f}", margin=f"{row['acp_margin']:.2f}",
+                                 skipped=row.get("skipped_videos", 0))
 
     def close(self):
         if self.bar is not None:

@@ -1,8 +1,8 @@
 """The evaluation pipeline: each sample is one speed-1 clip of one video, cut into its crops.
 
-Output per sample: (K, 3, T, crop, crop) float32 (K = 1 center, 3 three, 10 ten), then
-`decoded` (frames decoded, 0 for a skipped video) for the pyav backend, whose workers already
-scaled the frames to the crops' short side.
+Output per sample: (K, 3, T, crop, crop) float32 (K = 1 center, 3 three, 10 ten), then the
+pyav backend's report (info, messages: `sources.PyAVSource`); its workers already scaled the
+frames to the crops' short side.
 """
 from __future__ import annotations
 
@@ -14,6 +14,6 @@ from ascnet.pipelines.pretrain import decoded_frames
 
 @pipeline_def
 def eval_pipeline(source, backend: str, device: str, crop_size: int, crops: str):
-    frames, _, decoded = decoded_frames(source, backend, device, with_aug=False)
+    frames, _, report = decoded_frames(source, backend, device, with_aug=False)
     views = eval_crops(frames, crop_size=crop_size, crops=crops, resized=backend == "pyav")
-    return (views, decoded) if decoded is not None else (views,)
+    return (views, *report)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Iterator, Literal, Sequence
+from typing import Iterable, Iterator, Literal, Sequence
 
 import numpy as np
 import torch
@@ -27,8 +27,8 @@ from ascnet.manifest import Manifest, ManifestError
 from ascnet.optional import require_dali
 from ascnet.pipelines.augment import CROP_SCALE, FLIP_P, check_crop_scale, check_flip_p, eval_short_side
 from ascnet.pipelines.backends import choose_backend
-from ascnet.pipelines.sources import (BytesSource, Cut, DecodeError, EvalSchedule, PyAVSource, TrainSchedule,
-                                      decode_frames)
+from ascnet.pipelines.sources import (MESSAGE_BYTES, BytesSource, Cut, DecodeError, EvalSchedule, PyAVSource,
+                                      TrainSchedule, decode_frames, first_usable)
 from ascnet.sampling import SamplingError, check_rate, check_speeds, steps_per_epoch
 
 log = logging.getLogger("ascnet.pipelines")
@@ -109,25 +109,27 @@ class _DaliRunner:
         self.pipe = self.make(source, batch_size)
         self.pipe.build()
 
-    def run(self, batch) -> list[torch.Tensor] | None:
-        """One batch as torch tensors; None when a DALI decoder lost it and errors are skipped.
+    def run(self, batch) -> list[torch.Tensor] | tuple[int, str]:
+        """One batch as torch tensors; or, when a DALI decoder lost it and errors are skipped, (the
+        culprit's position in the batch, its message), found by re-reading the batch with PyAV.
 
-        batch(): the batch's (file, frames, fps) per sample, to name the culprit of a failure.
+        batch(): the batch's (file, frames, fps, keyframes) per sample, to name the culprit of a failure.
         """
         try:
             outs = self.pipe.run()
         except Exception as e:
             text = str(e)
             if self.backend != "pyav" and self.skip_errors and isinstance(e, RuntimeError):
-                log.warning("skipped a batch that failed to decode: %s", _culprit(batch(), text))
-                return None
+                where, message = _culprit(batch(), text)
+                if where is not None:  # DALI carries on with the next batch; the caller decides about this one
+                    return where, message
             self.close()
             if "DecodeError" in text or "SamplingError" in text:  # raised in a worker: its message names the file
                 line = next(ln for ln in reversed(text.splitlines()) if "Error:" in ln)
                 raise DecodeError(line.split("Error: ", 1)[1]) from e
             if self.backend == "pyav":
                 raise  # not a decoding failure
-            raise DecodeError(_culprit(batch(), text)) from e
+            raise DecodeError(_culprit(batch(), text)[1]) from e
         return [_to_torch(o) for o in outs]
 
     def close(self):
@@ -143,24 +145,25 @@ def _batch_files(table, requests) -> list[tuple[str, np.ndarray, float, np.ndarr
              table["keyframes"].iat[r.video_index]) for r in requests]
 
 
-def _culprit(samples, dali_text: str) -> str:
-    """Which video of a failed DALI batch is bad: the first one PyAV cannot decode either.
+def _culprit(samples, dali_text: str) -> tuple[int | None, str]:
+    """(position in the batch or None, message): which video of a failed DALI batch is bad, the first
+    one PyAV cannot decode either.
 
     DALI loses the whole batch without naming the sample, so each is re-read with PyAV; where
     PyAV is not installed, DALI's own reason and the batch's files are all there is to say.
     """
     from importlib.util import find_spec
 
-    for file, frames, fps, keyframes in samples if find_spec("av") else []:
+    for i, (file, frames, fps, keyframes) in enumerate(samples if find_spec("av") else []):
         try:
             decode_frames(file, frames, fps, keyframes)
         except DecodeError as e:
-            return str(e)
+            return i, str(e)
     # DALI's own reason: the one line of its message that is neither a header nor a traceback
     noise = ("Critical", "Error in", " ", "which", "encountered", "C++", "Current")
     reason = next((ln for ln in dali_text.splitlines() if ln.strip() and not ln.startswith(noise)), "")
     listed = ", ".join(f"{f} (frames {fr.min()}..{fr.max()})" for f, fr, *_ in samples)
-    return f"DALI failed to decode a video among {listed}: {reason}"
+    return None, f"DALI failed to decode a video among {listed}: {reason}"
 
 
 # ---- training: pairs and single clips ----------------------------------------------------
@@ -174,7 +177,8 @@ class PairLoader:
     def __init__(self, manifest: Manifest, *, split: str, batch_size: int, clips: int, clip_len: int, crop_size: int,
                  speeds: Sequence[int], rate: str, base_fps: float, augment: bool, backend: str, device: str, seed: int,
                  shard_id: int, num_shards: int, workers: int, on_error: str, split_pair: bool, num_threads: int | None,
-                 crop_scale: tuple[float, float] = CROP_SCALE, flip_p: float = FLIP_P, distinct_frames: bool = True):
+                 crop_scale: tuple[float, float] = CROP_SCALE, flip_p: float = FLIP_P, distinct_frames: bool = True,
+                 exclude: Iterable[str] = ()):
         _check("on_error", on_error, ON_ERROR)
         crop_scale, flip_p = check_crop_scale(crop_scale), check_flip_p(flip_p)
         self.table = _videos(manifest, split)
@@ -198,19 +202,22 @@ class PairLoader:
             sizes=self.table[["height", "width"]].to_numpy(), names=list(self.table["file"]), batch_size=batch_size,
             seed=seed, shard_id=shard_id, num_shards=num_shards, clips=clips, clip_len=clip_len, speeds=speeds, rate=rate,
             base_fps=base_fps, crop_scale=crop_scale, flip_p=flip_p)
-        self._split_pair, self._skip, self._augment = split_pair, on_error == "skip", augment
+        self._split_pair, self._skip_errors, self._augment = split_pair, on_error == "skip", augment
         self._distinct = distinct_frames
         self._cut = Cut("augment" if augment else "center", crop_size)
         # frames the decoder produced for the batches yielded so far (pyav counts them; DALI's decoders do not say)
         self.frames_decoded = 0 if self.backend == "pyav" else None
         self._labels = torch.as_tensor(self.table["label"].to_numpy().copy(), dtype=torch.int64)
+        ids = list(self.table["video_id"])
+        self._exclude = {i for i, v in enumerate(ids) if v in set(exclude)}  # known bad: their stand-ins are used
+        self._skips: list[dict] = []
 
         from ascnet.pipelines.pretrain import clip_pipeline
 
         kw = _pipeline_kwargs(batch_size, self.backend, device, workers, num_threads, seed)
         make = lambda source, b: clip_pipeline(source=source, backend=self.backend, device=device, clips=clips,  # noqa: E731
                                                clip_len=clip_len, crop_size=crop_size, augment=augment, **kw)
-        self._runner = _DaliRunner(make, self.backend, device, self._skip)
+        self._runner = _DaliRunner(make, self.backend, device, self._skip_errors)
         self._sched: TrainSchedule | None = None
         self._next: tuple[int, int] | None = None  # (epoch, step) the built pipeline yields next
         self._done = 0  # batches run since the pipeline was built
@@ -219,14 +226,25 @@ class PairLoader:
     def skipped(self) -> int:
         return self._runner.skipped
 
+    def take_skips(self) -> list[dict]:
+        """The videos passed over since the last call, one dict per occurrence: video_id, file, epoch,
+        step, reason ("" for a video already known bad, e.g. from `exclude`)."""
+        out, self._skips = self._skips, []
+        return out
+
+    def _skip(self, vi: int, epoch: int, step: int, reason: str) -> None:
+        self._runner.skipped += 1
+        self._skips.append({"video_id": self.table["video_id"].iat[vi], "file": self.table["file"].iat[vi],
+                            "epoch": epoch, "step": step, "reason": reason})
+
     def _build(self, epoch: int, start_step: int) -> None:
         self._sched = TrainSchedule(**self._sched_args, epoch0=epoch, step0=start_step)
-        files, fps = list(self.table["file"]), self._sched_args["fps"]
+        files, fps, exclude = list(self.table["file"]), self._sched_args["fps"], frozenset(self._exclude)
         if self.backend == "pyav":
             source = PyAVSource(self._sched, files, fps, list(self.table["keyframes"]), self._cut, with_aug=self._augment,
-                                split_pair=self._split_pair, skip_errors=self._skip)
+                                split_pair=self._split_pair, skip_errors=self._skip_errors, exclude=exclude)
         else:
-            source = BytesSource(self._sched, files, with_aug=self._augment, distinct=self._distinct)
+            source = BytesSource(self._sched, files, with_aug=self._augment, distinct=self._distinct, exclude=exclude)
         self._runner.build(source, self.batch_size)
         self._next, self._done = (epoch, start_step), 0
 
@@ -234,44 +252,62 @@ class PairLoader:
         """Batches `start_step`..steps_per_epoch-1 of this epoch (see the module docstring).
 
         Pairs: clip_a, clip_b (B, 3, T, crop, crop) float32; speed_a, speed_b, video_index,
-        label (B,) int64. Single clips: clips, video_index, label. B shrinks only when
-        on_error="skip" dropped a video.
+        label (B,) int64. Single clips: clips, video_index, label. With on_error="skip" a video
+        that fails to decode gives way to a stand-in drawn from the seed and its position (see
+        `take_skips`); B shrinks only when every stand-in of a sample failed too.
         """
         if not 0 <= start_step <= self.steps_per_epoch:
             raise ValueError(f"start_step {start_step} is outside 0..{self.steps_per_epoch}")
         for step in range(start_step, self.steps_per_epoch):
-            if self._next != (epoch, step):
-                self._build(epoch, step)
-            b = self._done
-            requests = [self._sched.request(g) for g in range(b * self.batch_size, (b + 1) * self.batch_size)]
-            try:
-                outs = self._runner.run(lambda: _batch_files(self.table, requests))
-            except BaseException:
-                self._next = None  # rebuild on the next call
-                raise
+            while True:
+                if self._next != (epoch, step):
+                    self._build(epoch, step)
+                g0 = self._done * self.batch_size
+                picks = [first_usable(self._sched, g, self._exclude) for g in range(g0, g0 + self.batch_size)]
+                try:
+                    outs = self._runner.run(lambda: _batch_files(self.table, [r for r, _ in picks if r is not None]))
+                except BaseException:
+                    self._next = None  # rebuild on the next call
+                    raise
+                if isinstance(outs, list):
+                    break
+                # a DALI decoder lost the batch: pass over its culprit from now on and decode the step again
+                where, message = outs
+                culprit = [r for r, _ in picks if r is not None][where].video_index
+                self._exclude.add(culprit)
+                self._skip(culprit, epoch, step, message)
+                self._next = None
             self._done += 1
             self._next = self._sched.position(self._done)
-            if outs is None:
-                self._runner.skipped += self.batch_size
-                continue
-            yield self._batch(outs, requests)
+            yield self._batch(outs, picks, epoch, step)
 
-    def _batch(self, outs: list[torch.Tensor], requests) -> dict:
-        vi = torch.tensor([r.video_index for r in requests], dtype=torch.int64)
+    def _batch(self, outs: list[torch.Tensor], picks, epoch: int, step: int) -> dict:
+        if self.backend == "pyav":  # the workers say which video each sample holds (a stand-in, maybe)
+            info, messages = outs[-2].cpu().numpy(), outs[-1].cpu().numpy()
+            k = self.clips
+            vi, speeds, ok = info[:, 1], info[:, 2:2 + k], info[:, 0] > 0
+            self.frames_decoded += int(info[:, 0].sum())
+            for r in range(len(info)):
+                for j in range(int(info[r, 2 + k])):
+                    text = bytes(messages[r, j]).rstrip(b"\0").decode(errors="replace")
+                    self._skip(int(info[r, 3 + k + j]), epoch, step, text)
+        else:
+            for req, passed in picks:
+                for v in passed:
+                    self._skip(v, epoch, step, "")
+            ok = np.array([req is not None for req, _ in picks])
+            vi = np.array([req.video_index if req else -1 for req, _ in picks])
+            speeds = np.array([req.speeds if req else (0,) * self.clips for req, _ in picks])
+        vi = torch.as_tensor(vi, dtype=torch.int64)
         if self.clips == 2:
-            batch = {"clip_a": outs[0], "clip_b": outs[1],
-                     "speed_a": torch.tensor([r.speeds[0] for r in requests], dtype=torch.int64),
-                     "speed_b": torch.tensor([r.speeds[1] for r in requests], dtype=torch.int64)}
+            batch = {"clip_a": outs[0], "clip_b": outs[1], "speed_a": torch.as_tensor(speeds[:, 0], dtype=torch.int64),
+                     "speed_b": torch.as_tensor(speeds[:, 1], dtype=torch.int64)}
         else:
             batch = {"clips": outs[0]}
-        batch.update(video_index=vi, label=self._labels[vi])
-        if self.backend == "pyav":
-            decoded = outs[-1].reshape(-1).cpu()
-            self.frames_decoded += int(decoded.sum())
-            ok = decoded > 0
-            if not ok.all():
-                self._runner.skipped += int((~ok).sum())
-                batch = {k: v[ok.to(v.device)] for k, v in batch.items()}
+        batch.update(video_index=vi, label=self._labels[vi.clamp(min=0)])
+        if not ok.all():
+            keep = torch.as_tensor(ok)
+            batch = {key: v[keep.to(v.device)] for key, v in batch.items()}
         return batch
 
     def close(self) -> None:
@@ -308,6 +344,7 @@ def build_pair_loader(
     split_pair: bool = False,
     num_threads: int | None = None,
     distinct_frames: bool = True,
+    exclude: Iterable[str] = (),
 ) -> PairLoader:
     """Pretraining pairs: two clips per video at two different speeds, each augmented on its own.
 
@@ -318,12 +355,13 @@ def build_pair_loader(
     `.skipped`) a video that fails to decode instead of raising DecodeError. split_pair=True
     decodes the two clips by two seeks instead of one window (pyav; for benchmarking).
     distinct_frames=False sends the DALI decoders the pair's indices with their repeats (benchmarking).
+    exclude: video_ids known not to decode (a resumed run's skipped.jsonl): their stand-ins are used.
     """
     return PairLoader(manifest, split=split, batch_size=batch_size, clips=2, clip_len=clip_len, crop_size=crop_size,
                       speeds=speeds, rate=rate, base_fps=base_fps, augment=augment, backend=backend, device=device,
                       seed=seed, shard_id=shard_id, num_shards=num_shards, workers=workers, on_error=on_error,
                       split_pair=split_pair, num_threads=num_threads, crop_scale=crop_scale, flip_p=flip_p,
-                      distinct_frames=distinct_frames)
+                      distinct_frames=distinct_frames, exclude=exclude)
 
 
 def build_clip_loader(
@@ -344,6 +382,7 @@ def build_clip_loader(
     workers: int = 2,
     on_error: str = "raise",
     num_threads: int | None = None,
+    exclude: Iterable[str] = (),
 ) -> PairLoader:
     """Fine-tuning clips: one speed-1 clip per video at a random start.
 
@@ -353,7 +392,7 @@ def build_clip_loader(
     return PairLoader(manifest, split=split, batch_size=batch_size, clips=1, clip_len=clip_len, crop_size=crop_size,
                       speeds=(1, 2), rate="native", base_fps=25.0, augment=augment, backend=backend, device=device,
                       seed=seed, shard_id=shard_id, num_shards=num_shards, workers=workers, on_error=on_error,
-                      split_pair=False, num_threads=num_threads, crop_scale=crop_scale, flip_p=flip_p)
+                      split_pair=False, num_threads=num_threads, crop_scale=crop_scale, flip_p=flip_p, exclude=exclude)
 
 
 # ---- evaluation --------------------------------------------------------------------------
@@ -398,8 +437,9 @@ class EvalLoader:
     def __iter__(self) -> Iterator[dict]:
         files = list(self.table["file"])
         if self.backend == "pyav":
+            # a video's clips come one after the other: a worker keeps it open and reads on
             source = PyAVSource(self._sched, files, self.table["fps"].to_numpy(), list(self.table["keyframes"]), self._cut,
-                                with_aug=False, skip_errors=self._runner.skip_errors)
+                                with_aug=False, skip_errors=self._runner.skip_errors, keep_open=True)
         else:
             source = BytesSource(self._sched, files, with_aug=False)
         self._runner.build(source, self._dali_batch)
@@ -411,7 +451,8 @@ class EvalLoader:
                 requests = [self._sched.request(g) for g in range(g0, g0 + self._dali_batch)]
                 outs = self._runner.run(lambda: _batch_files(self.table, requests))
                 real = min(self._dali_batch, self._sched.num_items - g0)  # the rest pads the last batch
-                if outs is None:
+                if not isinstance(outs, list):  # a DALI decoder lost the batch (on_error="skip")
+                    log.warning("skipped a batch that failed to decode: %s", outs[1])
                     self._runner.skipped += real
                     continue
                 rows = self._rows(outs, requests[:real], real)
@@ -433,7 +474,7 @@ class EvalLoader:
                 "clip_index": torch.tensor([r.clip_index for r in requests], dtype=torch.int64).repeat_interleave(k),
                 "crop_index": torch.arange(k, dtype=torch.int64).repeat(real), "label": self._labels[vi]}
         if self.backend == "pyav":
-            ok = (outs[-1][:real].reshape(-1) > 0).cpu().repeat_interleave(k)
+            ok = (outs[-2][:real, 0] > 0).cpu().repeat_interleave(k)  # the workers' info: frames decoded
             if not ok.all():
                 self._runner.skipped += int((~ok).sum()) // k
                 rows = {key: v[ok.to(v.device)] for key, v in rows.items()}

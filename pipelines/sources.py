@@ -22,6 +22,19 @@ class DecodeError(RuntimeError):
     """A video that failed to decode at run time; the message names the file and the frames."""
 
 
+MAX_STAND_INS = 4  # videos tried for one training sample (its own, then stand-ins) before it is dropped
+
+
+def first_usable(schedule, g: int, exclude) -> tuple["Request | None", list[int]]:
+    """(the first of sample g's candidates whose video is not in `exclude` or None, the videos passed over)."""
+    passed = []
+    for req in schedule.candidates(g):
+        if req.video_index not in exclude:
+            return req, passed
+        passed.append(req.video_index)
+    return None, passed
+
+
 @dataclass(frozen=True)
 class Request:
     video_index: int
@@ -76,7 +89,20 @@ class TrainSchedule:
     def request(self, g: int) -> Request:
         batch, row = divmod(g, self.batch_size)
         epoch, step = self.position(batch)
-        vi = int(self.plan(epoch)[step, row])
+        return self.video_request(int(self.plan(epoch)[step, row]), epoch)
+
+    def candidates(self, g: int):
+        """Sample g's request, then its stand-ins for when a video cannot be decoded (MAX_STAND_INS in all):
+        videos drawn from (seed, epoch, step, row, attempt) alone, so a resumed run draws the same ones."""
+        batch, row = divmod(g, self.batch_size)
+        epoch, step = self.position(batch)
+        yield self.video_request(int(self.plan(epoch)[step, row]), epoch)
+        for attempt in range(1, MAX_STAND_INS):
+            rng = np.random.default_rng([self.seed, epoch, step, row, self.shard_id, attempt, 2])
+            yield self.video_request(int(rng.integers(len(self.num_frames))), epoch)
+
+    def video_request(self, vi: int, epoch: int) -> Request:
+        """What video `vi` contributes in `epoch`: its pair (or clip) and their augmentation."""
         n, fps = int(self.num_frames[vi]), float(self.fps[vi])
         # the augmentation draws from its own stream, so it never shifts the frames drawn
         rng = np.random.default_rng([self.seed, epoch, vi, 1])
@@ -113,6 +139,10 @@ class EvalSchedule:
         frames = eval_clips(int(self.num_frames[vi]), self.clip_len, self.clips_per_video)[ci]
         return Request(vi, frames, (1,), ci, aug=IDENTITY[None])
 
+    def candidates(self, g: int):
+        """Evaluation has no stand-ins: a test set is complete or says what it lacks."""
+        return iter([self.request(g)])  # called, not yielded: StopIteration ends DALI's epoch
+
 
 # ---- decoding with PyAV ------------------------------------------------------------------
 def _window(frames: np.ndarray) -> str:
@@ -126,84 +156,100 @@ def key_before(index: int, keyframes: np.ndarray) -> int:
     return int(keyframes[max(np.searchsorted(keyframes, index, side="right") - 1, 0)])
 
 
-def read_frames(file: str, frames, fps: float, keyframes=(), *, threads: int = 1) -> tuple[dict, int]:
-    """({index: av.VideoFrame} for the distinct indices in `frames`, frames decoded to get them).
+class FrameReader:
+    """One open video, read forward; `read(frames)` returns the frames at those indices.
 
     Indices count frames in the order the decoder returns them, from 0, the way the indexer
-    counted them. With the file's keyframe table (the manifest's `keyframes`), the decoder
+    counted them. With the file's keyframe table (the manifest's `keyframes`), the reader
     jumps to the keyframe before a wanted frame whenever that skips frames, and reads on
-    otherwise; so a pair whose clips lie apart costs two short runs, not one long one. A jump
-    is trusted only when the frame it lands on is a keyframe of the table and the timestamps
-    that follow step one frame at a time; otherwise (e.g. HMDB-51's DivX .avi files, whose
-    timestamps are out of order) the file is read from frame 0 and counted.
+    otherwise; so a pair whose clips lie apart costs two short runs, not one long one, and a
+    reader kept open serves the next request from where it stopped. A jump is trusted only when
+    the frame it lands on is a keyframe of the table and the timestamps that follow step one
+    frame at a time; otherwise (e.g. HMDB-51's DivX .avi files, whose timestamps are out of
+    order) the reader goes back to frame 0 and counts, and stops jumping in this file.
     """
-    import av
 
-    wanted = sorted(set(int(f) for f in frames))
-    keys = np.asarray(keyframes, dtype=np.int64)
-    try:
-        with av.open(file, metadata_errors="ignore") as container:
-            stream = container.streams.video[0]
-            stream.codec_context.thread_count = threads
-            got, decoded = (_read_seeking(container, stream, wanted, fps, keys)
-                            if len(keys) > 1 and fps > 0 and stream.time_base else (None, 0))
-            if got is None:  # no table, or a jump that could not be trusted: count from frame 0
-                if decoded:
-                    container.seek(0)
-                got, more = _read_from_start(container, stream, wanted)
-                decoded += more
-    except DecodeError:
-        raise
-    except Exception as e:  # PyAV raises many types (InvalidDataError, OSError, ...)
-        raise DecodeError(f"{file}: cannot decode frames {_window(np.asarray(wanted))}: {type(e).__name__}: {e}") from e
-    missing = [f for f in wanted if f not in got]
-    if missing:
-        raise DecodeError(
-            f"{file}: frames {_window(np.asarray(wanted))} requested, but frame {missing[0]} is not in the file "
-            f"(it ended or is damaged); re-index it (ascnet-index build) so the manifest matches the file"
-        )
-    return got, decoded
+    def __init__(self, file: str, fps: float, keyframes=(), *, threads: int = 1):
+        import av
 
+        self.file, self.decoded = file, 0  # frames decoded since the reader was opened
+        self.keys = np.asarray(keyframes, dtype=np.int64)
+        try:
+            self.container = av.open(file, metadata_errors="ignore")
+            self.stream = self.container.streams.video[0]
+        except Exception as e:  # PyAV raises many types (InvalidDataError, OSError, ...)
+            raise DecodeError(f"{file}: cannot open it: {type(e).__name__}: {e}") from e
+        self.stream.codec_context.thread_count = threads
+        self.t0 = self.stream.start_time or 0
+        self.scale = float(self.stream.time_base) * fps if fps > 0 and self.stream.time_base else 0.0
+        self.can_jump = len(self.keys) > 1 and self.scale > 0
+        self.frames, self.pos, self.checked = None, 0, False  # pos: the index the decoder returns next
 
-def _read_from_start(container, stream, wanted: list[int]) -> tuple[dict, int]:
-    got, todo, last, n = {}, set(wanted), wanted[-1], 0
-    for n, frame in enumerate(container.decode(stream), start=1):
-        if n - 1 in todo:
-            got[n - 1] = frame
-        if n - 1 >= last:
-            break
-    return got, n
+    def read(self, frames) -> dict:
+        """{index: av.VideoFrame} for the distinct indices in `frames`."""
+        wanted = sorted(set(int(f) for f in frames))
+        got = {}
+        try:
+            while len(got) < len(wanted):
+                t = wanted[len(got)]
+                if self.frames is None or t < self.pos or (self.can_jump and key_before(t, self.keys) > self.pos):
+                    self._jump(t)
+                frame = next(self.frames, None)
+                if frame is None:
+                    break  # the stream ended; the missing frame is named below
+                self.decoded += 1
+                if self.checked and not self._trust(frame, t):
+                    self.can_jump = False  # count from frame 0 instead, in this file from now on
+                    self._jump(t)
+                    continue
+                if self.pos == t:
+                    got[t] = frame
+                self.pos += 1
+        except DecodeError:
+            raise
+        except Exception as e:
+            raise DecodeError(f"{self.file}: cannot decode frames {_window(np.asarray(wanted))}: {type(e).__name__}: {e}") from e
+        missing = [f for f in wanted if f not in got]
+        if missing:
+            raise DecodeError(
+                f"{self.file}: frames {_window(np.asarray(wanted))} requested, but frame {missing[0]} is not in the file "
+                f"(it ended or is damaged); re-index it (ascnet-index build) so the manifest matches the file")
+        return got
 
-
-def _read_seeking(container, stream, wanted: list[int], fps: float, keys: np.ndarray):
-    """(frames, decoded) by jumps to keyframes; (None, decoded) when a jump cannot be trusted."""
-    t0 = stream.start_time or 0
-    scale = float(stream.time_base) * fps
-    got, decoded, pos, i = {}, 0, None, 0  # pos: index of the frame the decoder returns next
-    frames = None
-    while i < len(wanted):
-        key = key_before(wanted[i], keys)
-        if pos is None or key > pos:  # a jump skips frames: seek to the keyframe
-            container.seek(t0 + int(round(key / scale)), stream=stream, backward=True, any_frame=False)
-            frames, pos = container.decode(stream), None
-        for frame in frames:
-            decoded += 1
-            idx = int(np.floor((frame.pts - t0) * scale + 0.5)) if frame.pts is not None else -1
-            if pos is None:  # the landing frame: one of the table's keyframes, at or before the wanted one
-                if not (frame.key_frame and idx <= wanted[i] and idx in keys):
-                    return None, decoded
-                pos = idx
-            elif idx != pos:  # timestamps that do not step one frame at a time: counting would drift
-                return None, decoded
-            if pos == wanted[i]:
-                got[pos] = frame
-                i += 1
-            pos += 1
-            if i == len(wanted) or key_before(wanted[i], keys) > pos:
-                break
+    def _jump(self, t: int) -> None:
+        """To the keyframe before frame t (trusted only once its timestamps agree), or to frame 0."""
+        key = key_before(t, self.keys) if self.can_jump else 0
+        if key > 0:
+            self.container.seek(self.t0 + int(round(key / self.scale)), stream=self.stream, backward=True, any_frame=False)
+            self.pos, self.checked = None, True
         else:
-            break  # the stream ended; the caller names the missing frame
-    return got, decoded
+            if self.frames is not None:
+                self.container.seek(0)
+            self.pos, self.checked = 0, False
+        self.frames = self.container.decode(self.stream)
+
+    def _trust(self, frame, t: int) -> bool:
+        """After a jump: the landing frame is a keyframe of the table at or before t, and each frame's
+        timestamp says the index the count says."""
+        idx = int(np.floor((frame.pts - self.t0) * self.scale + 0.5)) if frame.pts is not None else -1
+        if self.pos is None:
+            if not (frame.key_frame and idx <= t and idx in self.keys):
+                return False
+            self.pos = idx
+        return idx == self.pos
+
+    def close(self) -> None:
+        self.container.close()
+
+
+def read_frames(file: str, frames, fps: float, keyframes=(), *, threads: int = 1) -> tuple[dict, int]:
+    """({index: av.VideoFrame} for the distinct indices in `frames`, frames decoded to get them): one
+    `FrameReader`, opened and closed."""
+    reader = FrameReader(file, fps, keyframes, threads=threads)
+    try:
+        return reader.read(frames), reader.decoded
+    finally:
+        reader.close()
 
 
 def decode_frames(file: str, frames: np.ndarray, fps: float, keyframes=()) -> np.ndarray:
@@ -267,55 +313,102 @@ def cut_clip(frames: list, cut: Cut, params: np.ndarray | None) -> np.ndarray:
 
 
 # ---- external-source callables -----------------------------------------------------------
-class PyAVSource:
-    """Sample mode, run in worker processes: (clips (k*T, S, S, 3) uint8, [aug (k, 9),] decoded int32).
+MESSAGE_BYTES = 240  # per failed video, the start of its DecodeError message
 
-    `decoded`: frames the decoder produced for this sample; 0 marks a video skipped with
-    `skip_errors` (a black placeholder instead of frames), which the loader drops and counts;
-    without `skip_errors` the DecodeError propagates and names the file. `split_pair=True`
-    decodes each clip with its own reader, as the peers do (for benchmarking).
+
+class PyAVSource:
+    """Sample mode, run in worker processes: (clips (k*T, S, S, 3) uint8, [aug (k, 9),] info int32, messages uint8).
+
+    info: [frames decoded, video index, speed per clip (k), videos that failed (n), their indices
+    (MAX_STAND_INS, -1 padded)]; messages: (MAX_STAND_INS, MESSAGE_BYTES) the start of each failure's
+    message, utf-8, zero padded (empty for a video in `exclude`, known bad). Without `skip_errors` a
+    DecodeError propagates and names the file. With it, a video that fails or is excluded gives way
+    to the schedule's next candidate (`candidates`), so training batches stay full and a resumed
+    run is the same; a sample with no usable candidate comes out with 0 frames decoded, and the
+    loader drops it. `split_pair=True` decodes each clip with its own reader, as the peers do (for
+    benchmarking).
     """
 
     def __init__(self, schedule, files: list[str], fps: np.ndarray, keyframes: list, cut: Cut, *,
-                 with_aug: bool = True, split_pair: bool = False, skip_errors: bool = False, threads: int = 1):
+                 with_aug: bool = True, split_pair: bool = False, skip_errors: bool = False, threads: int = 1,
+                 exclude: frozenset = frozenset(), keep_open: bool = False):
         self.schedule, self.files, self.fps, self.keyframes, self.cut = schedule, files, fps, keyframes, cut
         self.with_aug, self.split_pair, self.skip_errors, self.threads = with_aug, split_pair, skip_errors, threads
+        self.exclude, self.keep_open = exclude, keep_open
+        self._open: FrameReader | None = None  # keep_open: the last video, for the next clip of it (evaluation)
+
+    def _reader(self, vi: int) -> FrameReader:
+        if self._open is not None and self._open.file == self.files[vi]:
+            return self._open
+        if self._open is not None:
+            self._open.close()
+            self._open = None
+        reader = FrameReader(self.files[vi], float(self.fps[vi]), self.keyframes[vi], threads=self.threads)
+        if self.keep_open:
+            self._open = reader
+        return reader
+
+    def _decode(self, req) -> tuple[np.ndarray, int]:
+        vi = req.video_index
+        clips = np.split(req.frames, len(req.speeds))
+        if self.split_pair:
+            reads = [read_frames(self.files[vi], c, float(self.fps[vi]), self.keyframes[vi], threads=self.threads)
+                     for c in clips]
+            got, decoded = [r[0] for r in reads], sum(r[1] for r in reads)
+        else:
+            reader = self._reader(vi)
+            before = reader.decoded
+            try:
+                got = [reader.read(req.frames)] * len(clips)
+            finally:
+                if reader is not self._open:
+                    reader.close()
+            decoded = reader.decoded - before
+        aug = req.aug if req.aug is not None else [None] * len(clips)
+        return np.concatenate([cut_clip([g[int(f)] for f in c], self.cut, a) for g, c, a in zip(got, clips, aug)]), decoded
 
     def __call__(self, info):
-        req = self.schedule.request(info.idx_in_epoch)
-        vi = req.video_index
-        file, fps, keys = self.files[vi], float(self.fps[vi]), self.keyframes[vi]
-        clips = np.split(req.frames, len(req.speeds))
-        try:
-            if self.split_pair:
-                reads = [read_frames(file, c, fps, keys, threads=self.threads) for c in clips]
-                got = [r[0] for r in reads]
-                decoded = sum(r[1] for r in reads)
-            else:
-                one, decoded = read_frames(file, req.frames, fps, keys, threads=self.threads)
-                got = [one] * len(clips)
-            aug = req.aug if req.aug is not None else [None] * len(clips)
-            out = np.concatenate([cut_clip([g[int(f)] for f in c], self.cut, a) for g, c, a in zip(got, clips, aug)])
-        except DecodeError:
-            if not self.skip_errors:
-                raise
-            out, decoded = np.zeros((len(req.frames), self.cut.size, self.cut.size, 3), np.uint8), 0
-        decoded = np.array(decoded, np.int32)
-        return (out, req.aug, decoded) if self.with_aug else (out, decoded)
+        failed, messages = [], np.zeros((MAX_STAND_INS, MESSAGE_BYTES), np.uint8)
+        out, decoded = None, 0
+        for req in self.schedule.candidates(info.idx_in_epoch):
+            if req.video_index in self.exclude:
+                failed.append(req.video_index)
+                continue
+            try:
+                out, decoded = self._decode(req)
+                break
+            except DecodeError as e:
+                if not self.skip_errors:
+                    raise
+                text = str(e).encode()[:MESSAGE_BYTES]
+                messages[len(failed), :len(text)] = np.frombuffer(text, np.uint8)
+                failed.append(req.video_index)
+        if out is None:
+            out = np.zeros((len(req.frames), self.cut.size, self.cut.size, 3), np.uint8)
+        k = len(req.speeds)
+        meta = np.full(3 + k + MAX_STAND_INS, -1, np.int32)
+        meta[:3 + k] = [decoded, req.video_index, *req.speeds, len(failed)]
+        meta[3 + k:3 + k + len(failed)] = failed
+        return (out, req.aug, meta, messages) if self.with_aug else (out, meta, messages)
 
 
 class BytesSource:
     """Sample mode: (encoded file bytes uint8, distinct frame indices int32 increasing, order int32, [aug (k, 9)]).
 
-    `order` rebuilds the request's frames from the distinct ones: frames == distinct[order].
+    `order` rebuilds the request's frames from the distinct ones: frames == distinct[order]. A video
+    in `exclude` (it failed to decode before) gives way to the schedule's next candidate.
     distinct=False sends the request's indices as they are (a benchmark of what that costs).
     """
 
-    def __init__(self, schedule, files: list[str], *, with_aug: bool = True, distinct: bool = True):
+    def __init__(self, schedule, files: list[str], *, with_aug: bool = True, distinct: bool = True,
+                 exclude: frozenset = frozenset()):
         self.schedule, self.files, self.with_aug, self.distinct = schedule, files, with_aug, distinct
+        self.exclude = exclude
 
     def __call__(self, info):
-        req = self.schedule.request(info.idx_in_epoch)
+        req, _ = first_usable(self.schedule, info.idx_in_epoch, self.exclude)
+        if req is None:
+            raise DecodeError(f"sample {info.idx_in_epoch}: every candidate video failed to decode earlier in this run")
         file = self.files[req.video_index]
         try:
             data = np.fromfile(file, dtype=np.uint8)

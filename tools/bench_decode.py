@@ -219,10 +219,10 @@ def _batches(loader):
 
 
 def tree_cpu_seconds() -> float | None:
-    """User + system CPU seconds of this process and all its descendants (Linux /proc), or None.
+    """User + system CPU seconds of this process and all its descendants, living or reaped (Linux /proc), or None.
 
-    Worker processes (DataLoader's, DALI's) are alive while a loader runs, so the difference
-    between two readings is the CPU the loader spent in between, however busy the machine is.
+    The difference between two readings is the CPU the loader spent in between, however busy the
+    machine is, also when its worker processes ended in between (a pass of the evaluation loader).
     """
     try:
         stats = {}
@@ -232,7 +232,8 @@ def tree_cpu_seconds() -> float | None:
                     fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
                 except OSError:
                     continue
-                stats[int(d.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]))  # ppid, utime + stime
+                # ppid; utime + stime, + cutime + cstime: the children it has reaped (workers that ended)
+                stats[int(d.name)] = (int(fields[1]), sum(int(v) for v in fields[11:15]))
     except OSError:
         return None
     tree, todo = set(), [os.getpid()]

@@ -151,6 +151,11 @@ def retrieval(inits, **kw):
 @click.option("--checkpoint-every", type=int, default=0, show_default=True, help="Steps between checkpoints (0: each epoch).")
 @click.option("--stop-after-steps", type=int, default=0, help="Stop (with a checkpoint) after this many steps of this invocation.")
 @click.option("--resume/--no-resume", default=False, help="Continue from OUT/checkpoint.pt exactly.")
+@click.option("--on-error", type=click.Choice(["skip", "raise"]), default="skip", show_default=True,
+              help="A training video that fails to decode: skip it (logged once in OUT/skipped.jsonl, a stand-in takes "
+                   "its place) or stop. The test set is always complete or the run says which videos it lacks.")
+@click.option("--max-skip-fraction", type=click.FloatRange(0, 1), default=0.01, show_default=True,
+              help="Stop when more than this share of an epoch's videos failed to decode.")
 def finetune(inits, **kw):
     """Fine-tune the encoder with a new linear head; test with N clips x crops.
 

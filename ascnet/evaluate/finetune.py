@@ -33,11 +33,13 @@ from ascnet.evaluate.features import (
 from ascnet.evaluate.linear import accuracy_report
 from ascnet.evaluate.report import plot_curves, write_results
 from ascnet.manifest import Manifest
+from ascnet.skips import ON_ERROR, SkipLog, read_skipped
 from ascnet.train import Runtime, StopRequest, agreed_stop, setup_runtime
 
 CHECKPOINT = "checkpoint.pt"
 # fields that may change between a run and its --resume (they do not change the result)
-RESUMABLE = {"resume", "stop_after_steps", "workers", "checkpoint_every", "test_crops", "test_clips"}
+RESUMABLE = {"resume", "stop_after_steps", "workers", "checkpoint_every", "test_crops", "test_clips", "on_error",
+             "max_skip_fraction"}
 
 
 @dataclass
@@ -70,6 +72,8 @@ class FinetuneConfig:
     checkpoint_every: int = 0  # steps; 0: at the end of each epoch only
     stop_after_steps: int = 0  # stop (with a checkpoint) after this many steps of this invocation
     resume: bool = False
+    on_error: str = "skip"  # a training video that fails to decode: "skip" it (a stand-in takes its place) or "raise"
+    max_skip_fraction: float = 0.01  # stop when more than this share of an epoch was skipped
 
 
 class FinetuneModel(nn.Module):
@@ -137,12 +141,17 @@ def finetune(cfg: FinetuneConfig) -> tuple[dict, str]:
         torch.set_rng_state(saved["rng"])
 
     # a split smaller than one batch (per rank) is refused here, by the loader, with its own message
+    if cfg.on_error not in ON_ERROR:
+        raise EvalError(f"on_error={cfg.on_error!r} is not allowed; allowed: {list(ON_ERROR)}")
     loader = build_clip_loader(
         manifest, split=cfg.train_split, batch_size=cfg.batch_size, clip_len=cfg.clip_len, crop_size=cfg.crop_size,
         augment=cfg.augment, crop_scale=crop_scale, flip_p=flip_p, backend=cfg.backend, device=device.type, seed=cfg.seed,
-        shard_id=rt.rank, num_shards=rt.world, workers=cfg.workers,
+        shard_id=rt.rank, num_shards=rt.world, workers=cfg.workers, on_error=cfg.on_error,
+        exclude=read_skipped(cfg.out) if cfg.resume else (),
     )
     per_epoch = loader.steps_per_epoch
+    skips = SkipLog(cfg.out, max_fraction=cfg.max_skip_fraction, epoch_videos=per_epoch * cfg.batch_size * rt.world,
+                    main=rt.main, world=rt.world, device=device)
     total = cfg.epochs * per_epoch
     net = model  # what the step runs; `model` (unwrapped) is what is saved and tested
     if rt.world > 1:
@@ -184,13 +193,15 @@ def finetune(cfg: FinetuneConfig) -> tuple[dict, str]:
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
+                    skips.add(loader.take_skips(), epoch)
+                    skips.sync()  # every rank, every step (this loop syncs every step anyway)
                     step += 1
                     done_here += 1
                     sums["loss"] += loss_sum
                     sums["correct"] += correct
                     sums["seen"] += seen
                     bar.update(1)
-                    bar.set_postfix(loss=f"{value:.3f}", epoch=epoch)
+                    bar.set_postfix(loss=f"{value:.3f}", epoch=epoch, skipped=len(skips.known))
                     if step % per_epoch == 0:
                         history.append({
                             "epoch": epoch + 1, "step": step, "loss": sums["loss"] / sums["seen"],
