@@ -211,6 +211,7 @@ class PairLoader:
         ids = list(self.table["video_id"])
         self._exclude = {i for i, v in enumerate(ids) if v in set(exclude)}  # known bad: their stand-ins are used
         self._skips: list[dict] = []
+        self._found: dict[int, str] = {}  # culprits of lost DALI batches -> their message, until reported
 
         from ascnet.pipelines.pretrain import clip_pipeline
 
@@ -275,7 +276,7 @@ class PairLoader:
                 where, message = outs
                 culprit = [r for r, _ in picks if r is not None][where].video_index
                 self._exclude.add(culprit)
-                self._skip(culprit, epoch, step, message)
+                self._found[culprit] = message  # reported with the batch that passes it over
                 self._next = None
             self._done += 1
             self._next = self._sched.position(self._done)
@@ -294,7 +295,7 @@ class PairLoader:
         else:
             for req, passed in picks:
                 for v in passed:
-                    self._skip(v, epoch, step, "")
+                    self._skip(v, epoch, step, self._found.pop(v, ""))
             ok = np.array([req is not None for req, _ in picks])
             vi = np.array([req.video_index if req else -1 for req, _ in picks])
             speeds = np.array([req.speeds if req else (0,) * self.clips for req, _ in picks])

@@ -58,6 +58,10 @@ HELP = {
     "stop_at": "if > 0, checkpoint and stop after this step; continue later with --resume",
     "resume": "continue from the newest checkpoint in --out",
     "progress": "show a progress bar",
+    "on_error": "a video that fails to decode: skip it (logged once in OUT/skipped.jsonl, a stand-in drawn from the "
+                "seed takes its place, so --resume stays exact) or raise",
+    "max_skip_fraction": "stop when more than this share of an epoch's videos failed to decode (the dataset or the "
+                         "decoder is broken, not one file)",
 }
 
 
