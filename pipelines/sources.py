@@ -276,13 +276,20 @@ class Cut:
 
 
 def _graph(frame, box: tuple[int, int, int, int] | None, out_w: int, out_h: int):
+    """crop -> scale -> RGB. Scaled in YUV (chroma at half resolution) only when the output is at most half
+    the box, so that the chroma plane still has every output pixel; otherwise converted to RGB first, as a
+    decoder that hands DALI RGB frames would (on small frames the YUV shortcut smears small coloured
+    objects: 1.8 levels off on average on the demo's 32x32 videos, against 0.05 converting first)."""
     import av.filter
 
+    w, h = (box[2], box[3]) if box is not None else (frame.width, frame.height)
     g = av.filter.Graph()
     chain = [g.add_buffer(width=frame.width, height=frame.height, format=frame.format.name, time_base=Fraction(1, 25))]
+    if w < 2 * out_w or h < 2 * out_h:
+        chain.append(g.add("format", "rgb24"))
     if box is not None:
-        x, y, w, h = box
-        chain.append(g.add("crop", f"w={w}:h={h}:x={x}:y={y}:exact=1"))
+        x, y, bw, bh = box
+        chain.append(g.add("crop", f"w={bw}:h={bh}:x={x}:y={y}:exact=1"))
     chain += [g.add("scale", f"{out_w}:{out_h}:flags=bilinear"), g.add("format", "rgb24"), g.add("buffersink")]
     for a, b in zip(chain, chain[1:]):
         a.link_to(b)
