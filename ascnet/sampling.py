@@ -114,7 +114,7 @@ def sample_pair(
     if num_frames < clip_len:
         raise SamplingError(
             f"video {name or video_index} has {num_frames} frames, fewer than one clip of {clip_len}: "
-            "mark it too_short in the manifest (ascnet-index validate) or lower clip_len"
+            f"re-index with 'ascnet-index build --min-frames {clip_len}' (it marks such videos too_short) or lower clip_len"
         )
     offsets = {s: clip_offsets(s, clip_len, fps, rate=rate, base_fps=base_fps) for s in speeds}
     fitting = [s for s in speeds if offsets[s][-1] < num_frames]

@@ -188,7 +188,8 @@ class PairLoader:
         if len(short):
             raise SamplingError(
                 f"{len(short)} video(s) are shorter than one clip of {clip_len} frames, e.g. {short['file'].iat[0]} "
-                f"({short['num_frames'].iat[0]} frames): mark them too_short (ascnet-index validate) or lower clip_len"
+                f"({short['num_frames'].iat[0]} frames): re-index with 'ascnet-index build --min-frames {clip_len}' (it marks "
+                f"such videos too_short) or lower clip_len"
             )
         self.backend, self.reason = choose_backend(backend, device, self.table["codec"])
         n = len(self.table)

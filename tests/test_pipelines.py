@@ -282,7 +282,7 @@ def test_too_short_video_is_named(videos):
     root, rows = videos["vp9"]
     rows = [dict(r) for r in rows]
     rows[3]["num_frames"] = 5
-    with pytest.raises(SamplingError, match=r"1 video\(s\) are shorter than one clip of 8 frames, e.g. .*v3.webm \(5 frames\)"):
+    with pytest.raises(SamplingError, match=r"1 video\(s\) are shorter than one clip of 8 frames, e.g. .*v3.webm \(5 frames\): re-index with 'ascnet-index build --min-frames 8'"):
         build_pair_loader(Manifest.from_rows(rows, root=root), batch_size=2, clip_len=T, backend="pyav")
 
 

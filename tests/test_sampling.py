@@ -67,7 +67,7 @@ def test_too_short_for_two_speeds_edge_pads_the_slower_clip():
 
 
 def test_shorter_than_one_clip_is_an_error_naming_the_video():
-    with pytest.raises(SamplingError, match=r"video a/b.avi has 10 frames, fewer than one clip of 16"):
+    with pytest.raises(SamplingError, match=r"video a/b.avi has 10 frames, fewer than one clip of 16: re-index with 'ascnet-index build --min-frames 16'"):
         sample_pair(0, 10, 25.0, seed=0, epoch=0, name="a/b.avi")
 
 
