@@ -27,7 +27,7 @@ from ascnet.manifest import Manifest, ManifestError
 from ascnet.optional import require_dali
 from ascnet.pipelines.augment import CROP_SCALE, FLIP_P, check_crop_scale, check_flip_p, eval_short_side
 from ascnet.pipelines.backends import choose_backend
-from ascnet.pipelines.sources import (MESSAGE_BYTES, BytesSource, Cut, DecodeError, EvalSchedule, PyAVSource,
+from ascnet.pipelines.sources import (BytesSource, Cut, DecodeError, EvalSchedule, PyAVSource,
                                       TrainSchedule, decode_frames, first_usable)
 from ascnet.sampling import SamplingError, check_rate, check_speeds, steps_per_epoch
 
