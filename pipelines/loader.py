@@ -209,8 +209,9 @@ class PairLoader:
         # frames the decoder produced for the batches yielded so far (pyav counts them; DALI's decoders do not say)
         self.frames_decoded = 0 if self.backend == "pyav" else None
         self._labels = torch.as_tensor(self.table["label"].to_numpy().copy(), dtype=torch.int64)
-        ids = list(self.table["video_id"])
-        self._exclude = {i for i, v in enumerate(ids) if v in set(exclude)}  # known bad: their stand-ins are used
+        known_bad = set(exclude)
+        # known bad: their stand-ins are used
+        self._exclude = {i for i, v in enumerate(self.table["video_id"]) if v in known_bad}
         self._skips: list[dict] = []
         self._found: dict[int, str] = {}  # culprits of lost DALI batches -> their message, until reported
 

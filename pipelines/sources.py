@@ -267,8 +267,8 @@ class Cut:
     jitter applied (`augment.apply_colour`), in the worker; DALI then flips and normalises.
     mode "center": short side scaled to `size`, centre crop (the un-augmented view).
     mode "short": short side scaled to `size`, nothing cut (evaluation crops are cut in DALI).
-    swscale scales and converts to RGB in one pass (bilinear), so no full-size RGB frame is
-    made and DALI never resizes on the CPU, its costliest step there.
+    One swscale filter graph per clip crops, scales (bilinear) and converts to RGB (`_graph`
+    says in which order), so DALI never resizes on the CPU, its costliest step there.
     """
 
     mode: str
