@@ -49,6 +49,7 @@ class DemoConfig:
     redraw_every: int = 0  # 0: one appearance per video (re-drawing it within a video left ACP nothing to learn from)
     jump: bool = True  # with a re-draw: the path goes on from a random point at each one
     speed_range: tuple[float, float] = (0.04, 0.08)  # sprite speed, fractions of the canvas per frame
+    scene_correlation: float = 0.0  # chance that a video's background is its class's texture family
     data_seed: int = 0
     # the model and its input (DESIGN §3: a narrow network is what a CPU trains in minutes)
     arch: str = "r3d18"
@@ -125,7 +126,7 @@ def make_data(cfg: DemoConfig) -> Path:
     return generate(DemoDataConfig(
         out=str(cfg.data_dir), num_videos=cfg.videos, size=cfg.size, min_frames=cfg.min_frames,
         max_frames=cfg.max_frames, redraw_every=cfg.redraw_every, jump=cfg.jump, speed_range=tuple(cfg.speed_range),
-        seed=cfg.data_seed, workers=cfg.workers,
+        scene_correlation=cfg.scene_correlation, seed=cfg.data_seed, workers=cfg.workers,
     ), progress=cfg.progress)
 
 
@@ -245,14 +246,15 @@ def plot_projection(panels: list[tuple[str, np.ndarray, np.ndarray]], class_name
 
 
 def plot_losses(runs: list[tuple[str, Path]], path: Path) -> Path:
-    """Total, ACP and SCP loss, the appearance projections' spread (collapse monitor) and the ACP
-    margin (is ACP matching anything video-specific?) against step for each pretraining run."""
+    """Total, ACP and SCP loss, the appearance projections' spread (collapse monitor), the ACP
+    margin (is ACP matching anything video-specific?) and the share of SCP positives of the
+    query's class (against chance) against step for each pretraining run."""
     from ascnet.evaluate.report import _pyplot, save_figure
     from ascnet.train import read_metrics
 
     plt = _pyplot()
-    keys = ("loss", "acp", "scp", "app_spread", "acp_margin")
-    fig, axes = plt.subplots(1, len(keys), figsize=(20, 3.3))
+    keys = ("loss", "acp", "scp", "app_spread", "acp_margin", "scp_pos_same_class")
+    fig, axes = plt.subplots(1, len(keys), figsize=(24, 3.3))
     for name, run_dir in runs:
         rows = read_metrics(run_dir)
         steps = [r["step"] for r in rows]
@@ -260,8 +262,12 @@ def plot_losses(runs: list[tuple[str, Path]], path: Path) -> Path:
             ax.plot(steps, [r.get(key, float("nan")) for r in rows], label=name)
     axes[3].set_ylim(bottom=0)
     axes[4].axhline(0.0, color="tab:gray", lw=0.8)
-    for ax, key in zip(axes, ("total loss", "ACP loss", "SCP loss", "appearance spread\n(1 healthy, 0 collapsed)",
-                              "ACP margin\n(0: nothing video-specific)")):
+    chance = read_metrics(runs[0][1])[-1].get("scp_pos_chance")
+    if chance:
+        axes[5].axhline(chance, color="tab:gray", lw=0.8, ls="--", label="chance")
+    axes[5].set_ylim(0, 1)
+    for ax, key in zip(axes, ("total loss (per clip)", "ACP loss", "SCP loss", "appearance spread\n(1 healthy, 0 collapsed)",
+                              "ACP margin\n(0: nothing video-specific)", "SCP positives of the query's class\n(labels: diagnostics only)")):
         ax.set(xlabel="step", title=key)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
@@ -329,7 +335,8 @@ def write_report(cfg: DemoConfig, *, manifest: Path, inits: dict[str, str], runs
     ntr, nte = len(splits.train), len(splits.test)
     from ascnet.train import read_metrics
 
-    last = read_metrics(runs[0][1])[-1]
+    rows = read_metrics(runs[0][1])
+    last, mean_same = rows[-1], late_mean(rows, "scp_pos_same_class")
     total = sum(timings.values())
     lines = [
         "# ascnet demo: ASCNet on handwritten digits in motion",
@@ -352,6 +359,7 @@ def write_report(cfg: DemoConfig, *, manifest: Path, inits: dict[str, str], runs
         f"sprite speed {cfg.speed_range[0]:g}-{cfg.speed_range[1]:g} of the canvas per frame, "
         f"appearance (digit, colour, size, background) {redraw_text(cfg.redraw_every)}"
         f"{', path from a random point at each re-draw' if cfg.jump and cfg.redraw_every else ''}, "
+        f"background from the class's texture family with probability {cfg.scene_correlation:g} (scene correlation), "
         f"in `{cfg.data_dir}` (UCF-101 layout; each video's first digit in `digits.csv`)",
         f"- model: {cfg.arch} width {cfg.width}, clips {cfg.clip_len}x{cfg.crop_size}x{cfg.crop_size}, speeds "
         f"{','.join(map(str, cfg.speeds))}, augmentation {'on (crop scale ' + '-'.join(map(str, cfg.crop_scale)) + f', flip p {cfg.flip_p})' if cfg.augment else 'off'}, heads {cfg.hidden_dim} hidden, "
@@ -359,6 +367,8 @@ def write_report(cfg: DemoConfig, *, manifest: Path, inits: dict[str, str], runs
         f"- schedule: {last['step']} steps of {cfg.batch_size} pairs ({cfg.epochs if not cfg.max_steps else '-'} epochs), "
         f"{cfg.optimizer}, base lr {cfg.base_lr}, EMA {cfg.ema_base}->1, lambda(SCP) {cfg.scp_weight}; final loss {last['loss']:.3f} "
         f"(ACP {last['acp']:.3f}, SCP {last['scp']:.3f}, ACP margin {last.get('acp_margin', float('nan')):.3f}); "
+        f"SCP positives of the query's class {mean_same:.2f} over the last tenth of the steps (chance "
+        f"{last.get('scp_pos_chance', float('nan')):.2f}); "
         f"{last['clips_per_s']:.0f} clips/s at the end",
         *([f"- supervised reference: fine-tuned from random init, {cfg.supervised_epochs} epochs, SGD lr "
            f"{cfg.supervised_lr}, no augmentation (`eval/supervised`)"] if SUPERVISED in inits else []),
@@ -392,6 +402,13 @@ def write_report(cfg: DemoConfig, *, manifest: Path, inits: dict[str, str], runs
         "goal_met": met, "timings_s": timings, "config": asdict(cfg),
     }, indent=2, default=list) + "\n")
     return write_text_atomic(out / "REPORT.md", "\n".join(lines))
+
+
+def late_mean(rows: list[dict], key: str, tail: float = 0.1) -> float:
+    """The mean of a metric over the last `tail` of a run's logged rows (a per-step metric is noisy)."""
+    vals = [r[key] for r in rows[-max(1, round(tail * len(rows))):] if key in r]
+    vals = [v for v in vals if v == v]
+    return float(np.mean(vals)) if vals else float("nan")
 
 
 def redraw_text(redraw_every: int) -> str:
@@ -463,10 +480,15 @@ def run_demo(cfg: DemoConfig) -> Path:
 @click.option("--augment/--no-augment", default=True, show_default=True, help="the pretraining augmentation")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--backend", type=click.Choice(["auto", "nvdec", "dali-cpu", "pyav"]), default="auto", show_default=True)
+@click.option("--scene-correlation", type=click.FloatRange(0, 1), default=DemoConfig.scene_correlation, show_default=True,
+              help="chance that a video's background comes from its class's texture family")
+@click.option("--scp-weight", type=float, default=DemoConfig.scp_weight, show_default=True,
+              help="lambda: SCP's weight relative to ACP, per clip")
 @click.option("--seed", type=int, default=0, show_default=True)
-def main(out, fast, ablation, videos, epochs, width, augment, device, backend, seed):
+def main(out, fast, ablation, videos, epochs, width, augment, device, backend, scene_correlation, scp_weight, seed):
     """The main job end to end on the embedded demo dataset; prints the report's path."""
-    cfg = DemoConfig(out=out, width=width, augment=augment, device=device, backend=backend, seed=seed)
+    cfg = DemoConfig(out=out, width=width, augment=augment, device=device, backend=backend,
+                     scene_correlation=scene_correlation, scp_weight=scp_weight, seed=seed)
     if fast:
         cfg = replace(cfg, **FAST)
     cfg = replace(cfg, **{k: v for k, v in (("videos", videos), ("epochs", epochs), ("ablation", ablation)) if v is not None})

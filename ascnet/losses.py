@@ -1,13 +1,19 @@
 """ACP and SCP losses (DESIGN §1) as pure tensor functions, with thin module wrappers.
 
 Both are BYOL's normalised regression, `2 - 2 cos(p, sg(z))`: the target side is detached,
-so gradients reach only the online network.
+so gradients reach only the online network. Both are means over clips, each in [0, 4]: in
+L = L_acp + lambda * L_scp, lambda is SCP's weight relative to ACP per clip. (ACP's two
+directions were once summed per pair, range [0, 8], which made lambda = 1 weigh SCP half as
+much as ACP per clip; checkpoints from then are refused on resume, see `OBJECTIVE`.)
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+# the loss normalisation a pretraining checkpoint was written under; resume refuses any other
+OBJECTIVE = "per-clip"
 
 
 def regression(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -20,9 +26,11 @@ def acp_loss(p_a: torch.Tensor, p_b: torch.Tensor, z_a: torch.Tensor, z_b: torch
 
     p_a, p_b: (B, D) online appearance predictions of clip a / clip b (same video, two speeds);
     z_a, z_b: (B, D) target appearance projections of the same clips.
-    mean_i [ (2 - 2 cos(p_a_i, z_b_i)) + (2 - 2 cos(p_b_i, z_a_i)) ], range [0, 8].
+    The mean over the 2B clips of each clip's regression on the other clip's target:
+    mean_i [ (2 - 2 cos(p_a_i, z_b_i)) + (2 - 2 cos(p_b_i, z_a_i)) ] / 2, range [0, 4], the same
+    per-clip footing as `scp_loss`.
     """
-    return (regression(p_a, z_b) + regression(p_b, z_a)).mean()
+    return (regression(p_a, z_b) + regression(p_b, z_a)).mean() / 2
 
 
 def scp_loss(q: torch.Tensor, k: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

@@ -8,7 +8,8 @@ speed predictor. Target: a momentum (EMA) copy of the encoder and both heads, no
     SCP: each online speed prediction regresses the target speed feature of a queued clip at
          the same speed from another video, the one with the most similar appearance
          (ascnet.queue.MemoryQueue.retrieve).
-    L = L_acp + lambda * L_scp.
+    L = L_acp + lambda * L_scp, both means over clips (ascnet.losses): lambda is SCP's weight
+    relative to ACP per clip.
 """
 from __future__ import annotations
 
@@ -73,21 +74,27 @@ def ema_update(online: nn.Module | list[nn.Module], target: nn.Module | list[nn.
     torch._foreach_lerp_(dst, src, 1.0 - m)
 
 
-def ascnet_loss(outputs, queue, speed: torch.Tensor, video: torch.Tensor, scp_weight: float = 1.0) -> dict:
+def ascnet_loss(outputs, queue, speed: torch.Tensor, video: torch.Tensor, scp_weight: float = 1.0,
+                label: torch.Tensor | None = None) -> dict:
     """The ASCNet objective for one batch of pairs.
 
     outputs: ASCNet.forward on (2B, ...) clips, clip a of every pair first, then clip b;
-    speed, video: (2B,) speeds and video ids in the same order.
+    speed, video, label: (2B,) speeds, video ids and labels (-1 unknown; diagnostics only) in
+    the same order.
     Returns loss, acp, scp (scalars), scp_valid (share of rows that found a positive) and the
     spread of the target appearance and speed projections (`losses.spread`: 1 healthy, 0 collapsed)
     and `acp_margin` (`losses.acp_margin`: about 0 while ACP matches nothing video-specific).
+    With labels, also scp_pos_same_class: the share of SCP positives showing the query's label
+    (`MemoryQueue.same_label_share`; NaN without labels).
     """
     p_app, p_speed, z_app, z_speed = (t.float() for t in outputs)
     p_a, p_b = p_app.chunk(2)
     z_a, z_b = z_app.chunk(2)
     acp = acp_loss(p_a, p_b, z_a, z_b)
     # the query's appearance is its target projection: the same space as the queued features
-    positive, valid, _ = queue.retrieve(z_app, speed, video)
+    positive, valid, index = queue.retrieve(z_app, speed, video)
     scp = scp_loss(p_speed, positive, valid)
+    label = torch.full_like(video, -1) if label is None else label
     return {"loss": acp + scp_weight * scp, "acp": acp.detach(), "scp": scp.detach(), "scp_valid": valid.float().mean(),
-            "app_spread": spread(z_app), "speed_spread": spread(z_speed), "acp_margin": acp_margin(p_a, p_b, z_a, z_b)}
+            "app_spread": spread(z_app), "speed_spread": spread(z_speed), "acp_margin": acp_margin(p_a, p_b, z_a, z_b),
+            "scp_pos_same_class": queue.same_label_share(index, valid, label)}

@@ -1,11 +1,15 @@
 """The memory queue of target features and the appearance-based retrieval of SCP positives.
 
-A FIFO of K entries `(appearance feature, speed feature, speed, video id)`, kept as buffers
+A FIFO of K entries `(appearance feature, speed feature, speed, video id, label)`, kept as buffers
 so it lives in the state dict (checkpoints resume it exactly). For a query clip the SCP
 positive is, among entries with the same speed and a different video, the one whose
 appearance feature has the highest cosine with the query's appearance feature (DESIGN §1).
 A query with no such entry (an empty or young queue) is marked invalid and left out of the
 SCP loss for that step; the training loop logs the valid share.
+
+The label (-1: none) never enters training. It is there for one diagnostic,
+`same_label_share`: how often SCP's retrieved positive shows the query's action, the number
+that says whether SCP can help on given data.
 """
 from __future__ import annotations
 
@@ -25,20 +29,26 @@ class MemoryQueue(nn.Module):
         self.register_buffer("speed_feat", torch.zeros(size, dim))
         self.register_buffer("speed", torch.full((size,), -1, dtype=torch.long))  # -1: empty slot
         self.register_buffer("video", torch.full((size,), -1, dtype=torch.long))
+        self.register_buffer("label", torch.full((size,), -1, dtype=torch.long))  # diagnostics only
         self.register_buffer("ptr", torch.zeros((), dtype=torch.long))
 
     @torch.no_grad()
-    def push(self, appearance: torch.Tensor, speed_feat: torch.Tensor, speed: torch.Tensor, video: torch.Tensor) -> None:
-        """Append N entries, overwriting the oldest. appearance, speed_feat: (N, D); speed, video: (N,)."""
+    def push(self, appearance: torch.Tensor, speed_feat: torch.Tensor, speed: torch.Tensor, video: torch.Tensor,
+             label: torch.Tensor | None = None) -> None:
+        """Append N entries, overwriting the oldest. appearance, speed_feat: (N, D); speed, video,
+        label: (N,) (label None: unknown, -1)."""
         n = appearance.shape[0]
+        if label is None:
+            label = torch.full((n,), -1, dtype=torch.long, device=speed.device)
         if n > self.size:  # only the newest K survive
-            appearance, speed_feat, speed, video = (t[-self.size :] for t in (appearance, speed_feat, speed, video))
+            appearance, speed_feat, speed, video, label = (t[-self.size :] for t in (appearance, speed_feat, speed, video, label))
             n = self.size
         idx = (self.ptr + torch.arange(n, device=self.ptr.device)) % self.size
         self.appearance[idx] = F.normalize(appearance.float(), dim=1)
         self.speed_feat[idx] = speed_feat.float()
         self.speed[idx] = speed.long()
         self.video[idx] = video.long()
+        self.label[idx] = label.long()
         self.ptr.copy_((self.ptr + n) % self.size)
 
     @torch.no_grad()
@@ -55,3 +65,11 @@ class MemoryQueue(nn.Module):
         sim = sim.masked_fill(~allowed, float("-inf"))
         index = sim.argmax(dim=1)
         return self.speed_feat[index], allowed.any(dim=1), index
+
+    @torch.no_grad()
+    def same_label_share(self, index: torch.Tensor, valid: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        """The share of valid queries whose retrieved positive (`index`, from `retrieve`) has the
+        query's label, counting only pairs where both labels are known -> scalar; NaN when none."""
+        known = valid & (label >= 0) & (self.label[index] >= 0)
+        same = (self.label[index] == label) & known
+        return same.sum().float() / known.sum() if known.any() else label.new_tensor(float("nan"), dtype=torch.float)

@@ -31,6 +31,7 @@ import torch.distributed as dist
 
 from ascnet import __version__, atomic, checkpoint
 from ascnet.checkpoint import CheckpointError
+from ascnet.losses import OBJECTIVE
 from ascnet.method import ASCNet, ascnet_loss, ema_update
 from ascnet.models import ARCHS, build_backbone
 from ascnet.queue import MemoryQueue
@@ -73,7 +74,7 @@ class PretrainConfig:
     # method [choice]s
     proj_dim: int = 128
     hidden_dim: int = 2048
-    scp_weight: float = 1.0  # lambda in L = L_acp + lambda * L_scp
+    scp_weight: float = 1.0  # lambda in L = L_acp + lambda * L_scp, both means over clips: SCP's weight per clip
     queue_size: int = 16384
     ema_base: float = 0.99  # EMA momentum, cosine-annealed to ema_final
     ema_final: float = 1.0
@@ -222,7 +223,8 @@ def train_step(net, model: ASCNet, queue: MemoryQueue, optimizer, batch: dict, r
                lr: float, m: float, scp_weight: float) -> dict:
     """One SGD step on a batch of pairs; returns device tensors (no host sync).
 
-    batch: clip_a, clip_b (B, 3, T, H, W); speed_a, speed_b, video_index (B,).
+    batch: clip_a, clip_b (B, 3, T, H, W); speed_a, speed_b, video_index (B,); label (B,), -1
+    unknown, only for the `scp_pos_same_class` monitor.
     """
     dev = rt.device
     clips = torch.cat([batch["clip_a"], batch["clip_b"]]).to(dev, non_blocking=True)
@@ -230,17 +232,18 @@ def train_step(net, model: ASCNet, queue: MemoryQueue, optimizer, batch: dict, r
         clips = clips.contiguous(memory_format=torch.channels_last_3d)
     speed = torch.cat([batch["speed_a"], batch["speed_b"]]).to(dev, non_blocking=True)
     video = batch["video_index"].to(dev, non_blocking=True).repeat(2)
+    label = batch["label"].to(dev, non_blocking=True).repeat(2) if "label" in batch else torch.full_like(video, -1)
     for group in optimizer.param_groups:
         group["lr"] = lr
     with rt.autocast():
         outputs = net(clips)
-    stats = ascnet_loss(outputs, queue, speed, video, scp_weight)
+    stats = ascnet_loss(outputs, queue, speed, video, scp_weight, label)
     optimizer.zero_grad(set_to_none=True)
     stats["loss"].backward()
     optimizer.step()
     ema_update(model.online_modules(), model.target_modules(), m)
     _, _, z_app, z_speed = outputs
-    queue.push(*gather(rt, z_app.detach().float(), z_speed.detach().float(), speed, video))
+    queue.push(*gather(rt, z_app.detach().float(), z_speed.detach().float(), speed, video, label))
     return stats
 
 
@@ -286,7 +289,7 @@ def set_rng_state(state: dict) -> None:
 def save_checkpoint(cfg: PretrainConfig, model, queue, optimizer, step: int, epoch: int, world: int = 1) -> Path:
     path = Path(cfg.out) / "checkpoints" / f"step-{step:08d}.pt"
     checkpoint.save_atomic({
-        "kind": "run", "ascnet_version": __version__, "config": asdict(cfg), "model": model.state_dict(),
+        "kind": "run", "ascnet_version": __version__, "objective": OBJECTIVE, "config": asdict(cfg), "model": model.state_dict(),
         "optimizer": optimizer.state_dict(), "queue": queue.state_dict(), "step": step, "epoch": epoch,
         "rng": rng_state(), "world": world,
     }, path)
@@ -312,6 +315,13 @@ def restore(cfg: PretrainConfig, model, queue, optimizer, world: int = 1) -> int
         raise CheckpointError(f"{e}{hint}") from e
     if ckpt["kind"] != "run":
         raise CheckpointError(f"{path}: a '{ckpt['kind']}' file, not a run checkpoint")
+    if ckpt.get("objective") != OBJECTIVE:
+        old_w = ckpt.get("config", {}).get("scp_weight", 1.0)
+        raise CheckpointError(
+            f"{path}: written by ascnet {ckpt.get('ascnet_version', '?')}, when ACP summed its two directions per pair "
+            f"(range 0-8) instead of averaging them per clip (0-4, as SCP): the loss, and with it the optimizer's "
+            f"state, is on another scale, so the run cannot go on exactly. Start a new run in another --out; "
+            f"--scp-weight {old_w / 2:g} there is the checkpoint's objective (its scp_weight {old_w:g}) in today's terms")
     # a field newer than the checkpoint had its default then; WORLD_SIZE: the processes under torchrun
     saved = {**asdict(PretrainConfig()), **ckpt.get("config", {}), "WORLD_SIZE": ckpt.get("world", 1)}
     checkpoint.check_resume(path, saved, {**asdict(cfg), "WORLD_SIZE": world}, free=RESUMABLE, may_grow=GROWABLE)
@@ -398,7 +408,7 @@ def pretrain(cfg: PretrainConfig, *, loader=None) -> dict:
     skips = SkipLog(out, max_fraction=cfg.max_skip_fraction, epoch_videos=spe * cfg.batch_size * rt.world, main=rt.main,
                     world=rt.world, device=rt.device)
     take_skips = getattr(loader, "take_skips", list)
-    log = RunLog(cfg, rt, total, step, 2 * cfg.batch_size * rt.world, skips)
+    log = RunLog(cfg, rt, total, step, 2 * cfg.batch_size * rt.world, skips, getattr(loader, "num_classes", 0))
     bad = torch.zeros((), dtype=torch.bool, device=rt.device)  # any non-finite loss since the last check
     last_ckpt, stats, stopped_by = None, None, 0
     with StopRequest() as stop:
@@ -447,8 +457,11 @@ def pretrain(cfg: PretrainConfig, *, loader=None) -> dict:
 class RunLog:
     """Progress bar (loss, clips/s, share of time waiting for data) and metrics.jsonl, rank 0."""
 
-    def __init__(self, cfg: PretrainConfig, rt: Runtime, total: int, step: int, clips_per_step: int, skips=None):
+    def __init__(self, cfg: PretrainConfig, rt: Runtime, total: int, step: int, clips_per_step: int, skips=None,
+                 num_classes: int = 0):
         self.rt, self.clips_per_step, self.lines, self.last, self.skips = rt, clips_per_step, 0, {}, skips
+        # where the manifest has labels: the share of SCP positives of the query's class, against chance
+        self.chance = 1.0 / num_classes if num_classes else None
         self.path = Path(cfg.out) / "metrics.jsonl"
         self.bar = None
         if rt.main and cfg.progress:
@@ -469,6 +482,10 @@ class RunLog:
         row = {"step": step, "epoch": epoch, **{k: float(v.item()) for k, v in stats.items()},
                "lr": lr, "ema": m, "clips_per_s": steps * self.clips_per_step / max(elapsed, 1e-9),
                "data_wait": self.waited / max(elapsed, 1e-9), "time": time.time()}
+        if self.chance is None:
+            row.pop("scp_pos_same_class", None)
+        else:
+            row["scp_pos_chance"] = self.chance
         if self.skips is not None:  # videos passed over this epoch, and every video skipped so far in the run
             row.update(skipped_epoch=self.skips.in_epoch, skipped_videos=len(self.skips.known))
         self.t0, self.waited, self.prev_step, self.last = now, 0.0, step, row
@@ -482,7 +499,8 @@ class RunLog:
             self.bar.set_postfix(loss=f"{row['loss']:.4f}", clips_s=f"{row['clips_per_s']:.1f}",
                                  wait=f"{100 * row['data_wait']:.0f}%", scp=f"{row['scp_valid']:.2f}",
                                  spread=f"{row['app_spread']:.2f}", margin=f"{row['acp_margin']:.2f}",
-                                 skipped=row.get("skipped_videos", 0))
+                                 skipped=row.get("skipped_videos", 0),
+                                 **({"same_class": f"{row['scp_pos_same_class']:.2f}/{self.chance:.2f}"} if self.chance else {}))
 
     def close(self):
         if self.bar is not None:
@@ -507,7 +525,8 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
 
 def plot_curves(run_dir: str | Path) -> Path:
     """RUN_DIR/curves.png: total/ACP/SCP loss, the projections' spread (collapse monitor), the ACP
-    margin (is ACP matching anything video-specific?) and the learning rate against step."""
+    margin (is ACP matching anything video-specific?), the share of SCP positives of the query's
+    class against chance (runs with labels) and the learning rate against step."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -515,10 +534,10 @@ def plot_curves(run_dir: str | Path) -> Path:
 
     rows = read_metrics(run_dir)
     steps = [r["step"] for r in rows]
-    fig, (ax_loss, ax_spread, ax_margin, ax_lr) = plt.subplots(4, 1, figsize=(7, 10), sharex=True)
+    fig, (ax_loss, ax_spread, ax_margin, ax_same, ax_lr) = plt.subplots(5, 1, figsize=(7, 12), sharex=True)
     for key in ("loss", "acp", "scp"):
         ax_loss.plot(steps, [r[key] if math.isfinite(r[key]) else float("nan") for r in rows], label=key)
-    ax_loss.set_ylabel("loss")
+    ax_loss.set_ylabel("loss (per clip)")
     ax_loss.legend()
     for key in ("app_spread", "speed_spread"):
         if all(key in r for r in rows):  # runs logged before the monitor existed have none
@@ -531,6 +550,14 @@ def plot_curves(run_dir: str | Path) -> Path:
         ax_margin.plot(steps, [r["acp_margin"] for r in rows], color="tab:green")
     ax_margin.axhline(0.0, color="tab:gray", lw=0.8)
     ax_margin.set_ylabel("ACP margin (0 = matches\nnothing video-specific)")
+    if rows and all("scp_pos_same_class" in r for r in rows):
+        ax_same.plot(steps, [r["scp_pos_same_class"] for r in rows], color="tab:purple", label="same class")
+        ax_same.axhline(rows[-1]["scp_pos_chance"], color="tab:gray", lw=0.8, ls="--", label="chance (1/classes)")
+        ax_same.set_ylim(0, 1)
+        ax_same.legend()
+    else:
+        ax_same.text(0.5, 0.5, "no labels in the manifest", ha="center", va="center", transform=ax_same.transAxes)
+    ax_same.set_ylabel("SCP positives of the\nquery's class")
     ax_lr.plot(steps, [r["lr"] for r in rows], color="tab:gray")
     ax_lr.set_ylabel("learning rate")
     ax_lr.set_xlabel("step")

@@ -209,6 +209,7 @@ class PairLoader:
         # frames the decoder produced for the batches yielded so far (pyav counts them; DALI's decoders do not say)
         self.frames_decoded = 0 if self.backend == "pyav" else None
         self._labels = torch.as_tensor(self.table["label"].to_numpy().copy(), dtype=torch.int64)
+        self.num_classes = int(self._labels[self._labels >= 0].unique().numel())  # 0: unlabelled
         known_bad = set(exclude)
         # known bad: their stand-ins are used
         self._exclude = {i for i, v in enumerate(self.table["video_id"]) if v in known_bad}

@@ -1,5 +1,7 @@
 import csv
+import hashlib
 import json
+import math
 
 import av
 import click
@@ -8,8 +10,11 @@ import pytest
 from click.testing import CliRunner
 
 from ascnet.tools.demo_data import (
+    FAMILIES,
     MOTIONS,
     background,
+    family_of,
+    grating_of,
     STAMP,
     DemoDataConfig,
     demo_data,
@@ -199,3 +204,60 @@ def test_command(tmp_path):
     assert len(list(out.glob("*/*.webm"))) == 12
     res = CliRunner().invoke(demo_data, [str(out), "--videos", "3"])
     assert res.exit_code != 0 and "need at least 12" in res.output
+
+
+# ---- scene correlation ----------------------------------------------------------------------
+def test_no_scene_correlation_is_the_data_as_it_was():
+    """p = 0 renders the very frames of the generator before the option (their hash), under the same stamp."""
+    specs = video_specs(DemoDataConfig(out="x", **SMALL))
+    frames = b"".join(render_video(s).tobytes() for s in specs)
+    assert hashlib.sha256(frames).hexdigest() == "1736a3771f6ffebfeffafa75ddee549b1b7252d569830175ca7a696e959acf7e"
+    assert "scene_correlation" not in DemoDataConfig(out="x", **SMALL).identity()
+    assert DemoDataConfig(out="x", scene_correlation=0.3, **SMALL).identity()["scene_correlation"] == 0.3
+
+
+def test_families_tile_the_grating_range_and_keep_a_draw_inside_its_family():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        theta, period = rng.uniform(0, math.pi), rng.uniform(4, 12)
+        assert grating_of(theta, period, None) == (theta, period)
+        for k in range(len(FAMILIES)):
+            assert family_of(*grating_of(theta, period, k)) == k
+        # a draw already in family k stays where it is
+        k = family_of(theta, period)
+        assert np.allclose(grating_of(theta, period, k), (theta, period))
+
+
+def _dominant_orientation(img: np.ndarray) -> float:
+    """The orientation (radians in [0, pi)) of the strongest fine-grained frequency of a background."""
+    grey = img.mean(axis=2) - img.mean()
+    power = np.abs(np.fft.fftshift(np.fft.fft2(grey))) ** 2
+    n = grey.shape[0]
+    ky, kx = np.mgrid[-n // 2 : n // 2, -n // 2 : n // 2]
+    power[np.hypot(ky, kx) < n / 13] = 0  # the smooth field and the noise live below the finest grating
+    y, x = np.unravel_index(power.argmax(), power.shape)
+    return math.atan2(ky[y, x], kx[y, x]) % math.pi
+
+
+def test_a_background_of_a_family_shows_that_familys_grating():
+    for k, (band, _) in enumerate(FAMILIES):
+        for seed in range(5):
+            theta = _dominant_orientation(background(np.random.default_rng(seed), 64, family=k))
+            lo = band * math.pi / 3
+            # within the band's 60 degrees, give or take a frequency bin, modulo pi (0 and pi are one orientation)
+            assert (theta - lo + 0.1) % math.pi <= math.pi / 3 + 0.2, (k, seed, theta)
+
+
+@pytest.mark.parametrize("p, share", [(0.0, None), (1.0, 1.0), (0.6, 0.6 + 0.4 / 6)])
+def test_scene_correlation_ties_backgrounds_to_classes(p, share):
+    specs = video_specs(DemoDataConfig(out="x", **dict(SMALL, num_videos=600, min_frames=2, max_frames=2, scene_correlation=p)))
+    motions = list(MOTIONS)
+    own = [s["segments"][0].get("family") == motions.index(s["motion"]) for s in specs]
+    if share is None:
+        assert all("family" not in s["segments"][0] for s in specs)
+    else:
+        assert abs(np.mean(own) - share) < 0.05
+    # everything else about a video is what it is without the link
+    plain = video_specs(DemoDataConfig(out="x", **dict(SMALL, num_videos=600, min_frames=2, max_frames=2)))
+    assert [(s["digit"], s["speed"], s["segments"][0]["colours"]) for s in specs] == \
+           [(s["digit"], s["speed"], s["segments"][0]["colours"]) for s in plain]

@@ -20,10 +20,25 @@ def cos(u, v):
 def test_acp_loss_matches_loop_reference():
     g = torch.Generator().manual_seed(0)
     p_a, p_b, z_a, z_b = (torch.randn(5, 7, generator=g, dtype=torch.float64) for _ in range(4))
+    # the mean over the 10 clips of each clip's regression on the other clip's target
     ref = sum((2 - 2 * cos(p_a[i].tolist(), z_b[i].tolist())) + (2 - 2 * cos(p_b[i].tolist(), z_a[i].tolist()))
-              for i in range(5)) / 5
+              for i in range(5)) / 10
     assert math.isclose(acp_loss(p_a, p_b, z_a, z_b).item(), ref, rel_tol=1e-12)
     assert acp_loss(z_b, z_a, z_a, z_b).item() < 1e-12  # identical pairs: zero loss
+
+
+def test_acp_and_scp_stand_on_the_same_per_clip_footing():
+    """lambda means SCP's weight per clip: the same regressions give the same value in either loss."""
+    g = torch.Generator().manual_seed(2)
+    p, z = torch.randn(8, 5, generator=g, dtype=torch.float64), torch.randn(8, 5, generator=g, dtype=torch.float64)
+    p_a, p_b = p.chunk(2)
+    z_a, z_b = z.chunk(2)
+    # ACP regresses p_a on z_b and p_b on z_a; SCP the rows of p on the rows of the swapped targets
+    swapped = torch.cat([z_b, z_a])
+    assert math.isclose(acp_loss(p_a, p_b, z_a, z_b).item(), scp_loss(p, swapped, torch.ones(8, dtype=torch.bool)).item(),
+                        rel_tol=1e-12)
+    opposite = acp_loss(p_a, p_b, -p_b, -p_a).item()  # every prediction opposite its target: the top of the range
+    assert math.isclose(opposite, 4.0, rel_tol=1e-12)
 
 
 def test_scp_loss_matches_loop_reference_over_valid_rows():
@@ -101,16 +116,31 @@ def test_acp_margin_tells_video_specific_matching_from_predicting_the_mean():
     g = torch.Generator().manual_seed(0)
     z_a, z_b = torch.randn(16, 32, generator=g), torch.randn(16, 32, generator=g)
     # predictions that hit their own video's targets: the mismatched pairs are far worse
-    assert acp_margin(z_b, z_a, z_a, z_b).item() > 3.0
+    assert acp_margin(z_b, z_a, z_a, z_b).item() > 1.5  # of at most 2 (per clip: random pairs lose 2 of a range of 4)
     # one prediction for every clip (the trivial way to lower a BYOL loss): no margin at all
     mean = torch.randn(1, 32, generator=g).repeat(16, 1)
     assert acp_margin(mean, mean, z_a, z_b).item() == pytest.approx(0.0, abs=1e-5)
     # predictions unrelated to the targets: about 0 too
     noise = torch.randn(2, 4096, 32, generator=g)
     big_a, big_b = torch.randn(4096, 32, generator=g), torch.randn(4096, 32, generator=g)
-    assert abs(acp_margin(noise[0], noise[1], big_a, big_b).item()) < 0.1
+    assert abs(acp_margin(noise[0], noise[1], big_a, big_b).item()) < 0.05
     # a batch of one video has nothing to compare against
     assert acp_margin(z_b[:1], z_a[:1], z_a[:1], z_b[:1]).item() == 0.0
     # a monitor only: no gradient flows through it
     p = z_b.clone().requires_grad_(True)
     assert not acp_margin(p, z_a, z_a, z_b).requires_grad
+
+
+def test_ascnet_loss_reports_the_share_of_positives_of_the_querys_class():
+    torch.manual_seed(0)
+    model = ASCNet(build_backbone("r3d18", 8), proj_dim=16, hidden_dim=32)
+    queue = MemoryQueue(4, 16)
+    # one entry per (speed, label): whatever the appearance, a speed-1 query gets the label-0 entry
+    queue.push(torch.randn(4, 16), torch.randn(4, 16), torch.tensor([1, 2, 3, 3]), torch.tensor([100, 101, 102, 103]),
+               torch.tensor([0, 1, 2, -1]))
+    clips = torch.randn(4, 3, 8, 32, 32)
+    speed, video = torch.tensor([1, 2, 1, 2]), torch.tensor([0, 1, 0, 1])
+    out = ascnet_loss(model(clips), queue, speed, video, label=torch.tensor([0, 0, 0, 0]))
+    assert out["scp_pos_same_class"].item() == 0.5  # speed 1 finds label 0, speed 2 finds label 1
+    out = ascnet_loss(model(clips), queue, speed, video)
+    assert math.isnan(out["scp_pos_same_class"].item())  # no labels: no share

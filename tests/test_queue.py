@@ -70,3 +70,21 @@ def test_queue_state_round_trips_through_state_dict():
 def test_bad_size_is_named():
     with pytest.raises(ValueError, match="queue size must be >= 1, got 0"):
         MemoryQueue(size=0)
+
+
+def test_same_label_share_counts_only_known_labels_of_valid_rows():
+    q = MemoryQueue(size=4, dim=2)
+    q.push(torch.randn(4, 2), torch.randn(4, 2), torch.ones(4, dtype=torch.long), torch.arange(4), torch.tensor([3, 3, 5, -1]))
+    index = torch.tensor([0, 2, 1, 3, 0])
+    valid = torch.tensor([True, True, True, True, False])
+    label = torch.tensor([3, 3, -1, 3, 3])
+    # row 0: 3 = 3; row 1: 5 != 3; row 2: query unlabelled; row 3: entry unlabelled; row 4: no positive
+    assert q.same_label_share(index, valid, label).item() == 0.5
+    assert q.same_label_share(index, torch.zeros(5, dtype=torch.bool), label).isnan()
+
+
+def test_labels_travel_with_their_entries_through_the_fifo():
+    q = MemoryQueue(size=3, dim=2)
+    q.push(torch.randn(2, 2), torch.randn(2, 2), torch.ones(2, dtype=torch.long), torch.tensor([0, 1]), torch.tensor([7, 8]))
+    q.push(torch.randn(2, 2), torch.randn(2, 2), torch.ones(2, dtype=torch.long), torch.tensor([2, 3]))
+    assert q.video.tolist() == [3, 1, 2] and q.label.tolist() == [-1, 8, -1]

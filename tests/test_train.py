@@ -119,6 +119,17 @@ def test_run_dir_contents(tmp_path):
     build_backbone("r3d18", 4).load_state_dict(backbone["state_dict"])
 
 
+def test_resume_refuses_a_checkpoint_of_the_old_loss_scale(tmp_path):
+    pretrain(tiny(tmp_path, max_steps=2, scp_weight=1.5))
+    path = checkpoint_paths(tmp_path / "run")[-1]
+    ckpt = torch.load(path, weights_only=True)
+    del ckpt["objective"]  # as written before ACP was averaged per clip
+    torch.save(ckpt, path)
+    with pytest.raises(CheckpointError, match=r"step-00000002.pt: .*summed its two directions per pair.*another --out; "
+                                               r"--scp-weight 0.75 there is the checkpoint's objective"):
+        pretrain(tiny(tmp_path, max_steps=4, scp_weight=1.5, resume=True))
+
+
 def test_resume_errors_are_readable(tmp_path):
     pretrain(tiny(tmp_path, max_steps=2, ckpt_every=1, keep_last=2))
     with pytest.raises(CheckpointError, match="already holds checkpoints: pass --resume"):
@@ -293,6 +304,11 @@ def test_pretrain_on_the_real_pair_loader(tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert summary["step"] == 3 and [r["epoch"] for r in rows] == [0, 0, 1]  # 4 videos / batch 2 = 2 steps an epoch
     assert all(math.isfinite(r["loss"]) for r in rows) and rows[-1]["scp_valid"] > 0
+    # the labels (2 classes) give the monitor of SCP's positives and its chance level; 4 videos of 2
+    # classes, and a positive is never the query's own video: at each of its 2 speeds a query finds
+    # the other video of its class or one of the other class's two
+    assert all(r["scp_pos_chance"] == 0.5 for r in rows)
+    assert all(0 <= r["scp_pos_same_class"] <= 1 for r in rows[1:])
 
 
 @pytest.mark.gpu

@@ -53,6 +53,10 @@ CODECS = {
     "vp9": (".webm", {"vcodec": "libvpx-vp9", "deadline": "realtime", "cpu-used": 8, "crf": 24, "b:v": 0}),
     "h264": (".mp4", {"vcodec": "libx264", "preset": "ultrafast", "tune": "fastdecode", "crf": 18, "bf": 0}),
 }
+# background texture families, one per class: (orientation band, period band) of the grating.
+# Three 60-degree orientation bands x two period bands tile the whole range a background draws
+# from, so a background of a random family is a background as drawn without families
+FAMILIES = [(k % 3, k // 3) for k in range(len(MOTIONS))]
 STAMP = "demo_data.json"
 GENERATOR_VERSION = 6
 
@@ -67,6 +71,7 @@ class DemoDataConfig:
     fps: float = 25.0
     sprites: int = 1          # digits per video (1 or 2), moving together
     redraw_every: int = 0     # frames between re-draws of digit, colour, size and background; 0 = never
+    scene_correlation: float = 0.0  # chance that a background comes from its class's texture family
     jump: bool = True         # at each re-draw the path goes on from a random point of the canvas
     speed_range: tuple[float, float] = (0.04, 0.08)  # sprite speed per frame, as fractions of the canvas side
     test_fraction: float = 0.3
@@ -98,6 +103,9 @@ class DemoDataConfig:
                                      param_hint="speed_range")
         if self.sprites not in (1, 2):
             raise click.BadParameter(f"sprites={self.sprites}: use 1 or 2", param_hint="sprites")
+        if not 0.0 <= self.scene_correlation <= 1.0:
+            raise click.BadParameter(f"scene_correlation={self.scene_correlation}: use a probability in [0, 1]",
+                                     param_hint="scene_correlation")
         if not 0.0 < self.test_fraction < 1.0:
             raise click.BadParameter(f"test_fraction={self.test_fraction}: use a value in (0, 1)", param_hint="test_fraction")
 
@@ -106,6 +114,8 @@ class DemoDataConfig:
         d = asdict(self)
         d.pop("out")
         d.pop("workers")
+        if not d["scene_correlation"]:
+            d.pop("scene_correlation")  # p = 0: the data as it was before the option, under the same stamp
         return json.loads(json.dumps({"generator_version": GENERATOR_VERSION, **d}))  # as the stamp reads back (lists)
 
 
@@ -122,13 +132,27 @@ def _upsample(grid: np.ndarray, h: int, w: int) -> np.ndarray:
     return (top * (1 - fy) + bot * fy).astype(np.float32)
 
 
-def background(rng: np.random.Generator, size: int) -> np.ndarray:
-    """A smooth random colour field with a random grating and fine noise over it."""
+def grating_of(theta: float, period: float, family: int | None) -> tuple[float, float]:
+    """A grating drawn uniformly (theta in [0, pi), period in [4, 12)) moved into `family`'s
+    bands (None: left as drawn): the same draws give a uniform pick within the family."""
+    if family is None:
+        return theta, period
+    band_theta, band_period = FAMILIES[family]
+    return (theta % (math.pi / 3)) + band_theta * math.pi / 3, 4 + (period - 4) % 4 + 4 * band_period
+
+
+def family_of(theta: float, period: float) -> int:
+    """The texture family whose bands hold a grating (the inverse of `grating_of`)."""
+    return FAMILIES.index((min(int(theta // (math.pi / 3)), 2), min(int((period - 4) // 4), 1)))
+
+
+def background(rng: np.random.Generator, size: int, family: int | None = None) -> np.ndarray:
+    """A smooth random colour field with a grating (of `family`'s bands, or any) and fine noise over it."""
     # low contrast on purpose: the moving digit, not the texture, should be the strongest signal
     grey = rng.uniform(0.15, 0.45, (4, 4, 1)) + rng.uniform(-0.05, 0.05, (4, 4, 3))  # mostly grey, a faint tint
     field = _upsample(grey, size, size)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-    theta, period = rng.uniform(0, math.pi), rng.uniform(4, 12)
+    theta, period = grating_of(rng.uniform(0, math.pi), rng.uniform(4, 12), family)
     grating = np.sin(2 * math.pi * (xx * math.cos(theta) + yy * math.sin(theta)) / period + rng.uniform(0, 2 * math.pi))
     noise = _upsample(rng.normal(0, 1, (size // 2, size // 2, 1)), size, size)
     tex = 0.04 * grating[..., None] + 0.02 * noise
@@ -190,7 +214,7 @@ def render_video(spec: dict) -> np.ndarray:
     frames = np.empty((T, size, size, 3), np.uint8)
     segs = spec["segments"]
     for k, seg in enumerate(segs):
-        bg = background(np.random.default_rng(seg["seed"]), size)
+        bg = background(np.random.default_rng(seg["seed"]), size, seg.get("family"))
         layers = _sprite_layers(seg, size)
         end = segs[k + 1]["start"] if k + 1 < len(segs) else T
         sy, sx = seg["shift"]
@@ -234,6 +258,13 @@ def video_specs(cfg: DemoDataConfig) -> list[dict]:
         # the first change at a random frame, so that changes do not line up with clip starts
         first = int(r.integers(1, cfg.redraw_every + 1)) if cfg.redraw_every else 0
         segments = [_segment(r, start, digits, cfg) for start in segment_starts(num_frames, cfg.redraw_every, first)]
+        if cfg.scene_correlation > 0:
+            # a stream of its own, so that p = 0 leaves every other draw as it was
+            rs = np.random.default_rng([cfg.seed, i, 2])
+            for seg in segments:
+                own = rs.uniform() < cfg.scene_correlation
+                pick = int(rs.integers(len(FAMILIES)))
+                seg["family"] = motions.index(motion) if own else pick
         specs.append({**common, "seed": segments[0]["seed"], "digit": segments[0]["digit"], "segments": segments})
     # the held-out split: a fixed fraction of every class
     for m in motions:
@@ -365,9 +396,10 @@ def generate(cfg: DemoDataConfig, progress: bool = True) -> Path:
         "".join(f"{s['path']} {classes.index(MOTIONS[s['motion']]) + 1}\n" for s in train),
     )
     _write_text(out / "testlist01.txt", "".join(f"{s['path']}\n" for s in test))
-    rows = ["path,digit,motion,split,num_frames,speed_px_per_frame\n"]
+    rows = ["path,digit,motion,split,num_frames,speed_px_per_frame,family\n"]
     rows += [
-        f"{s['path']},{s['digit'][0]},{s['motion']},{s['split']},{s['num_frames']},{s['speed']:.4f}\n" for s in specs
+        f"{s['path']},{s['digit'][0]},{s['motion']},{s['split']},{s['num_frames']},{s['speed']:.4f},"
+        f"{s['segments'][0].get('family', '')}\n" for s in specs
     ]
     _write_text(out / "digits.csv", "".join(rows))
     _write_text(out / STAMP, json.dumps(cfg.identity(), indent=1) + "\n")
@@ -403,6 +435,8 @@ def read_digits(root: str | Path) -> dict[str, int]:
 @click.option("--sprites", default=DemoDataConfig.sprites, show_default=True, help="digits per video (1 or 2)")
 @click.option("--redraw-every", default=DemoDataConfig.redraw_every, show_default=True,
               help="frames between re-draws of digit, colour, size and background (0: never)")
+@click.option("--scene-correlation", default=DemoDataConfig.scene_correlation, show_default=True,
+              help="chance that a video's background comes from its class's texture family (0: no link)")
 @click.option("--speed-range", nargs=2, type=float, default=DemoDataConfig.speed_range, show_default=True,
               help="sprite speed per frame: min max, as fractions of the canvas side")
 @click.option("--jump/--no-jump", default=DemoDataConfig.jump, show_default=True,
