@@ -12,11 +12,13 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Literal, get_args
 
 import torch
 import torch.distributed as dist
 
-ON_ERROR = ("skip", "raise")
+OnError = Literal["skip", "raise"]  # a video that fails to decode: a stand-in takes its place, or the run stops
+ON_ERROR = get_args(OnError)
 
 
 class TooManySkipped(RuntimeError):

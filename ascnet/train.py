@@ -24,6 +24,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -31,21 +32,18 @@ import torch.distributed as dist
 
 from ascnet import __version__, atomic, checkpoint
 from ascnet.checkpoint import CheckpointError
+from ascnet.config import Device, check_choices
 from ascnet.losses import OBJECTIVE
 from ascnet.method import ASCNet, ascnet_loss, ema_update
-from ascnet.models import ARCHS, build_backbone
+from ascnet.models import ARCHS, Arch, build_backbone
+from ascnet.pipelines.backends import Backend
 from ascnet.queue import MemoryQueue
+from ascnet.sampling import Rate
 from ascnet.schedule import cosine_lr, ema_momentum, scaled_lr
-from ascnet.skips import ON_ERROR, SkipLog, read_skipped
+from ascnet.skips import OnError, SkipLog, read_skipped
 
-CHOICES = {
-    "arch": ARCHS,
-    "data": ("manifest", "synthetic"),
-    "rate": ("fixed", "native"),
-    "device": ("auto", "cpu", "cuda"),
-    "optimizer": ("sgd", "adamw"),
-    "on_error": ON_ERROR,
-}
+Data = Literal["manifest", "synthetic"]
+Optimizer = Literal["sgd", "adamw"]
 # fields a --resume may change: where the run writes, what it reports, how it is executed, where
 # this invocation stops; every other field (and the world size) changes what the run computes
 RESUMABLE = ("out", "resume", "progress", "log_every", "ckpt_every", "keep_last", "stop_at", "workers", "device",
@@ -58,15 +56,15 @@ GROWABLE = ("epochs", "max_steps")
 class PretrainConfig:
     manifest: str = ""
     out: str = "runs/pretrain"
-    data: str = "manifest"  # "synthetic": random clips, to check the compute path without videos
+    data: Data = "manifest"  # "synthetic": random clips, to check the compute path without videos
     split: str = "train"
     # clips (DESIGN §1)
-    arch: str = "r3d18"
+    arch: Arch = "r3d18"
     width: int = 64  # base channels; 64 = the published network
     clip_len: int = 16
     crop_size: int = 112
     speeds: tuple[int, ...] = (1, 2, 4, 8)
-    rate: str = "fixed"  # "fixed": a speed is a real-time rate at base_fps; "native": a frame stride
+    rate: Rate = "fixed"  # "fixed": a speed is a real-time rate at base_fps; "native": a frame stride
     base_fps: float = 25.0
     augment: bool = True
     crop_scale: tuple[float, float] = (0.4, 1.0)  # random resized crop: area fraction range
@@ -81,15 +79,15 @@ class PretrainConfig:
     # optimisation
     epochs: int = 200
     batch_size: int = 64  # pairs per process; the global batch is batch_size x world size
-    optimizer: str = "sgd"  # "sgd" (DESIGN §1, with momentum) or "adamw" (learned the demo's motion where SGD did not)
+    optimizer: Optimizer = "sgd"  # "sgd" (DESIGN §1, with momentum) or "adamw" (learned the demo's motion where SGD did not)
     base_lr: float = 0.1  # lr = base_lr x global batch / 64
     final_lr_ratio: float = 1e-3  # cosine down to lr x this
     warmup_epochs: float = 5.0
     momentum: float = 0.9
     weight_decay: float = 1e-4
     # running
-    device: str = "auto"
-    backend: str = "auto"
+    device: Device = "auto"
+    backend: Backend = "auto"
     workers: int = 2
     seed: int = 0
     ckpt_every: int = 1000  # steps
@@ -100,13 +98,11 @@ class PretrainConfig:
     stop_at: int = 0  # > 0: checkpoint and stop after this step (the schedules still span the run)
     resume: bool = False
     progress: bool = True
-    on_error: str = "skip"  # a video that fails to decode: "skip" it (a stand-in takes its place) or "raise"
+    on_error: OnError = "skip"  # a video that fails to decode: "skip" it (a stand-in takes its place) or "raise"
     max_skip_fraction: float = 0.01  # stop when more than this share of an epoch was skipped
 
     def check(self) -> "PretrainConfig":
-        for name, allowed in CHOICES.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name}={getattr(self, name)!r} is not allowed; allowed: {list(allowed)}")
+        check_choices(self)
         if self.data == "manifest" and not self.manifest:
             raise ValueError("manifest is empty: pass --manifest M.parquet (or data='synthetic')")
         self.speeds = tuple(int(s) for s in self.speeds)

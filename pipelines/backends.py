@@ -17,14 +17,14 @@ the same augmentation graph (`augment.py`).
 from __future__ import annotations
 
 import logging
-from typing import Iterable, Literal
+from typing import Iterable, Literal, get_args
 
 from ascnet.optional import cuda_available, require_dali
 
 log = logging.getLogger("ascnet.pipelines")
 
 Backend = Literal["auto", "nvdec", "dali-cpu", "pyav"]
-BACKENDS = ("auto", "nvdec", "dali-cpu", "pyav")
+BACKENDS = get_args(Backend)
 DEVICES = ("cpu", "cuda")
 DALI_CPU_CODECS = frozenset({"vp8", "vp9", "mjpeg"})
 NVDEC_CODECS = frozenset({"h264", "hevc", "mpeg4", "vp8", "vp9", "mjpeg"})

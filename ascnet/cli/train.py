@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import signal
 import sys
-from dataclasses import fields
-
 import click
 
 from ascnet.checkpoint import CheckpointError
-from ascnet.train import CHOICES, PretrainConfig
+from ascnet.cli.options import config_options, from_options
+from ascnet.train import PretrainConfig
 
 # every PretrainConfig field is one option, with this help
 HELP = {
@@ -65,52 +64,20 @@ HELP = {
 }
 
 
-def config_options(func):
-    """One click option per PretrainConfig field, default and type taken from the field."""
-    for f in reversed(fields(PretrainConfig)):
-        name = "--" + f.name.replace("_", "-")
-        kw = {"default": f.default, "show_default": True, "help": HELP[f.name]}
-        if f.name in CHOICES:
-            kw["type"] = click.Choice(CHOICES[f.name])
-        elif f.type == "bool":
-            name = f"{name}/--no-{f.name.replace('_', '-')}"
-        elif f.name in ("speeds", "crop_scale"):
-            kw["default"] = ",".join(map(str, f.default))
-        else:
-            kw["type"] = {"int": int, "float": float, "str": str}[f.type]
-        func = click.option(name, f.name, **kw)(func)
-    return func
-
-
-def parse_speeds(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(s) for s in text.split(",") if s.strip())
-    except ValueError:
-        raise click.BadParameter(f"{text!r}: give integers separated by commas, e.g. 1,2,4,8", param_hint="--speeds")
-
-
-def parse_floats(text: str, hint: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(s) for s in text.split(",") if s.strip())
-    except ValueError:
-        raise click.BadParameter(f"{text!r}: give numbers separated by commas, e.g. 0.4,1.0", param_hint=hint)
-
-
 @click.group()
 def main():
     """ascnet-train: ASCNet pretraining and its outputs."""
 
 
 @main.command()
-@config_options
+@config_options(PretrainConfig, HELP)
 def pretrain(**options):
     """Pretrain ASCNet (ACP + SCP) on a manifest; runs under torchrun as well."""
     from ascnet.train import TrainingDiverged, pretrain as run
 
-    options["speeds"] = parse_speeds(options["speeds"])
-    options["crop_scale"] = parse_floats(options["crop_scale"], "--crop-scale")
+    cfg = from_options(PretrainConfig, options)
     try:
-        summary = run(PretrainConfig(**options))
+        summary = run(cfg)
     except (ValueError, CheckpointError, TrainingDiverged, RuntimeError) as e:
         raise click.ClickException(str(e))
     if summary["stopped_by"]:

@@ -5,9 +5,12 @@
 """
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 from torch import nn
 
-ARCHS = ("r3d18", "r2plus1d18", "s3dg")
+Arch = Literal["r3d18", "r2plus1d18", "s3dg"]
+ARCHS = get_args(Arch)
 
 
 def build_backbone(arch: str, width: int = 64) -> nn.Module:
