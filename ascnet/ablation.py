@@ -36,7 +36,7 @@ def run_cells(out: Path, p: float, seed: int, runs: list[tuple[str, float, float
     (p, seed) not yet done; returns one result row per run."""
     from ascnet.evaluate.linear import LinearConfig, linear_probe
     from ascnet.evaluate.retrieval import RetrievalConfig, retrieval
-    from ascnet.train import read_metrics
+    from ascnet.runlog import read_metrics
 
     todo = [r for r in runs if cell_key(p, seed, *r) not in done]
     if not todo:
@@ -54,9 +54,9 @@ def run_cells(out: Path, p: float, seed: int, runs: list[tuple[str, float, float
             continue
         run_dir = Path(cfg.out) / f"{variant.replace('+', '-').replace(' ', '-')}-l{scp_weight:g}-x{scale:g}"
         say(f"\n== p {p:g}, seed {seed}: {variant}, lambda {scp_weight:g}, steps x{scale:g}")
-        run = replace(cfg, scp_weight=scp_weight)
+        run = cfg
         if scale != 1:
-            run = replace(run, max_steps=round(scale * demo_steps(cfg, manifest)))
+            run = replace(cfg, pretrain=replace(cfg.pretrain, max_steps=round(scale * demo_steps(cfg.pretrain, manifest))))
         inits[key] = str(run_pretrain(run, manifest, run_dir, scp_weight))
         rows = read_metrics(run_dir)
         steps[key] = rows[-1]["step"]
@@ -75,7 +75,7 @@ def run_cells(out: Path, p: float, seed: int, runs: list[tuple[str, float, float
     return results
 
 
-def demo_steps(cfg: DemoConfig, manifest: Path) -> int:
+def demo_steps(cfg, manifest: Path) -> int:
     """The steps of the demo's own schedule for this config: max_steps, or its epochs of full batches."""
     if cfg.max_steps:
         return cfg.max_steps

@@ -44,14 +44,33 @@ def load(path: str | Path) -> dict:
     return obj
 
 
+def checkpoint_paths(run_dir: str | Path) -> list[Path]:
+    """A pretraining run's checkpoints (RUN_DIR/checkpoints/step-*.pt), oldest first."""
+    return sorted((Path(run_dir) / "checkpoints").glob("step-*.pt"))
+
+
+def _flat(d: dict) -> dict:
+    """{"clip": {"clip_len": 8}} -> {"clip_len": 8}: nested settings compared one by one, under the
+    names their options have."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(v)
+        else:
+            out[k] = v
+    return out
+
+
 def check_resume(path: str | Path, saved: dict, now: dict, *, free: Iterable[str] = (),
                  may_grow: Iterable[str] = ()) -> None:
     """Refuse to resume a run under settings that change what it computes, naming each difference.
 
-    `saved`, `now`: the checkpoint's and this run's settings as plain dicts; a key only one of them
-    has is not compared. Values compare as JSON (a tuple equals the list it was saved as). `free`
-    keys may change (bookkeeping); `may_grow` keys may increase (a longer run; 0 = unbounded).
+    `saved`, `now`: the checkpoint's and this run's settings as plain dicts (a nested dict's keys
+    are compared one by one, as "crop_size"); a key only one of them has is not compared.
+    Values compare as JSON (a tuple equals the list it was saved as). `free` keys may change
+    (bookkeeping); `may_grow` keys may increase (a longer run; 0 = unbounded).
     """
+    saved, now = _flat(saved), _flat(now)
     free, may_grow = set(free), set(may_grow)
     changes = []
     for k in now:
@@ -73,6 +92,7 @@ def load_backbone_state(path: str | Path) -> dict:
     if obj["kind"] == "backbone":
         return obj
     cfg = obj.get("config", {})
+    clip = cfg.get("clip", cfg)  # the clip settings: nested since ClipSpec, flat before
     prefix = "online_encoder."
     state = {k[len(prefix):]: v for k, v in obj["model"].items() if k.startswith(prefix)}
     if not state:
@@ -81,6 +101,31 @@ def load_backbone_state(path: str | Path) -> dict:
         "kind": "backbone",
         "arch": cfg.get("arch"),
         "width": cfg.get("width", 64),
-        "input_size": [cfg.get("clip_len", 16), cfg.get("crop_size", 112), cfg.get("crop_size", 112)],
+        "input_size": [clip.get("clip_len", 16), clip.get("crop_size", 112), clip.get("crop_size", 112)],
         "state_dict": state,
     }
+
+
+def export_backbone(run: str | Path, out: str | Path) -> Path:
+    """The online encoder of a run (its newest checkpoint, or a given .pt) as a backbone file:
+    kind="backbone", arch, width, input_size [T, H, W], feature_dim, state_dict."""
+    from ascnet.models import ARCHS, build_backbone
+
+    run = Path(run)
+    if run.is_dir():
+        paths = checkpoint_paths(run)
+        if not paths:
+            raise CheckpointError(f"{run}: no checkpoints/step-*.pt; is it a pretraining run directory?")
+        run = paths[-1]
+    state = load_backbone_state(run)
+    if state.get("arch") not in ARCHS:
+        raise CheckpointError(f"{run}: unknown arch {state.get('arch')!r} in its config; allowed: {list(ARCHS)}")
+    backbone = build_backbone(state["arch"], int(state["width"]))
+    try:
+        backbone.load_state_dict(state["state_dict"])
+    except RuntimeError as e:
+        raise CheckpointError(f"{run}: encoder weights do not fit {state['arch']} width {state['width']} ({e})") from e
+    return save_atomic({
+        "kind": "backbone", "arch": state["arch"], "width": int(state["width"]), "input_size": list(state["input_size"]),
+        "feature_dim": backbone.feature_dim, "state_dict": backbone.state_dict(),
+    }, out)

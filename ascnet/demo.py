@@ -27,14 +27,36 @@ import sys
 import time
 import traceback
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import click
 import numpy as np
 
+from ascnet.clips import ClipSpec
+from ascnet.train import PretrainConfig
+
 SUPERVISED = "supervised (labels)"
 GOAL_POINTS = 10.0  # pretrained must beat random init by this much (linear top-1, retrieval top-1)
+
+
+# the demo's pretraining recipe: what it changes of PretrainConfig's defaults (the rest is the
+# paper's). A narrow network on small clips is what a CPU trains in minutes (DESIGN §3)
+DEMO_CLIP = ClipSpec(
+    clip_len=8, crop_size=32,  # a 32x32 canvas is seen at full resolution by a 32x32 crop: cheap on a CPU
+    speeds=(1, 2, 4),  # at 8x a 32-pixel canvas wraps around within a few frames
+    crop_scale=(0.7, 1.0),  # random resized crop: 0.4 often cuts the digit off
+    flip_p=0.0,  # no horizontal flip: it would turn left into right (the classes are directions)
+)
+DEMO = dict(
+    width=16, clip=DEMO_CLIP, hidden_dim=512, queue_size=2048, ema_base=0.98,  # the target follows faster in a short run
+    # about 500 steps. Twice as many steps, or twice the lr, matched a video's own clips better (a
+    # higher ACP margin) but lost the motion (see the README's demo section)
+    epochs=13, batch_size=16,
+    optimizer="adamw",  # SGD (lr 0.1) learned features without the motion in a run this short
+    base_lr=0.004,  # lr = base_lr x batch / 64 = 1e-3
+    warmup_epochs=2.0, ckpt_every=10**9, keep_last=1, log_every=5,
+)
 
 
 @dataclass
@@ -43,7 +65,7 @@ class DemoConfig:
     data: str = ""  # dataset folder; default OUT/data
     # the dataset
     videos: int = 900  # 630 to pretrain on, 270 to test: with 90 test videos one video was 1.1 points
-    size: int = 32  # a 32x32 canvas is seen at full resolution by a 32x32 crop: cheap on a CPU
+    size: int = 32
     min_frames: int = 64
     max_frames: int = 96
     redraw_every: int = 0  # 0: one appearance per video (re-drawing it within a video left ACP nothing to learn from)
@@ -51,27 +73,8 @@ class DemoConfig:
     speed_range: tuple[float, float] = (0.04, 0.08)  # sprite speed, fractions of the canvas per frame
     scene_correlation: float = 0.0  # chance that a video's background is its class's texture family
     data_seed: int = 0
-    # the model and its input (DESIGN §3: a narrow network is what a CPU trains in minutes)
-    arch: str = "r3d18"
-    width: int = 16
-    clip_len: int = 8
-    crop_size: int = 32
-    speeds: tuple[int, ...] = (1, 2, 4)  # at 8x a 32-pixel canvas wraps around within a few frames
-    augment: bool = True
-    crop_scale: tuple[float, float] = (0.7, 1.0)  # random resized crop: area fraction range (0.4 often cuts the digit off)
-    flip_p: float = 0.0  # no horizontal flip: it would turn left into right (the classes are directions)
-    # the schedule: about 500 steps. Twice as many steps, or twice the lr, matched a video's own
-    # clips better (a higher ACP margin) but lost the motion (see the README's demo section)
-    epochs: int = 13
-    max_steps: int = 0  # > 0: overrides epochs
-    batch_size: int = 16
-    optimizer: str = "adamw"  # SGD (lr 0.1) learned features without the motion in a run this short
-    base_lr: float = 0.004  # lr = base_lr x batch / 64 = 1e-3
-    warmup_epochs: float = 2.0
-    ema_base: float = 0.98  # the target follows faster in a short run
-    hidden_dim: int = 512
-    queue_size: int = 2048
-    scp_weight: float = 1.0
+    # pretraining: the recipe above; manifest, out, device, backend, workers, seed and progress are set per run
+    pretrain: PretrainConfig = field(default_factory=lambda: replace(PretrainConfig(), **DEMO))
     ablation: bool = True  # also pretrain ACP only (scp_weight 0) and report it
     # the supervised reference: the same architecture trained with the labels (0 epochs: skip it)
     supervised_epochs: int = 17
@@ -89,9 +92,15 @@ class DemoConfig:
     def data_dir(self) -> Path:
         return Path(self.data) if self.data else Path(self.out) / "data"
 
+    @property
+    def clip(self) -> ClipSpec:
+        return self.pretrain.clip
 
-# --fast: the same pipeline at a size that finishes in a few minutes on a 2-core CPU
-FAST = dict(videos=300, epochs=39, supervised_epochs=50, ablation=False)  # the same 507 steps on a third of the videos
+
+# --fast: the same pipeline at a size that finishes in a few minutes on a 2-core CPU: the same
+# 507 steps on a third of the videos
+FAST = dict(videos=300, supervised_epochs=50, ablation=False)
+FAST_EPOCHS = 39
 
 
 class DemoError(RuntimeError):
@@ -135,7 +144,7 @@ def make_index(cfg: DemoConfig, data: Path) -> Path:
 
     result = build_index(IndexConfig(
         root=str(data), layout="ucf101", out=str(Path(cfg.out) / "manifest.parquet"), workers=cfg.workers,
-        min_frames=cfg.clip_len, progress=cfg.progress,
+        min_frames=cfg.clip.clip_len, progress=cfg.progress,
     ))
     if result.not_ok:
         raise DemoError(f"{result.not_ok} demo video(s) are not ok in {result.path}; see 'ascnet-index show {result.path}'")
@@ -143,22 +152,15 @@ def make_index(cfg: DemoConfig, data: Path) -> Path:
     return Path(result.path)
 
 
-def pretrain_config(cfg: DemoConfig, manifest: Path, run_dir: Path, scp_weight: float):
-    from ascnet.train import PretrainConfig
-
-    return PretrainConfig(
-        manifest=str(manifest), out=str(run_dir), arch=cfg.arch, width=cfg.width, clip_len=cfg.clip_len,
-        crop_size=cfg.crop_size, speeds=tuple(cfg.speeds), augment=cfg.augment,
-        crop_scale=tuple(cfg.crop_scale), flip_p=cfg.flip_p, hidden_dim=cfg.hidden_dim, queue_size=cfg.queue_size,
-        scp_weight=scp_weight, ema_base=cfg.ema_base, epochs=cfg.epochs, max_steps=cfg.max_steps, batch_size=cfg.batch_size,
-        optimizer=cfg.optimizer, base_lr=cfg.base_lr, warmup_epochs=cfg.warmup_epochs, device=cfg.device, backend=cfg.backend,
-        workers=cfg.workers, seed=cfg.seed, ckpt_every=10**9, keep_last=1, log_every=5, progress=cfg.progress,
-    )
+def pretrain_config(cfg: DemoConfig, manifest: Path, run_dir: Path, scp_weight: float) -> PretrainConfig:
+    return replace(cfg.pretrain, manifest=str(manifest), out=str(run_dir), scp_weight=scp_weight, device=cfg.device,
+                   backend=cfg.backend, workers=cfg.workers, seed=cfg.seed, progress=cfg.progress)
 
 
 def run_pretrain(cfg: DemoConfig, manifest: Path, run_dir: Path, scp_weight: float) -> Path:
     """Pretrain into run_dir; a finished run with the same config is reused. Returns the checkpoint."""
-    from ascnet.train import checkpoint_paths, pretrain
+    from ascnet.checkpoint import checkpoint_paths
+    from ascnet.train import pretrain
 
     pcfg = pretrain_config(cfg, manifest, run_dir, scp_weight)
     want = json.loads(json.dumps(asdict(pcfg), default=list))
@@ -183,8 +185,8 @@ def run_supervised(cfg: DemoConfig, manifest: Path, out: Path) -> Path:
     from ascnet.evaluate.finetune import CHECKPOINT, FinetuneConfig, finetune
 
     fcfg = FinetuneConfig(
-        manifest=str(manifest), out=str(out), init="random", arch=cfg.arch, width=cfg.width, clip_len=cfg.clip_len,
-        crop_size=cfg.crop_size, augment=False, epochs=cfg.supervised_epochs, batch_size=cfg.batch_size,
+        manifest=str(manifest), out=str(out), init="random", arch=cfg.pretrain.arch, width=cfg.pretrain.width,
+        clip=replace(cfg.clip, augment=False), epochs=cfg.supervised_epochs, batch_size=cfg.pretrain.batch_size,
         lr=cfg.supervised_lr, test_clips=cfg.clips_per_video, test_crops=("center",), backend=cfg.backend,
         workers=cfg.workers, device=cfg.device, seed=cfg.seed,
     )
@@ -202,7 +204,7 @@ def run_supervised(cfg: DemoConfig, manifest: Path, out: Path) -> Path:
 
 def eval_fields(cfg: DemoConfig, manifest: Path, inits: tuple[str, ...], out: Path) -> dict:
     return dict(
-        manifest=str(manifest), out=str(out), inits=inits, clip_len=cfg.clip_len, crop_size=cfg.crop_size,
+        manifest=str(manifest), out=str(out), inits=inits, clip=cfg.clip,
         clips_per_video=cfg.clips_per_video, backend=cfg.backend, batch_size=16, workers=cfg.workers,
         device=cfg.device, cache_dir=str(Path(cfg.out) / "eval" / "cache"), seed=cfg.seed,
     )
@@ -250,7 +252,7 @@ def plot_losses(runs: list[tuple[str, Path]], path: Path) -> Path:
     margin (is ACP matching anything video-specific?) and the share of SCP positives of the
     query's class (against chance) against step for each pretraining run."""
     from ascnet.evaluate.report import _pyplot, save_figure
-    from ascnet.train import read_metrics
+    from ascnet.runlog import read_metrics
 
     plt = _pyplot()
     keys = ("loss", "acp", "scp", "app_spread", "acp_margin", "scp_pos_same_class")
@@ -312,9 +314,7 @@ def write_report(cfg: DemoConfig, *, manifest: Path, inits: dict[str, str], runs
         panels.append((name, pca_2d(means), test.labels))
     plot_projection(panels, [n for _, n in class_names], out / "projection.png")
     plot_losses(runs, out / "loss.png")
-    preview(PreviewConfig(manifest=str(manifest), out=str(out / "pairs.png"), n=4, clip_len=cfg.clip_len,
-                          crop_size=cfg.crop_size, speeds=tuple(cfg.speeds), augment=cfg.augment,
-                          crop_scale=tuple(cfg.crop_scale), flip_p=cfg.flip_p, backend=cfg.backend,
+    preview(PreviewConfig(manifest=str(manifest), out=str(out / "pairs.png"), n=4, clip=cfg.clip, backend=cfg.backend,
                           seed=cfg.seed))
 
     header = ["encoder", "linear top-1", "linear clip top-1", "retrieval top-1", "top-5", "top-10"]
@@ -333,10 +333,11 @@ def write_report(cfg: DemoConfig, *, manifest: Path, inits: dict[str, str], runs
     gap_ret = ret["ASCNet (ACP+SCP)"]["metrics"]["top1"] - ret["random init"]["metrics"]["top1"]
     met = gap_lin >= GOAL_POINTS and gap_ret >= GOAL_POINTS
     ntr, nte = len(splits.train), len(splits.test)
-    from ascnet.train import read_metrics
+    from ascnet.runlog import read_metrics
 
     rows = read_metrics(runs[0][1])
     last, mean_same = rows[-1], late_mean(rows, "scp_pos_same_class")
+    p, c = cfg.pretrain, cfg.clip
     total = sum(timings.values())
     lines = [
         "# ascnet demo: ASCNet on handwritten digits in motion",
@@ -361,11 +362,11 @@ def write_report(cfg: DemoConfig, *, manifest: Path, inits: dict[str, str], runs
         f"{', path from a random point at each re-draw' if cfg.jump and cfg.redraw_every else ''}, "
         f"background from the class's texture family with probability {cfg.scene_correlation:g} (scene correlation), "
         f"in `{cfg.data_dir}` (UCF-101 layout; each video's first digit in `digits.csv`)",
-        f"- model: {cfg.arch} width {cfg.width}, clips {cfg.clip_len}x{cfg.crop_size}x{cfg.crop_size}, speeds "
-        f"{','.join(map(str, cfg.speeds))}, augmentation {'on (crop scale ' + '-'.join(map(str, cfg.crop_scale)) + f', flip p {cfg.flip_p})' if cfg.augment else 'off'}, heads {cfg.hidden_dim} hidden, "
-        f"queue {cfg.queue_size}",
-        f"- schedule: {last['step']} steps of {cfg.batch_size} pairs ({cfg.epochs if not cfg.max_steps else '-'} epochs), "
-        f"{cfg.optimizer}, base lr {cfg.base_lr}, EMA {cfg.ema_base}->1, lambda(SCP) {cfg.scp_weight}; final loss {last['loss']:.3f} "
+        f"- model: {p.arch} width {p.width}, clips {c.clip_len}x{c.crop_size}x{c.crop_size}, speeds "
+        f"{','.join(map(str, c.speeds))}, augmentation {'on (crop scale ' + '-'.join(map(str, c.crop_scale)) + f', flip p {c.flip_p})' if c.augment else 'off'}, heads {p.hidden_dim} hidden, "
+        f"queue {p.queue_size}",
+        f"- schedule: {last['step']} steps of {p.batch_size} pairs ({p.epochs if not p.max_steps else '-'} epochs), "
+        f"{p.optimizer}, base lr {p.base_lr}, EMA {p.ema_base}->1, lambda(SCP) {p.scp_weight}; final loss {last['loss']:.3f} "
         f"(ACP {last['acp']:.3f}, SCP {last['scp']:.3f}, ACP margin {last.get('acp_margin', float('nan')):.3f}); "
         f"SCP positives of the query's class {mean_same:.2f} over the last tenth of the steps (chance "
         f"{last.get('scp_pos_chance', float('nan')):.2f}); "
@@ -441,7 +442,7 @@ def run_demo(cfg: DemoConfig) -> Path:
         manifest = make_index(cfg, data)
     runs = []
     with step("3/6 pretrain ASCNet (ACP + SCP)", timings, log):
-        ckpt = run_pretrain(cfg, manifest, out / "pretrain", cfg.scp_weight)
+        ckpt = run_pretrain(cfg, manifest, out / "pretrain", cfg.pretrain.scp_weight)
         runs.append(("ACP+SCP", out / "pretrain"))
     inits = {"ASCNet (ACP+SCP)": str(ckpt)}
     if cfg.ablation:
@@ -472,26 +473,28 @@ def run_demo(cfg: DemoConfig) -> Path:
 
 @click.command()
 @click.option("--out", default=DemoConfig.out, show_default=True, type=click.Path(file_okay=False), help="output folder")
-@click.option("--fast", is_flag=True, help=f"a smaller run ({', '.join(f'{k}={v}' for k, v in FAST.items())})")
+@click.option("--fast", is_flag=True, help=f"a smaller run ({', '.join(f'{k}={v}' for k, v in FAST.items())}, epochs={FAST_EPOCHS})")
 @click.option("--ablation/--no-ablation", default=None, help=f"also pretrain ACP only (lambda=0) and report it (default: {'on' if DemoConfig.ablation else 'off'}; off with --fast)")
 @click.option("--videos", type=int, default=None, help=f"dataset size (default {DemoConfig.videos})")
-@click.option("--epochs", type=int, default=None, help=f"pretraining epochs (default {DemoConfig.epochs})")
-@click.option("--width", type=int, default=DemoConfig.width, show_default=True, help="backbone base channels")
+@click.option("--epochs", type=int, default=None, help=f"pretraining epochs (default {DEMO['epochs']})")
+@click.option("--width", type=int, default=DEMO["width"], show_default=True, help="backbone base channels")
 @click.option("--augment/--no-augment", default=True, show_default=True, help="the pretraining augmentation")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--backend", type=click.Choice(["auto", "nvdec", "dali-cpu", "pyav"]), default="auto", show_default=True)
 @click.option("--scene-correlation", type=click.FloatRange(0, 1), default=DemoConfig.scene_correlation, show_default=True,
               help="chance that a video's background comes from its class's texture family")
-@click.option("--scp-weight", type=float, default=DemoConfig.scp_weight, show_default=True,
+@click.option("--scp-weight", type=float, default=PretrainConfig.scp_weight, show_default=True,
               help="lambda: SCP's weight relative to ACP, per clip")
 @click.option("--seed", type=int, default=0, show_default=True)
 def main(out, fast, ablation, videos, epochs, width, augment, device, backend, scene_correlation, scp_weight, seed):
     """The main job end to end on the embedded demo dataset; prints the report's path."""
-    cfg = DemoConfig(out=out, width=width, augment=augment, device=device, backend=backend,
-                     scene_correlation=scene_correlation, scp_weight=scp_weight, seed=seed)
+    cfg = DemoConfig(out=out, device=device, backend=backend, scene_correlation=scene_correlation, seed=seed)
+    epochs = epochs or (FAST_EPOCHS if fast else cfg.pretrain.epochs)
+    cfg = replace(cfg, pretrain=replace(cfg.pretrain, width=width, clip=replace(cfg.clip, augment=augment),
+                                        scp_weight=scp_weight, epochs=epochs))
     if fast:
         cfg = replace(cfg, **FAST)
-    cfg = replace(cfg, **{k: v for k, v in (("videos", videos), ("epochs", epochs), ("ablation", ablation)) if v is not None})
+    cfg = replace(cfg, **{k: v for k, v in (("videos", videos), ("ablation", ablation)) if v is not None})
     t0 = time.perf_counter()
     try:
         report = run_demo(cfg)

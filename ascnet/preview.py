@@ -10,11 +10,15 @@ frame or a broken colour conversion shows at once.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
 import numpy as np
+
+from ascnet.cli.options import config_options, from_options
+from ascnet.clips import CLIP_HELP, ClipSpec
+from ascnet.pipelines.backends import Backend
 
 
 @dataclass
@@ -23,14 +27,8 @@ class PreviewConfig:
     out: str = "pairs.png"
     n: int = 4  # pairs (videos) shown
     split: str = "train"
-    clip_len: int = 16
-    crop_size: int = 112
-    speeds: tuple[int, ...] = (1, 2, 4, 8)
-    rate: str = "fixed"
-    augment: bool = True
-    crop_scale: tuple[float, float] = (0.4, 1.0)  # random resized crop: area fraction range
-    flip_p: float = 0.5  # horizontal flip probability per clip
-    backend: str = "auto"
+    clip: ClipSpec = ClipSpec()
+    backend: Backend = "auto"
     seed: int = 0
     epoch: int = 0
     max_frames: int = 16  # columns; longer clips show evenly spaced frames
@@ -55,8 +53,7 @@ def pair_batch(cfg: PreviewConfig) -> tuple[dict, list[str], str]:
 
     manifest = Manifest.from_parquet(cfg.manifest)
     loader = build_pair_loader(
-        manifest, split=cfg.split, batch_size=cfg.n, clip_len=cfg.clip_len, crop_size=cfg.crop_size, speeds=cfg.speeds,
-        rate=cfg.rate, augment=cfg.augment, crop_scale=cfg.crop_scale, flip_p=cfg.flip_p, backend=cfg.backend, device="cpu", seed=cfg.seed, workers=1,
+        manifest, cfg.clip, split=cfg.split, batch_size=cfg.n, backend=cfg.backend, device="cpu", seed=cfg.seed, workers=1,
     )
     try:
         batch = next(iter(loader.epoch(cfg.epoch)))
@@ -75,7 +72,7 @@ def draw_pairs(batch: dict, video_ids: list[str], out: str | Path, max_frames: i
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ascnet.pipelines.augment import denormalize
+    from ascnet.clips import denormalize
 
     a = denormalize(batch["clip_a"].float()).clamp(0, 255).byte().numpy()
     b = denormalize(batch["clip_b"].float()).clamp(0, 255).byte().numpy()
@@ -108,50 +105,33 @@ def preview(cfg: PreviewConfig) -> Path:
     """The contact sheet of `cfg.n` training pairs of `cfg.manifest`, written to `cfg.out`."""
     cfg.check()
     batch, ids, backend = pair_batch(cfg)
-    title = (f"{cfg.n} training pairs as the model sees them (split {cfg.split}, {cfg.clip_len}x{cfg.crop_size}, "
+    title = (f"{cfg.n} training pairs as the model sees them (split {cfg.split}, {cfg.clip.clip_len}x{cfg.clip.crop_size}, "
              f"backend {backend}, epoch {cfg.epoch})")
     return draw_pairs(batch, ids, cfg.out, cfg.max_frames, title)
 
 
-def _speeds(ctx, param, value):
-    try:
-        return tuple(int(s) for s in value.split(",") if s.strip())
-    except ValueError:
-        raise click.BadParameter(f"{value!r}: give integers separated by commas, e.g. 1,2,4,8")
-
-
-def _floats(ctx, param, value):
-    try:
-        return tuple(float(s) for s in value.split(",") if s.strip())
-    except ValueError:
-        raise click.BadParameter(f"{value!r}: give numbers separated by commas, e.g. 0.4,1.0")
+HELP = {
+    **CLIP_HELP,
+    "manifest": "parquet manifest from ascnet-index build",
+    "out": "image to write (.png, .jpg, .pdf or .svg)",
+    "n": "pairs to show",
+    "split": "manifest split to draw from",
+    "backend": "decoder backend of the data pipeline",
+    "seed": "seed of the sampling and augmentation, as in pretraining",
+    "epoch": "which epoch's first batch",
+    "max_frames": "frames (columns) per clip",
+}
 
 
 @click.command("preview")
-@click.option("--manifest", required=True, type=click.Path(dir_okay=False), help="parquet manifest from ascnet-index build")
-@click.option("--out", default=PreviewConfig.out, show_default=True, type=click.Path(dir_okay=False), help="image to write")
-@click.option("--n", default=PreviewConfig.n, show_default=True, help="pairs to show")
-@click.option("--split", default=PreviewConfig.split, show_default=True)
-@click.option("--clip-len", default=PreviewConfig.clip_len, show_default=True)
-@click.option("--crop-size", default=PreviewConfig.crop_size, show_default=True)
-@click.option("--speeds", default="1,2,4,8", show_default=True, callback=_speeds, help="playback speeds, comma-separated")
-@click.option("--rate", type=click.Choice(["fixed", "native"]), default=PreviewConfig.rate, show_default=True)
-@click.option("--augment/--no-augment", default=True, show_default=True)
-@click.option("--crop-scale", default="0.4,1.0", show_default=True, callback=_floats,
-              help="random resized crop: min,max fraction of the frame's area")
-@click.option("--flip-p", default=PreviewConfig.flip_p, show_default=True, help="horizontal flip probability per clip")
-@click.option("--backend", type=click.Choice(["auto", "nvdec", "dali-cpu", "pyav"]), default="auto", show_default=True)
-@click.option("--seed", default=PreviewConfig.seed, show_default=True)
-@click.option("--epoch", default=PreviewConfig.epoch, show_default=True, help="which epoch's first batch")
-@click.option("--max-frames", default=PreviewConfig.max_frames, show_default=True, help="frames (columns) per clip")
+@config_options(PreviewConfig, HELP)
 def preview_command(**options):
     """Contact sheet of training pairs (both clips at their speeds, after augmentation)."""
     from ascnet.manifest import ManifestError
     from ascnet.sampling import SamplingError
 
-    cfg = PreviewConfig(**{f.name: options[f.name] for f in fields(PreviewConfig)})
     try:
-        path = preview(cfg)
+        path = preview(from_options(PreviewConfig, options))
     except (ManifestError, SamplingError, ValueError) as e:
         raise click.ClickException(str(e))
     click.echo(f"wrote {path}")

@@ -39,7 +39,7 @@ def check_speeds(speeds: Sequence[int]) -> tuple[int, ...]:
     """Validated, sorted, distinct positive integer speeds (at least two: a pair needs two)."""
     out = tuple(sorted({int(s) for s in speeds}))
     if len(out) < 2 or out[0] < 1 or any(int(s) != s for s in speeds):
-        raise SamplingError(f"speeds must be at least two distinct positive integers, got {list(speeds)}")
+        raise SamplingError(f"speeds={list(speeds)}: need at least two distinct speeds, positive integers (a pair has two)")
     return out
 
 

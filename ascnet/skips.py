@@ -1,7 +1,7 @@
 """A long run's record of the videos it could not decode: `skipped.jsonl` in the run directory.
 
 The loader passes over a video that fails to decode and uses a stand-in drawn from the seed
-and the position (`pipelines.sources`), so batches stay full and a resumed run is the same.
+and the position (`pipelines.schedules`), so batches stay full and a resumed run is the same.
 This log keeps each such video once (file, frames' epoch and step, the decoder's reason), feeds
 them back to the loader on `--resume` so they are not tried again, counts the skips of the
 current epoch over all ranks, and stops the run when more than `max_fraction` of an epoch is

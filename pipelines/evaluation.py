@@ -1,7 +1,7 @@
 """The evaluation pipeline: each sample is one speed-1 clip of one video, cut into its crops.
 
 Output per sample: (K, 3, T, crop, crop) float32 (K = 1 center, 3 three, 10 ten), then the
-pyav backend's report (info, messages: `sources.PyAVSource`); its workers already scaled the
+pyav backend's report (info, messages: `decode.PyAVSource`); its workers already scaled the
 frames to the crops' short side.
 """
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from nvidia.dali import pipeline_def
 
 from ascnet.pipelines.augment import eval_crops
-from ascnet.pipelines.pretrain import decoded_frames
+from ascnet.pipelines.train import decoded_frames
 
 
 @pipeline_def

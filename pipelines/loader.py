@@ -1,6 +1,6 @@
 """Manifest -> DALI pipeline -> dicts of torch tensors: the loaders training and evaluation use.
 
-    loader = build_pair_loader(Manifest.from_parquet("ucf101.parquet"), batch_size=8)
+    loader = build_pair_loader(Manifest.from_parquet("ucf101.parquet"), ClipSpec(), batch_size=8)
     for epoch in range(epochs):
         for batch in loader.epoch(epoch):      # batch["clip_a"]: (B, 3, T, H, W) float32
             ...
@@ -10,7 +10,7 @@ Every batch is copied out of DALI into a fresh torch tensor (CUDA on the GPU pat
 from device memory), so a batch stays valid after the next one is drawn.
 
 Determinism: a batch is a function of (seed, epoch, step, shard) only. The frames come from
-`ascnet.sampling`, the augmentation decisions from `augment.sample_augment`, both seeded by
+`ascnet.sampling`, the augmentation decisions from `ascnet.clips.sample_augment`, both seeded by
 (seed, epoch, video). `epoch(e, start_step=s)` starts at batch s without decoding the ones
 before it and yields exactly what running through would have.
 """
@@ -18,25 +18,24 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Iterable, Iterator, Literal, Sequence
+from typing import Iterable, Iterator, Literal
 
 import numpy as np
 import torch
 
 from ascnet.manifest import Manifest, ManifestError
 from ascnet.optional import require_dali
-from ascnet.pipelines.augment import CROP_SCALE, FLIP_P, check_crop_scale, check_flip_p, eval_short_side
+from ascnet.clips import CROPS_PER_CLIP, ClipSpec, eval_short_side
 from ascnet.pipelines.backends import choose_backend
-from ascnet.pipelines.sources import (BytesSource, Cut, DecodeError, EvalSchedule, PyAVSource,
-                                      TrainSchedule, decode_frames, first_usable)
-from ascnet.sampling import SamplingError, check_rate, check_speeds, steps_per_epoch
+from ascnet.pipelines.decode import BytesSource, Cut, DecodeError, PyAVSource, decode_frames
+from ascnet.pipelines.schedules import EvalSchedule, TrainSchedule, first_usable
+from ascnet.sampling import SamplingError, steps_per_epoch
 
 log = logging.getLogger("ascnet.pipelines")
 
-CROPS = {"center": 1, "three": 3, "ten": 10}
 ON_ERROR = ("raise", "skip")
 
-__all__ = ["build_pair_loader", "build_clip_loader", "build_eval_loader", "PairLoader", "EvalLoader", "DecodeError"]
+__all__ = ["build_pair_loader", "build_clip_loader", "build_eval_loader", "TrainLoader", "EvalLoader", "DecodeError"]
 
 
 # ---- shared plumbing ---------------------------------------------------------------------
@@ -167,23 +166,22 @@ def _culprit(samples, dali_text: str) -> tuple[int | None, str]:
 
 
 # ---- training: pairs and single clips ----------------------------------------------------
-class PairLoader:
-    """Epochs of batches of pairs (clips=2) or single clips (clips=1) from one manifest split.
+class TrainLoader:
+    """Epochs of batches of pairs (clips=2: two speeds of `clip.speeds`) or single clips (clips=1:
+    speed 1, at a random start) from one manifest split.
 
     `steps_per_epoch` full batches per epoch (drop_last), the same on every shard.
     `backend`: the decoder chosen; `skipped`: videos dropped by on_error="skip".
     """
 
-    def __init__(self, manifest: Manifest, *, split: str, batch_size: int, clips: int, clip_len: int, crop_size: int,
-                 speeds: Sequence[int], rate: str, base_fps: float, augment: bool, backend: str, device: str, seed: int,
-                 shard_id: int, num_shards: int, workers: int, on_error: str, split_pair: bool, num_threads: int | None,
-                 crop_scale: tuple[float, float] = CROP_SCALE, flip_p: float = FLIP_P, distinct_frames: bool = True,
-                 exclude: Iterable[str] = ()):
+    def __init__(self, manifest: Manifest, clip: ClipSpec, *, clips: int, split: str, batch_size: int, backend: str,
+                 device: str, seed: int, shard_id: int, num_shards: int, workers: int, on_error: str, split_pair: bool,
+                 num_threads: int | None, distinct_frames: bool = True, exclude: Iterable[str] = ()):
         _check("on_error", on_error, ON_ERROR)
-        crop_scale, flip_p = check_crop_scale(crop_scale), check_flip_p(flip_p)
+        _check("clips", clips, (1, 2))
+        clip = clip.check()
+        clip_len, crop_size = clip.clip_len, clip.crop_size
         self.table = _videos(manifest, split)
-        speeds = check_speeds(speeds)
-        check_rate(rate)
         short = self.table[self.table["num_frames"] < clip_len]
         if len(short):
             raise SamplingError(
@@ -201,8 +199,8 @@ class PairLoader:
         self._sched_args = dict(
             num_frames=self.table["num_frames"].to_numpy(), fps=self.table["fps"].to_numpy(),
             sizes=self.table[["height", "width"]].to_numpy(), names=list(self.table["file"]), batch_size=batch_size,
-            seed=seed, shard_id=shard_id, num_shards=num_shards, clips=clips, clip_len=clip_len, speeds=speeds, rate=rate,
-            base_fps=base_fps, crop_scale=crop_scale, flip_p=flip_p)
+            seed=seed, shard_id=shard_id, num_shards=num_shards, clips=clips, clip=clip)
+        augment = clip.augment
         self._split_pair, self._skip_errors, self._augment = split_pair, on_error == "skip", augment
         self._distinct = distinct_frames
         self._cut = Cut("augment" if augment else "center", crop_size)
@@ -216,7 +214,7 @@ class PairLoader:
         self._skips: list[dict] = []
         self._found: dict[int, str] = {}  # culprits of lost DALI batches -> their message, until reported
 
-        from ascnet.pipelines.pretrain import clip_pipeline
+        from ascnet.pipelines.train import clip_pipeline
 
         kw = _pipeline_kwargs(batch_size, self.backend, device, workers, num_threads, seed)
         make = lambda source, b: clip_pipeline(source=source, backend=self.backend, device=device, clips=clips,  # noqa: E731
@@ -327,17 +325,10 @@ class PairLoader:
 
 def build_pair_loader(
     manifest: Manifest,
+    clip: ClipSpec = ClipSpec(),
     *,
     split: str = "train",
     batch_size: int = 8,
-    clip_len: int = 16,
-    crop_size: int = 112,
-    speeds: Sequence[int] = (1, 2, 4, 8),
-    rate: Literal["fixed", "native"] = "fixed",
-    base_fps: float = 25.0,
-    augment: bool = True,
-    crop_scale: tuple[float, float] = CROP_SCALE,
-    flip_p: float = FLIP_P,
     backend: Literal["auto", "nvdec", "dali-cpu", "pyav"] = "auto",
     device: Literal["cpu", "cuda"] = "cpu",
     seed: int = 0,
@@ -349,35 +340,29 @@ def build_pair_loader(
     num_threads: int | None = None,
     distinct_frames: bool = True,
     exclude: Iterable[str] = (),
-) -> PairLoader:
-    """Pretraining pairs: two clips per video at two different speeds, each augmented on its own.
+) -> TrainLoader:
+    """Pretraining pairs: two clips per video at two different speeds of `clip.speeds`, each
+    augmented on its own as `clip` says.
 
     Batches: clip_a, clip_b (B, 3, clip_len, crop_size, crop_size) float32 normalised
-    (augment.MEAN/STD; CUDA tensors for device="cuda"); speed_a, speed_b, video_index (row of
-    manifest.select(split)), label: (B,) int64. `crop_scale`: the random resized crop's range
-    of area fractions (min, max); `flip_p`: the horizontal flip's probability per clip. on_error="skip" drops (and counts in
+    (ascnet.clips.MEAN/STD; CUDA tensors for device="cuda"); speed_a, speed_b, video_index (row of
+    manifest.select(split)), label: (B,) int64. on_error="skip" passes over (and counts in
     `.skipped`) a video that fails to decode instead of raising DecodeError. split_pair=True
     decodes the two clips by two seeks instead of one window (pyav; for benchmarking).
     distinct_frames=False sends the DALI decoders the pair's indices with their repeats (benchmarking).
     exclude: video_ids known not to decode (a resumed run's skipped.jsonl): their stand-ins are used.
     """
-    return PairLoader(manifest, split=split, batch_size=batch_size, clips=2, clip_len=clip_len, crop_size=crop_size,
-                      speeds=speeds, rate=rate, base_fps=base_fps, augment=augment, backend=backend, device=device,
-                      seed=seed, shard_id=shard_id, num_shards=num_shards, workers=workers, on_error=on_error,
-                      split_pair=split_pair, num_threads=num_threads, crop_scale=crop_scale, flip_p=flip_p,
-                      distinct_frames=distinct_frames, exclude=exclude)
+    return TrainLoader(manifest, clip, clips=2, split=split, batch_size=batch_size, backend=backend, device=device,
+                       seed=seed, shard_id=shard_id, num_shards=num_shards, workers=workers, on_error=on_error,
+                       split_pair=split_pair, num_threads=num_threads, distinct_frames=distinct_frames, exclude=exclude)
 
 
 def build_clip_loader(
     manifest: Manifest,
+    clip: ClipSpec = ClipSpec(),
     *,
     split: str = "train",
     batch_size: int = 8,
-    clip_len: int = 16,
-    crop_size: int = 112,
-    augment: bool = True,
-    crop_scale: tuple[float, float] = CROP_SCALE,
-    flip_p: float = FLIP_P,
     backend: str = "auto",
     device: str = "cpu",
     seed: int = 0,
@@ -387,16 +372,15 @@ def build_clip_loader(
     on_error: str = "raise",
     num_threads: int | None = None,
     exclude: Iterable[str] = (),
-) -> PairLoader:
-    """Fine-tuning clips: one speed-1 clip per video at a random start.
+) -> TrainLoader:
+    """Fine-tuning clips: one speed-1 clip per video at a random start, augmented as `clip` says
+    (its speeds are not used).
 
     Batches: clips (B, 3, clip_len, crop_size, crop_size) float32, video_index, label (B,) int64.
-    `crop_scale` and `flip_p` (with augment=True): the crop's area range and the flip's probability, as in build_pair_loader.
     """
-    return PairLoader(manifest, split=split, batch_size=batch_size, clips=1, clip_len=clip_len, crop_size=crop_size,
-                      speeds=(1, 2), rate="native", base_fps=25.0, augment=augment, backend=backend, device=device,
-                      seed=seed, shard_id=shard_id, num_shards=num_shards, workers=workers, on_error=on_error,
-                      split_pair=False, num_threads=num_threads, crop_scale=crop_scale, flip_p=flip_p, exclude=exclude)
+    return TrainLoader(manifest, clip, clips=1, split=split, batch_size=batch_size, backend=backend, device=device,
+                       seed=seed, shard_id=shard_id, num_shards=num_shards, workers=workers, on_error=on_error,
+                       split_pair=False, num_threads=num_threads, exclude=exclude)
 
 
 # ---- evaluation --------------------------------------------------------------------------
@@ -407,15 +391,15 @@ class EvalLoader:
     (B,) int64; the last batch may be smaller. `num_videos`, `num_rows`, `len()` in batches.
     """
 
-    def __init__(self, manifest: Manifest, *, split: str, batch_size: int, clip_len: int, crop_size: int,
-                 clips_per_video: int, crops: str, backend: str, device: str, workers: int, on_error: str,
-                 num_threads: int | None):
-        _check("crops", crops, CROPS)
+    def __init__(self, manifest: Manifest, clip: ClipSpec, *, split: str, batch_size: int, clips_per_video: int,
+                 crops: str, backend: str, device: str, workers: int, on_error: str, num_threads: int | None):
+        clip_len, crop_size = clip.clip_len, clip.crop_size
+        _check("crops", crops, CROPS_PER_CLIP)
         _check("on_error", on_error, ON_ERROR)
         self.table = _videos(manifest, split)
         self.backend, self.reason = choose_backend(backend, device, self.table["codec"])
         self.num_videos = len(self.table)
-        self.crops_per_clip = CROPS[crops]
+        self.crops_per_clip = CROPS_PER_CLIP[crops]
         self.num_rows = self.num_videos * clips_per_video * self.crops_per_clip
         self.batch_size, self.device = batch_size, device
         self._labels = torch.as_tensor(self.table["label"].to_numpy().copy(), dtype=torch.int64)
@@ -499,11 +483,10 @@ def _take(pending: list[dict], n: int) -> tuple[dict, list[dict], int]:
 
 def build_eval_loader(
     manifest: Manifest,
+    clip: ClipSpec = ClipSpec(),
     *,
     split: str = "test",
     batch_size: int = 8,
-    clip_len: int = 16,
-    crop_size: int = 112,
     clips_per_video: int = 10,
     crops: Literal["center", "three", "ten"] = "center",
     backend: str = "auto",
@@ -512,9 +495,9 @@ def build_eval_loader(
     on_error: str = "raise",
     num_threads: int | None = None,
 ) -> EvalLoader:
-    """Evaluation clips: `clips_per_video` evenly spaced speed-1 clips per video, each cut into
-    1 (center), 3 (three) or 10 (ten: 5 crops + their mirrors) crops, in (video, clip, crop) order.
+    """Evaluation clips: `clips_per_video` evenly spaced speed-1 clips of `clip.clip_len` frames per
+    video, each cut into 1 (center), 3 (three) or 10 (ten: 5 crops + their mirrors) crops of
+    `clip.crop_size`, in (video, clip, crop) order. The rest of `clip` is not used.
     """
-    return EvalLoader(manifest, split=split, batch_size=batch_size, clip_len=clip_len, crop_size=crop_size,
-                      clips_per_video=clips_per_video, crops=crops, backend=backend, device=device, workers=workers,
+    return EvalLoader(manifest, clip, split=split, batch_size=batch_size, clips_per_video=clips_per_video, crops=crops, backend=backend, device=device, workers=workers,
                       on_error=on_error, num_threads=num_threads)

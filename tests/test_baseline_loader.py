@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ascnet.manifest import Manifest
-from ascnet.pipelines.augment import denormalize
+from ascnet.clips import denormalize
 from ascnet.sampling import sample_pair
 from ascnet.tools.baseline_loader import (
     VideoFile,

@@ -10,7 +10,9 @@ WORKER = textwrap.dedent("""
     import hashlib, json, os, sys
     import torch
     import torch.distributed as dist
-    from ascnet.train import PretrainConfig, SyntheticPairs, pretrain
+    from ascnet.clips import ClipSpec
+    from ascnet.pipelines.synthetic import SyntheticPairs
+    from ascnet.train import PretrainConfig, pretrain
 
     out = sys.argv[1]
     seen = []
@@ -21,11 +23,11 @@ WORKER = textwrap.dedent("""
                 seen.append(batch["video_index"].tolist())
                 yield batch
 
-    cfg = PretrainConfig(data="synthetic", out=out, arch="r3d18", width=4, clip_len=4, crop_size=16, batch_size=4,
+    cfg = PretrainConfig(data="synthetic", out=out, arch="r3d18", width=4, clip=ClipSpec(clip_len=4, crop_size=16), batch_size=4,
                          proj_dim=16, hidden_dim=32, queue_size=64, max_steps=3, log_every=1, ckpt_every=3,
                          warmup_epochs=0, progress=False)
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-    loader = Recording(batch_size=4, clip_len=4, crop_size=16, speeds=cfg.speeds, shard_id=rank, num_shards=world)
+    loader = Recording(cfg.clip, batch_size=4, shard_id=rank, num_shards=world)
     captured = {}
     import ascnet.train as train
     build_model = train.build_model

@@ -141,9 +141,11 @@ def test_bench_eval_prints_every_backend_beside_the_baseline(dataset, tmp_path):
 def test_bad_options_are_named(dataset, tmp_path):
     base = ["--manifest", dataset, "--out", tmp_path / "o"]
     r = invoke("retrieval", "--init", "random", "--arch", "r3d18", *base, "--ks", "0,a")
-    assert r.exit_code == 2 and "'0,a' is not a comma-separated list of positive integers" in r.output
+    assert r.exit_code == 2 and "'0,a': give integers separated by commas" in r.output
+    r = invoke("retrieval", "--init", "random", "--arch", "r3d18", *base, "--ks", "0,5")
+    assert r.exit_code == 2 and "ks=(0, 5): k values must be positive integers" in r.output
     r = invoke("finetune", "--init", "random", "--arch", "r3d18", *base, "--test-crops", "center,five")
-    assert r.exit_code == 2 and "['five']: allowed crops are center, three, ten" in r.output
+    assert r.exit_code == 2 and "'center,five': allowed values are center, three, ten" in r.output
     r = invoke("finetune", "--init", "random", "--init", "x.pt", "--arch", "r3d18", *base)
     assert r.exit_code == 2 and "finetune takes exactly one --init" in r.output
     r = invoke("linear", "--init", tmp_path / "none.pt", *base)

@@ -1,6 +1,7 @@
 """`ascnet-eval finetune`: exact resume (after --stop-after-steps or SIGTERM), readable refusals, multi-crop test,
 the run as an --init, its augmentation settings."""
 import math
+from dataclasses import replace
 import os
 import signal
 import subprocess
@@ -9,16 +10,18 @@ import time
 
 import torch
 
+from ascnet.clips import ClipSpec
 from ascnet.checkpoint import load_backbone_state, save_atomic
-from ascnet.evaluate.finetune import FinetuneModel, cosine_lr
+from ascnet.evaluate.finetune import FinetuneConfig, FinetuneModel, lr_at
 from ascnet.models import build_backbone
 from tests.test_eval_cli import dataset, invoke, results  # noqa: F401  (dataset is a fixture)
 
 
-def test_cosine_lr_runs_from_base_to_zero():
-    assert cosine_lr(0.1, 0, 10) == 0.1
-    assert math.isclose(cosine_lr(0.1, 5, 10), 0.05)
-    assert cosine_lr(0.1, 10, 10) == 0.0 and cosine_lr(0.1, 12, 10) == 0.0
+def test_lr_runs_from_base_to_zero():
+    cfg = FinetuneConfig(lr=0.1)
+    assert lr_at(cfg, 0, 10) == 0.1
+    assert math.isclose(lr_at(cfg, 5, 10), 0.05)
+    assert lr_at(cfg, 10, 10) == 0.0 and lr_at(cfg, 12, 10) == 0.0
 
 
 def test_finetune_checkpoint_is_readable_as_a_backbone(tmp_path):
@@ -78,12 +81,12 @@ def test_clip_loader_passes_crop_scale_and_flip_p(dataset):
 
     from ascnet.manifest import Manifest
     from ascnet.pipelines.loader import build_clip_loader
-    from ascnet.pipelines.sources import TrainSchedule
+    from ascnet.pipelines.schedules import TrainSchedule
 
     m = Manifest.from_parquet(dataset)
 
     def decisions(**kw):
-        with build_clip_loader(m, batch_size=2, clip_len=8, crop_size=32, backend="pyav", **kw) as L:
+        with build_clip_loader(m, ClipSpec(clip_len=8, crop_size=32, **kw), batch_size=2, backend="pyav") as L:
             sched = TrainSchedule(**L._sched_args)  # what the loader's source asks the pipeline for
             return np.stack([a for g in range(30) for a in sched.request(g).aug])
 
@@ -108,13 +111,14 @@ def test_finetune_uses_and_records_its_augmentation_and_resume_checks_it(dataset
     real = loader_module.build_clip_loader
 
     def spy(*args, **kw):
-        seen.append({k: kw[k] for k in ("augment", "crop_scale", "flip_p")})
+        clip = args[1]
+        seen.append({k: getattr(clip, k) for k in ("augment", "crop_scale", "flip_p")})
         return real(*args, **kw)
 
     monkeypatch.setattr(loader_module, "build_clip_loader", spy)
-    base = dict(manifest=str(dataset), out=str(tmp_path / "ft"), arch="r3d18", width=4, clip_len=8, crop_size=32,
-                epochs=1, batch_size=2, test_clips=1, test_crops=("center",), backend="dali-cpu", workers=1,
-                device="cpu", augment=False, crop_scale=(0.8, 1.0), flip_p=0.0)
+    clip = ClipSpec(clip_len=8, crop_size=32, augment=False, crop_scale=(0.8, 1.0), flip_p=0.0)
+    base = dict(manifest=str(dataset), out=str(tmp_path / "ft"), arch="r3d18", width=4, clip=clip,
+                epochs=1, batch_size=2, test_clips=1, test_crops=("center",), backend="dali-cpu", workers=1, device="cpu")
     r, _ = finetune(FinetuneConfig(**base, stop_after_steps=1))
     assert r["stopped_at_step"] == 1
     assert seen == [{"augment": False, "crop_scale": (0.8, 1.0), "flip_p": 0.0}]
@@ -122,19 +126,19 @@ def test_finetune_uses_and_records_its_augmentation_and_resume_checks_it(dataset
     for change, name in ((dict(augment=True), "augment"), (dict(flip_p=0.5), "flip_p"),
                          (dict(crop_scale=(0.4, 1.0)), "crop_scale")):
         with pytest.raises(CheckpointError, match=f"this run differs from the checkpoint's: {name} "):
-            finetune(FinetuneConfig(**{**base, **change}, resume=True))
+            finetune(FinetuneConfig(**{**base, "clip": replace(clip, **change)}, resume=True))
     with pytest.raises(EvalError, match=r"crop_scale=\(0.0, 1.0\)"):
-        finetune(FinetuneConfig(**{**base, "crop_scale": (0.0, 1.0), "out": str(tmp_path / "bad")}))
+        finetune(FinetuneConfig(**{**base, "clip": replace(clip, crop_scale=(0.0, 1.0)), "out": str(tmp_path / "bad")}))
     with pytest.raises(EvalError, match="flip_p=1.5"):
-        finetune(FinetuneConfig(**{**base, "flip_p": 1.5, "out": str(tmp_path / "bad")}))
+        finetune(FinetuneConfig(**{**base, "clip": replace(clip, flip_p=1.5), "out": str(tmp_path / "bad")}))
     assert not (tmp_path / "bad").exists()
 
     # the same settings resume, a list for the tuple included (as a config read back from JSON has it)
-    r, _ = finetune(FinetuneConfig(**{**base, "crop_scale": [0.8, 1.0]}, resume=True))
+    r, _ = finetune(FinetuneConfig(**{**base, "clip": replace(clip, crop_scale=[0.8, 1.0])}, resume=True))
     assert r["steps"] == 3
-    assert {k: r["config"][k] for k in ("augment", "crop_scale", "flip_p")} == {
-        "augment": False, "crop_scale": [0.8, 1.0], "flip_p": 0.0}
-    saved = results(tmp_path / "ft")["config"]
+    assert {k: list(r["config"]["clip"][k]) if k == "crop_scale" else r["config"]["clip"][k]
+            for k in ("augment", "crop_scale", "flip_p")} == {"augment": False, "crop_scale": [0.8, 1.0], "flip_p": 0.0}
+    saved = results(tmp_path / "ft")["config"]["clip"]
     assert {k: saved[k] for k in ("augment", "crop_scale", "flip_p")} == {
         "augment": False, "crop_scale": [0.8, 1.0], "flip_p": 0.0}
 
@@ -147,10 +151,12 @@ def test_finetune_cli_passes_the_augmentation_options(tmp_path, monkeypatch):
     common = ["--init", "random", "--manifest", tmp_path / "m.parquet", "--out", tmp_path / "out"]
     r = invoke("finetune", *common, "--no-augment", "--crop-scale", "0.8,1.0", "--flip-p", "0")
     assert r.exit_code == 0, r.output
-    assert (got[-1].augment, got[-1].crop_scale, got[-1].flip_p) == (False, (0.8, 1.0), 0.0)
+    clip = got[-1].clip
+    assert (clip.augment, clip.crop_scale, clip.flip_p) == (False, (0.8, 1.0), 0.0)
     r = invoke("finetune", *common)
     assert r.exit_code == 0, r.output
-    assert (got[-1].augment, got[-1].crop_scale, got[-1].flip_p) == (True, (0.4, 1.0), 0.5)
+    clip = got[-1].clip
+    assert (clip.augment, clip.crop_scale, clip.flip_p) == (True, (0.4, 1.0), 0.5)
     for bad in (["--crop-scale", "0.8"], ["--crop-scale", "0.5,1.5"], ["--crop-scale", "a,b"], ["--flip-p", "2"]):
         r = invoke("finetune", *common, *bad)
         assert r.exit_code == 2 and "Invalid value for" in r.output, (bad, r.output)
@@ -234,7 +240,7 @@ def test_a_signal_stops_finetune_at_the_next_step(dataset, tmp_path, monkeypatch
         return loader
 
     monkeypatch.setattr(loader_module, "build_clip_loader", loader_that_signals)
-    base = dict(manifest=str(dataset), out=str(tmp_path / "ft"), arch="r3d18", width=4, clip_len=8, crop_size=32,
+    base = dict(manifest=str(dataset), out=str(tmp_path / "ft"), arch="r3d18", width=4, clip=ClipSpec(clip_len=8, crop_size=32),
                 epochs=3, batch_size=2, test_clips=1, test_crops=("center",), backend="dali-cpu", workers=1, device="cpu")
 
     def unhandled(signum, frame):  # outside finetune's handler: a plain failure, not a KeyboardInterrupt of the suite

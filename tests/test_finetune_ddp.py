@@ -17,6 +17,7 @@ WORKER = textwrap.dedent("""
     import torch
     import torch.distributed as dist
     import ascnet.evaluate.finetune as ft
+    from ascnet.clips import ClipSpec
     import ascnet.pipelines.loader as loader_module
 
     manifest, out, report = sys.argv[1:4]
@@ -48,7 +49,7 @@ WORKER = textwrap.dedent("""
 
     ft.FinetuneModel = Recorded
     loader_module.build_clip_loader = recording_loader
-    cfg = ft.FinetuneConfig(manifest=manifest, out=out, init="random", arch="r3d18", width=4, clip_len=8, crop_size=32,
+    cfg = ft.FinetuneConfig(manifest=manifest, out=out, init="random", arch="r3d18", width=4, clip=ClipSpec(clip_len=8, crop_size=32),
                             epochs=opts.get("epochs", 2), resume=opts.get("resume", False), batch_size=2, lr=0.01,
                             test_clips=1, test_crops=("center",), backend="dali-cpu", workers=1, device="cpu")
     r, table = ft.finetune(cfg)

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from ascnet.pipelines.augment import denormalize
+from ascnet.clips import ClipSpec
+from ascnet.clips import denormalize
 from ascnet.pipelines.loader import build_eval_loader, build_pair_loader
 from ascnet.sampling import eval_clips, sample_pair
 from ascnet.tools.gpu_check import pattern_manifest
@@ -30,8 +31,7 @@ def indices(clips: torch.Tensor) -> np.ndarray:
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_nvdec_pairs_hold_exactly_the_sampled_frames(manifests, kind):
-    with build_pair_loader(manifests[kind], batch_size=4, clip_len=T, crop_size=CROP, augment=False, backend="nvdec",
-                           device="cuda", seed=3) as loader:
+    with build_pair_loader(manifests[kind], ClipSpec(clip_len=T, crop_size=CROP, augment=False), batch_size=4, backend="nvdec", device="cuda", seed=3) as loader:
         batch = next(loader.epoch(0))
     assert batch["clip_a"].is_cuda and batch["clip_a"].shape == (4, 3, T, CROP, CROP)
     a, b = indices(batch["clip_a"]), indices(batch["clip_b"])
@@ -41,8 +41,7 @@ def test_nvdec_pairs_hold_exactly_the_sampled_frames(manifests, kind):
 
 
 def test_nvdec_eval_clips(manifests):
-    loader = build_eval_loader(manifests["h264"], split="train", batch_size=6, clip_len=T, crop_size=CROP,
-                               clips_per_video=3, backend="nvdec", device="cuda")
+    loader = build_eval_loader(manifests["h264"], ClipSpec(clip_len=T, crop_size=CROP), split="train", batch_size=6, clips_per_video=3, backend="nvdec", device="cuda")
     rows = [b for b in loader]
     got = np.concatenate([indices(b["clips"]) for b in rows])
     ci = torch.cat([b["clip_index"] for b in rows]).tolist()
@@ -50,7 +49,7 @@ def test_nvdec_eval_clips(manifests):
 
 
 def test_batch_is_unchanged_after_the_next_one(manifests):
-    with build_pair_loader(manifests["h264"], batch_size=2, clip_len=T, crop_size=CROP, backend="nvdec", device="cuda") as L:
+    with build_pair_loader(manifests["h264"], ClipSpec(clip_len=T, crop_size=CROP), batch_size=2, backend="nvdec", device="cuda") as L:
         it = L.epoch(0)
         first = next(it)
         keep = {k: v.clone() for k, v in first.items()}
@@ -62,8 +61,7 @@ def test_batch_is_unchanged_after_the_next_one(manifests):
 def test_auto_picks_nvdec_and_matches_the_cpu_path(manifests):
     out = {}
     for backend, device in (("auto", "cuda"), ("pyav", "cpu")):
-        with build_pair_loader(manifests["h264"], batch_size=4, clip_len=T, crop_size=CROP, backend=backend, device=device,
-                               seed=5) as loader:
+        with build_pair_loader(manifests["h264"], ClipSpec(clip_len=T, crop_size=CROP), batch_size=4, backend=backend, device=device, seed=5) as loader:
             if device == "cuda":
                 assert loader.backend == "nvdec"
             out[backend] = next(loader.epoch(1))
@@ -74,8 +72,7 @@ def test_auto_picks_nvdec_and_matches_the_cpu_path(manifests):
 
 def test_pyav_with_cuda_output_gives_cuda_clips(manifests):
     """The fallback where NVDEC is missing: PyAV decodes on the CPU, DALI augments on the GPU."""
-    with build_pair_loader(manifests["h264"], batch_size=2, clip_len=T, crop_size=CROP, augment=False, backend="pyav",
-                           device="cuda", seed=3) as loader:
+    with build_pair_loader(manifests["h264"], ClipSpec(clip_len=T, crop_size=CROP, augment=False), batch_size=2, backend="pyav", device="cuda", seed=3) as loader:
         batch = next(loader.epoch(0))
         assert loader.frames_decoded > 0  # the CPU-side count came through
     assert batch["clip_a"].is_cuda and batch["clip_b"].is_cuda

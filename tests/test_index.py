@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from ascnet.cli.index import main
 from ascnet.manifest import Manifest, ManifestError
-from ascnet.pipelines.sources import decode_frames
+from ascnet.pipelines.decode import decode_frames
 from ascnet.tools.probe import probe
 from ascnet.tools.synthetic import read_index, write_pattern_video
 from tests.test_probe import damaged_copy, make_bad_inputs, write_vfr_video

@@ -7,11 +7,13 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from ascnet.clips import ClipSpec
 from ascnet.manifest import Manifest, ManifestError
-from ascnet.pipelines.augment import denormalize
+from ascnet.clips import denormalize
 from ascnet.pipelines.backends import BackendError, choose_backend
 from ascnet.pipelines.loader import build_clip_loader, build_eval_loader, build_pair_loader
-from ascnet.pipelines.sources import DecodeError, TrainSchedule, decode_frames
+from ascnet.pipelines.decode import DecodeError, decode_frames
+from ascnet.pipelines.schedules import TrainSchedule
 from ascnet.sampling import SamplingError, eval_clips, sample_pair
 from ascnet.tools.synthetic import CODECS, read_index, write_pattern_video
 
@@ -63,7 +65,7 @@ def test_pairs_hold_exactly_the_sampled_frames(videos, backend, codec):
     m = manifest_of(videos, codec)
     rows = m.select("train").df
     speeds = set()
-    with build_pair_loader(m, batch_size=2, clip_len=T, crop_size=CROP, augment=False, backend=backend, seed=7) as loader:
+    with build_pair_loader(m, ClipSpec(clip_len=T, crop_size=CROP, augment=False), batch_size=2, backend=backend, seed=7) as loader:
         assert loader.backend == backend and loader.steps_per_epoch == 2
         for epoch in range(2):
             for batch in loader.epoch(epoch):
@@ -82,7 +84,7 @@ def test_pairs_hold_exactly_the_sampled_frames(videos, backend, codec):
 
 def test_native_rate_is_a_plain_stride(videos):
     m = manifest_of(videos, "vp9")
-    with build_pair_loader(m, batch_size=4, clip_len=T, crop_size=CROP, augment=False, backend="dali-cpu", rate="native") as L:
+    with build_pair_loader(m, ClipSpec(clip_len=T, crop_size=CROP, augment=False, rate="native"), batch_size=4, backend="dali-cpu") as L:
         batch = next(L.epoch(0))
     for clip, speed in ((batch["clip_a"], batch["speed_a"]), (batch["clip_b"], batch["speed_b"])):
         got = indices(clip)
@@ -108,7 +110,7 @@ def still(tmp_path_factory) -> Manifest:
 
 
 def test_one_augmentation_per_clip_and_independent_clips(still):
-    with build_pair_loader(still, batch_size=4, clip_len=T, crop_size=CROP, speeds=(1, 2), backend="pyav") as loader:
+    with build_pair_loader(still, ClipSpec(clip_len=T, crop_size=CROP, speeds=(1, 2)), batch_size=4, backend="pyav") as loader:
         batch = next(loader.epoch(0))
     for clips in (batch["clip_a"], batch["clip_b"]):
         within = (clips - clips[:, :, :1]).abs().amax(dim=(1, 2, 3, 4))
@@ -122,7 +124,7 @@ def test_backends_share_the_augmentation(still):
     """dali-cpu and pyav give the same augmented batch, up to their few levels of RGB difference."""
     out = {}
     for backend, seed in (("pyav", 3), ("dali-cpu", 3), ("dali-cpu", 4)):
-        with build_pair_loader(still, batch_size=4, clip_len=T, crop_size=CROP, speeds=(1, 2), backend=backend, seed=seed) as L:
+        with build_pair_loader(still, ClipSpec(clip_len=T, crop_size=CROP, speeds=(1, 2)), batch_size=4, backend=backend, seed=seed) as L:
             out[backend, seed] = next(L.epoch(1))
     same = (out["pyav", 3]["clip_a"] - out["dali-cpu", 3]["clip_a"]).abs().mean()
     other = (out["dali-cpu", 4]["clip_a"] - out["dali-cpu", 3]["clip_a"]).abs().mean()
@@ -133,7 +135,7 @@ def test_same_seed_same_batches_other_seed_other_batches(videos):
     m = manifest_of(videos, "vp9")
 
     def run(seed):
-        with build_pair_loader(m, batch_size=2, clip_len=T, crop_size=CROP, backend="pyav", seed=seed) as L:
+        with build_pair_loader(m, ClipSpec(clip_len=T, crop_size=CROP), batch_size=2, backend="pyav", seed=seed) as L:
             return [b for e in range(2) for b in L.epoch(e)]
 
     a, b, c = run(1), run(1), run(2)
@@ -148,7 +150,7 @@ def test_resume_at_a_step_gives_the_batches_of_a_full_run(videos):
     m = Manifest.from_rows(videos["vp9"][1] + videos["mpeg4"][1], root="/")  # 8 videos, absolute paths
     m.df["path"] = [str(videos[c][0] / p) for c in ("vp9", "mpeg4") for p in (r["path"] for r in videos[c][1])]
     m.df["video_id"] = m.df["path"]
-    with build_pair_loader(m, batch_size=2, clip_len=T, crop_size=CROP, backend="pyav", seed=5) as L:
+    with build_pair_loader(m, ClipSpec(clip_len=T, crop_size=CROP), batch_size=2, backend="pyav", seed=5) as L:
         full = list(L.epoch(3))
         assert L.steps_per_epoch == 4 and len(full) == 4
         resumed = list(L.epoch(3, start_step=2))
@@ -165,8 +167,7 @@ def test_shards_are_disjoint_and_cover_the_split(videos):
     m = manifest_of(videos, "vp9")
     seen = []
     for shard in range(2):
-        with build_pair_loader(m, batch_size=1, clip_len=T, crop_size=CROP, augment=False, backend="dali-cpu",
-                               shard_id=shard, num_shards=2) as L:
+        with build_pair_loader(m, ClipSpec(clip_len=T, crop_size=CROP, augment=False), batch_size=1, backend="dali-cpu", shard_id=shard, num_shards=2) as L:
             assert L.steps_per_epoch == 2
             seen.append([int(b["video_index"]) for b in L.epoch(0)])
     assert not set(seen[0]) & set(seen[1])
@@ -177,8 +178,7 @@ def test_split_pair_decodes_the_same_frames_as_one_window(videos):
     m = manifest_of(videos, "h264")
     out = []
     for split_pair in (False, True):
-        with build_pair_loader(m, batch_size=4, clip_len=T, crop_size=CROP, augment=False, backend="pyav",
-                               split_pair=split_pair) as L:
+        with build_pair_loader(m, ClipSpec(clip_len=T, crop_size=CROP, augment=False), batch_size=4, backend="pyav", split_pair=split_pair) as L:
             out.append(next(L.epoch(0)))
     assert torch.equal(out[0]["clip_a"], out[1]["clip_a"]) and torch.equal(out[0]["clip_b"], out[1]["clip_b"])
 
@@ -186,7 +186,7 @@ def test_split_pair_decodes_the_same_frames_as_one_window(videos):
 def test_clip_loader_gives_consecutive_frames(videos):
     m = manifest_of(videos, "mpeg4")
     rows = m.select("train").df
-    with build_clip_loader(m, batch_size=2, clip_len=T, crop_size=CROP, augment=False, backend="pyav", seed=1) as L:
+    with build_clip_loader(m, ClipSpec(clip_len=T, crop_size=CROP, augment=False), batch_size=2, backend="pyav", seed=1) as L:
         batch = next(L.epoch(0))
     assert set(batch) == {"clips", "video_index", "label"} and batch["clips"].shape == (2, 3, T, CROP, CROP)
     for r, got in enumerate(indices(batch["clips"])):
@@ -198,8 +198,7 @@ def test_clip_loader_gives_consecutive_frames(videos):
 def test_eval_center_crops_hold_evenly_spaced_clips(videos, backend):
     m = manifest_of(videos, "vp9")
     rows = m.select("train").df
-    loader = build_eval_loader(m, split="train", batch_size=5, clip_len=T, crop_size=CROP, clips_per_video=3,
-                               backend=backend)
+    loader = build_eval_loader(m, ClipSpec(clip_len=T, crop_size=CROP), split="train", batch_size=5, clips_per_video=3, backend=backend)
     batches = list(loader)
     assert loader.num_videos == 4 and len(loader) == len(batches) == 3  # 12 rows in batches of 5
     assert [len(b["clips"]) for b in batches] == [5, 5, 2]
@@ -213,16 +212,14 @@ def test_eval_center_crops_hold_evenly_spaced_clips(videos, backend):
 
 def test_eval_ten_and_three_crops(videos):
     m = manifest_of(videos, "vp9")
-    ten = list(build_eval_loader(m, split="train", batch_size=20, clip_len=T, crop_size=CROP, clips_per_video=1,
-                                 crops="ten", backend="dali-cpu"))
+    ten = list(build_eval_loader(m, ClipSpec(clip_len=T, crop_size=CROP), split="train", batch_size=20, clips_per_video=1, crops="ten", backend="dali-cpu"))
     clips = torch.cat([b["clips"] for b in ten])
     crop = torch.cat([b["crop_index"] for b in ten])
     assert clips.shape == (40, 3, T, CROP, CROP) and crop.tolist() == list(range(10)) * 4
     for k in range(5):  # crop 5+k is crop k mirrored
         assert torch.equal(clips[5 + k], clips[k].flip(-1))
     assert not torch.equal(clips[0], clips[3])  # top-left vs bottom-right corner
-    three = next(iter(build_eval_loader(m, split="train", batch_size=3, clip_len=T, crop_size=CROP, clips_per_video=1,
-                                        crops="three", backend="pyav")))
+    three = next(iter(build_eval_loader(m, ClipSpec(clip_len=T, crop_size=CROP), split="train", batch_size=3, clips_per_video=1, crops="three", backend="pyav")))
     assert three["crop_index"].tolist() == [0, 1, 2] and three["clips"].shape == (3, 3, T, CROP, CROP)
     # 64x48 resized to 43x32: the crops slide along the width, so left and right crops differ
     assert not torch.equal(three["clips"][0], three["clips"][2])
@@ -250,7 +247,7 @@ def test_deleted_file_is_named(videos, tmp_path):
 def test_truncated_file_is_named_with_its_frames(videos, tmp_path, backend):
     m, files = _copy_videos(videos, "vp9", tmp_path)
     files[0].write_bytes(files[0].read_bytes()[:3000])  # corrupted after indexing
-    with build_pair_loader(m, batch_size=4, clip_len=T, crop_size=CROP, backend=backend) as L:
+    with build_pair_loader(m, ClipSpec(clip_len=T, crop_size=CROP), batch_size=4, backend=backend) as L:
         with pytest.raises(DecodeError, match=r"^\S+/v0\.webm: frames \d+\.\.\d+ requested, but frame \d+ is not in the file"):
             next(L.epoch(0))
 
@@ -259,7 +256,7 @@ def test_truncated_file_is_named_with_its_frames(videos, tmp_path, backend):
 def test_truncated_file_can_be_skipped_and_counted(videos, tmp_path, backend):
     m, files = _copy_videos(videos, "vp9", tmp_path)
     files[1].write_bytes(files[1].read_bytes()[:2000])
-    with build_pair_loader(m, batch_size=4, clip_len=T, crop_size=CROP, augment=False, backend=backend, on_error="skip") as L:
+    with build_pair_loader(m, ClipSpec(clip_len=T, crop_size=CROP, augment=False), batch_size=4, backend=backend, on_error="skip") as L:
         batch = next(L.epoch(0))
         assert L.skipped == 1 and [s["video_id"] for s in L.take_skips()] == ["v1.webm"]
     assert 1 not in batch["video_index"].tolist() and batch["clip_a"].shape[0] == 4  # a stand-in took its place
@@ -283,7 +280,7 @@ def test_too_short_video_is_named(videos):
     rows = [dict(r) for r in rows]
     rows[3]["num_frames"] = 5
     with pytest.raises(SamplingError, match=r"1 video\(s\) are shorter than one clip of 8 frames, e.g. .*v3.webm \(5 frames\): re-index with 'ascnet-index build --min-frames 8'"):
-        build_pair_loader(Manifest.from_rows(rows, root=root), batch_size=2, clip_len=T, backend="pyav")
+        build_pair_loader(Manifest.from_rows(rows, root=root), ClipSpec(clip_len=T), batch_size=2, backend="pyav")
 
 
 def test_manifest_missing_a_column_is_named(videos, tmp_path):
@@ -315,7 +312,7 @@ def _box_area(box) -> float:
 
 @pytest.mark.parametrize("scale", [(0.4, 1.0), (0.7, 1.0), (0.2, 0.3)])
 def test_crop_area_fraction_respects_crop_scale(scale):
-    from ascnet.pipelines.augment import sample_crop
+    from ascnet.clips import sample_crop
 
     rng = np.random.default_rng(0)
     areas = np.array([_box_area(sample_crop(rng, 48, 64, scale)) for _ in range(2000)])
@@ -328,22 +325,21 @@ def test_pair_loader_passes_crop_scale_to_every_clip(videos):
     m = manifest_of(videos, "vp9")
 
     def areas(**kw):
-        with build_pair_loader(m, batch_size=2, clip_len=T, crop_size=CROP, speeds=(1, 2), backend="pyav", **kw) as L:
+        with build_pair_loader(m, ClipSpec(clip_len=T, crop_size=CROP, speeds=(1, 2)), batch_size=2, backend="pyav", **kw) as L:
             sched = TrainSchedule(**L._sched_args)  # what the loader's source asks the pipeline for
             return np.array([_box_area(a) for g in range(40) for a in sched.request(g).aug])
 
     assert areas(crop_scale=(0.8, 1.0)).min() >= 0.8 - 0.04
     assert areas().min() < 0.7  # the default (0.4, 1.0) crops smaller
     with pytest.raises(ValueError, match=r"crop_scale=\(0.5, 1.5\): need 0 < min <= max <= 1"):
-        build_pair_loader(m, batch_size=2, crop_scale=(0.5, 1.5))
+        build_pair_loader(m, ClipSpec(crop_scale=(0.5, 1.5)), batch_size=2)
 
 
 def test_flip_p_mirrors_clips_and_changes_nothing_else(videos):
     m = manifest_of(videos, "vp9")
 
     def first_batch(flip_p):
-        with build_pair_loader(m, batch_size=2, clip_len=T, crop_size=CROP, speeds=(1, 2), backend="pyav",
-                               flip_p=flip_p) as L:
+        with build_pair_loader(m, ClipSpec(clip_len=T, crop_size=CROP, speeds=(1, 2), flip_p=flip_p), batch_size=2, backend="pyav") as L:
             return next(iter(L.epoch(0)))
 
     never, always = first_batch(0.0), first_batch(1.0)
@@ -352,7 +348,7 @@ def test_flip_p_mirrors_clips_and_changes_nothing_else(videos):
         assert torch.allclose(always[key], never[key].flip(-1), atol=1e-5)
         assert not torch.allclose(always[key], never[key], atol=1e-2)
     with pytest.raises(ValueError, match=r"flip_p=1.5: the horizontal flip's probability must be in \[0, 1\]"):
-        build_pair_loader(m, batch_size=2, flip_p=1.5)
+        build_pair_loader(m, ClipSpec(flip_p=1.5), batch_size=2)
 
 
 # ---- the GPU path's plumbing, checked on the CPU ------------------------------------------------
@@ -375,8 +371,7 @@ def test_outputs_are_routed_by_where_dali_made_them(videos):
 
 
 def test_dali_decoders_read_files_in_worker_processes(videos):
-    with build_pair_loader(manifest_of(videos, "vp9"), batch_size=2, clip_len=T, crop_size=CROP, backend="dali-cpu",
-                           workers=2) as L:
+    with build_pair_loader(manifest_of(videos, "vp9"), ClipSpec(clip_len=T, crop_size=CROP), batch_size=2, backend="dali-cpu", workers=2) as L:
         next(L.epoch(0))
         assert L._runner.pipe._py_pool is not None  # the bytes come from a parallel source, not the main thread
 

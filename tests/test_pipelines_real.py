@@ -11,10 +11,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from ascnet.clips import ClipSpec
 from ascnet.manifest import Manifest
-from ascnet.pipelines.augment import MEAN, STD
+from ascnet.clips import MEAN, STD
 from ascnet.pipelines.loader import build_eval_loader, build_pair_loader
-from ascnet.pipelines.sources import decode_frames
+from ascnet.pipelines.decode import decode_frames
 from ascnet.sampling import eval_clips, sample_pair
 from ascnet.tools.probe import probe
 from ascnet.tools.transcode import scaled_size, transcode
@@ -78,7 +79,7 @@ def test_pyav_decode_matches_a_full_pass_on_every_real_clip(real):
 def test_pyav_pairs_on_real_clips_hold_the_sampled_frames(real):
     m, frames = real
     rows = m.select("train").df
-    with build_pair_loader(m, batch_size=3, clip_len=8, crop_size=CROP, augment=False, backend="pyav", seed=2) as L:
+    with build_pair_loader(m, ClipSpec(clip_len=8, crop_size=CROP, augment=False), batch_size=3, backend="pyav", seed=2) as L:
         assert L.steps_per_epoch == 3
         for batch in L.epoch(0):
             for r, vi in enumerate(batch["video_index"].tolist()):
@@ -92,7 +93,7 @@ def test_pyav_pairs_on_real_clips_hold_the_sampled_frames(real):
 
 def test_pyav_pairs_with_augmentation_on_real_clips(real):
     m, _ = real
-    with build_pair_loader(m, batch_size=4, clip_len=8, crop_size=CROP, backend="pyav", seed=1) as L:
+    with build_pair_loader(m, ClipSpec(clip_len=8, crop_size=CROP), batch_size=4, backend="pyav", seed=1) as L:
         batch = next(L.epoch(0))
     assert batch["clip_a"].shape == (4, 3, 8, CROP, CROP) and torch.isfinite(batch["clip_a"]).all()
     assert (batch["speed_a"] != batch["speed_b"]).all()
@@ -113,8 +114,7 @@ def test_dali_cpu_on_vp9_copies_matches_pyav(real, tmp_path):
     vp9 = Manifest.from_rows(rows, root=tmp_path)
     out = {}
     for backend in ("dali-cpu", "pyav"):
-        loader = build_eval_loader(vp9, split="train", batch_size=6, clip_len=8, crop_size=CROP, clips_per_video=2,
-                                   backend=backend)
+        loader = build_eval_loader(vp9, ClipSpec(clip_len=8, crop_size=CROP), split="train", batch_size=6, clips_per_video=2, backend=backend)
         out[backend] = torch.cat([b["clips"] for b in loader])
     assert out["pyav"].shape == (6, 3, 8, CROP, CROP)
     assert (out["pyav"] - out["dali-cpu"]).abs().mean() < 0.05  # a few levels of RGB conversion difference

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from ascnet.pipelines.backends import BackendError, choose_backend
-from ascnet.pipelines.sources import decode_frames
+from ascnet.pipelines.decode import decode_frames
 from ascnet.tools.probe import probe
 from ascnet.tools.synthetic import CODECS, read_index, write_pattern_video
 from ascnet.tools.transcode import transcode

@@ -72,7 +72,7 @@ def test_shorter_than_one_clip_is_an_error_naming_the_video():
 
 
 def test_bad_arguments_are_named():
-    with pytest.raises(SamplingError, match=r"at least two distinct positive integers"):
+    with pytest.raises(SamplingError, match=r"need at least two distinct speeds, positive integers"):
         check_speeds([2, 2])
     with pytest.raises(SamplingError, match=r"unknown rate 'fast'; allowed: \['fixed', 'native'\]"):
         sample_pair(0, 100, 25.0, seed=0, epoch=0, rate="fast")

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from ascnet.clips import ClipSpec
 from ascnet.manifest import Manifest
 from ascnet.pipelines.loader import DecodeError, build_pair_loader
 from ascnet.skips import TooManySkipped
@@ -37,8 +38,7 @@ def one_bad(tmp_path_factory) -> Path:
 
 
 def batches(manifest: Path, backend: str, epochs: int = 2, **kw) -> tuple[list[dict], list[dict]]:
-    with build_pair_loader(Manifest.from_parquet(manifest), batch_size=4, clip_len=4, crop_size=16, speeds=(1, 2),
-                           backend=backend, on_error="skip", seed=5, workers=1, **kw) as loader:
+    with build_pair_loader(Manifest.from_parquet(manifest), ClipSpec(clip_len=4, crop_size=16, speeds=(1, 2)), batch_size=4, backend=backend, on_error="skip", seed=5, workers=1, **kw) as loader:
         out = [b for e in range(epochs) for b in loader.epoch(e)]
         return out, loader.take_skips()
 
@@ -65,17 +65,13 @@ def test_both_paths_pick_the_same_stand_ins(one_bad):
 
 
 def test_raise_names_the_file(one_bad):
-    with build_pair_loader(Manifest.from_parquet(one_bad), batch_size=4, clip_len=4, crop_size=16, speeds=(1, 2),
-                           backend="pyav", on_error="raise", seed=5, workers=1) as loader:
+    with build_pair_loader(Manifest.from_parquet(one_bad), ClipSpec(clip_len=4, crop_size=16, speeds=(1, 2)), batch_size=4, backend="pyav", on_error="raise", seed=5, workers=1) as loader:
         with pytest.raises(DecodeError, match=r"v3\.webm: "):
             [b for e in range(2) for b in loader.epoch(e)]
 
 
 def tiny(out: Path, manifest: Path, **kw) -> PretrainConfig:
-    return PretrainConfig(data="manifest", manifest=str(manifest), out=str(out), arch="r3d18", width=4, clip_len=4,
-                          crop_size=16, batch_size=4, speeds=(1, 2), proj_dim=16, hidden_dim=32, queue_size=64,
-                          warmup_epochs=0.5, progress=False, log_every=1, workers=1, backend="pyav", ckpt_every=2,
-                          **{"max_skip_fraction": 0.2, **kw})
+    return PretrainConfig(data="manifest", manifest=str(manifest), out=str(out), arch="r3d18", width=4, batch_size=4, proj_dim=16, hidden_dim=32, queue_size=64, warmup_epochs=0.5, progress=False, log_every=1, workers=1, backend="pyav", ckpt_every=2, **{"max_skip_fraction": 0.2, **kw}, clip=ClipSpec(clip_len=4, crop_size=16, speeds=(1, 2)))
 
 
 def test_pretraining_skips_a_damaged_video_logs_it_once_and_resumes_exactly(one_bad, tmp_path):

@@ -20,17 +20,22 @@ from ascnet.cli.train import main as train_cli
 from ascnet.manifest import Manifest
 from ascnet.models import build_backbone
 from ascnet.schedule import cosine_lr, ema_momentum, scaled_lr
-from ascnet.train import PretrainConfig, SyntheticPairs, TrainingDiverged, checkpoint_paths, pretrain
+from ascnet.checkpoint import checkpoint_paths
+from ascnet.clips import ClipSpec
+from ascnet.pipelines.synthetic import SyntheticPairs
+from ascnet.train import PretrainConfig, TrainingDiverged, pretrain
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-TINY = dict(data="synthetic", arch="r3d18", width=4, clip_len=4, crop_size=16, batch_size=4, proj_dim=16,
+TINY = dict(data="synthetic", arch="r3d18", width=4, clip=ClipSpec(clip_len=4, crop_size=16), batch_size=4, proj_dim=16,
             hidden_dim=32, queue_size=64, warmup_epochs=0.5, progress=False, log_every=2)
 
 
 def tiny(tmp_path, **kw) -> PretrainConfig:
-    return PretrainConfig(out=str(tmp_path / kw.pop("name", "run")), **{**TINY, **kw})
+    """TINY with changes; a ClipSpec field (speeds=...) changes TINY's clip."""
+    clip = dataclasses.replace(TINY["clip"], **{k: kw.pop(k) for k in list(kw) if k in ClipSpec.__dataclass_fields__})
+    return PretrainConfig(out=str(tmp_path / kw.pop("name", "run")), **{**TINY, **kw, "clip": clip})
 
 
 # ---- schedules --------------------------------------------------------------------------
@@ -196,8 +201,8 @@ def test_resume_accepts_bookkeeping_changes_and_a_longer_run(tmp_path):
 class PoisonedPairs(SyntheticPairs):
     """Synthetic pairs whose clips turn to NaN from step `bad_step` on."""
 
-    def __init__(self, bad_step, **kw):
-        super().__init__(**kw)
+    def __init__(self, bad_step, *args, **kw):
+        super().__init__(*args, **kw)
         self.bad_step = bad_step
 
     def epoch(self, epoch, start_step=0):
@@ -209,7 +214,7 @@ class PoisonedPairs(SyntheticPairs):
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     cfg = tiny(tmp_path, max_steps=8, ckpt_every=2, log_every=4)
-    loader = PoisonedPairs(5, batch_size=4, clip_len=4, crop_size=16, speeds=cfg.speeds)
+    loader = PoisonedPairs(5, cfg.clip, batch_size=4)
     with pytest.raises(TrainingDiverged, match=r"step 6: the loss is not finite.*Last good checkpoint: .*step-00000004.pt"):
         pretrain(cfg, loader=loader)
     assert [p.name for p in checkpoint_paths(tmp_path / "run")] == ["step-00000002.pt", "step-00000004.pt"]
@@ -227,9 +232,10 @@ def test_config_errors_are_named(tmp_path):
 def test_sigterm_writes_a_checkpoint_before_exit(tmp_path):
     run = tmp_path / "run"
     args = ["pretrain", "--out", str(run), "--max-steps", "100000", "--log-every", "1", "--ckpt-every", "100000"]
-    for k, v in TINY.items():
-        if k not in ("progress", "log_every"):
-            args += [f"--{k.replace('_', '-')}", str(v)]
+    options = {**{k: v for k, v in TINY.items() if k != "clip"}, **dataclasses.asdict(TINY["clip"])}
+    for k, v in options.items():
+        if k not in ("progress", "log_every", "augment"):
+            args += [f"--{k.replace('_', '-')}", ",".join(map(str, v)) if isinstance(v, tuple) else str(v)]
     code = f"import sys; from ascnet.cli.train import main; sys.argv = ['ascnet-train'] + {args + ['--no-progress']!r}; main()"
     proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     metrics, deadline = run / "metrics.jsonl", time.time() + 60
@@ -279,7 +285,7 @@ def test_cli_maps_options_and_checks_them(tmp_path):
                                             "--queue-size", "64", "--speeds", "1,2", "--max-steps", "2", "--no-progress"])
     assert result.exit_code == 0, result.output
     saved = json.loads((tmp_path / "r" / "config.json").read_text())
-    assert saved["speeds"] == [1, 2] and saved["width"] == 4 and saved["max_steps"] == 2
+    assert saved["clip"]["speeds"] == [1, 2] and saved["width"] == 4 and saved["max_steps"] == 2
     assert "step 2/2" in result.output
     bad = CliRunner().invoke(train_cli, ["pretrain", "--arch", "r50"])
     assert bad.exit_code == 2 and "'r50' is not one of 'r3d18', 'r2plus1d18', 's3dg'" in bad.output

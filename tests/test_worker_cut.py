@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from ascnet.pipelines.augment import IDENTITY, apply_colour, colour_matrix, pixel_box, sample_augment
-from ascnet.pipelines.sources import BytesSource, Cut, TrainSchedule, cut_clip, read_frames
+from ascnet.clips import ClipSpec
+from ascnet.clips import IDENTITY, apply_colour, colour_matrix, pixel_box, sample_augment
+from ascnet.pipelines.decode import BytesSource, Cut, cut_clip, read_frames
+from ascnet.pipelines.schedules import TrainSchedule
 from ascnet.tools.bench_decode import decode_cost
 from ascnet.tools.probe import probe
 from ascnet.tools.synthetic import read_index, write_pattern_video
@@ -84,8 +86,7 @@ def test_cut_clip_crops_the_box_and_scales_it(h264):
 
 
 def test_dali_decoders_get_each_frame_once_in_increasing_order():
-    sched = TrainSchedule(num_frames=np.array([40, 90]), fps=np.array([25.0, 25.0]), sizes=np.array([[48, 64]] * 2),
-                          names=["a", "b"], batch_size=2, seed=0, clip_len=8)
+    sched = TrainSchedule(num_frames=np.array([40, 90]), fps=np.array([25.0, 25.0]), sizes=np.array([[48, 64]] * 2), names=["a", "b"], batch_size=2, seed=0, clip=ClipSpec(clip_len=8))
     source = BytesSource(sched, [__file__] * 2)
     overlapping = 0
     for g in range(40):

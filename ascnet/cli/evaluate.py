@@ -9,77 +9,53 @@ import sys
 
 import click
 
-ARCHS = ["r3d18", "r2plus1d18", "s3dg"]
-BACKENDS = ["auto", "nvdec", "dali-cpu", "pyav"]
+from ascnet.cli.options import config_options, from_options
+from ascnet.clips import CLIP_HELP
+from ascnet.evaluate.finetune import FinetuneConfig
+from ascnet.evaluate.linear import LinearConfig
+from ascnet.evaluate.retrieval import RetrievalConfig
 
+# the help of every config field the commands take as an option
+HELP = {
+    **CLIP_HELP,
+    "clip_len": "frames per clip (evaluation clips are at speed 1)",
+    "arch": "architecture of a random init (a checkpoint names its own)",
+    "width": "base channel count of a random init (64 = the published network)",
+    "manifest": "parquet manifest from 'ascnet-index build'",
+    "train_split": "split the classifier is trained on (retrieval: the gallery)",
+    "test_split": "split it is scored on (retrieval: the queries)",
+    "out": "output directory",
+    "backend": "decoder backend of the data pipeline",
+    "batch_size": "clips per batch",
+    "workers": "data loader workers",
+    "device": "auto picks cuda when present",
+    "seed": "seed of a random init and of the training",
+    "clips_per_video": "evenly spaced clips per video, center crop",
+    "cache_dir": "feature cache (default OUT/cache); share it between linear and retrieval",
+    "optimizer": "classifier optimizer",
+    "epochs": "L-BFGS outer steps or Adam passes (finetune: epochs over the train split)",
+    "lr": "learning rate (linear: default 1.0 for lbfgs, 1e-3 for adam; finetune: SGD, cosine to 0)",
+    "weight_decay": "weight decay",
+    "classifier_batch_size": "classifier mini-batch (adam)",
+    "ks": "comma-separated k values",
+    "momentum": "SGD momentum",
+    "test_clips": "evenly spaced clips per test video",
+    "test_crops": "crops per test clip, comma-separated (a result per mode)",
+    "checkpoint_every": "steps between checkpoints (0: each epoch)",
+    "stop_after_steps": "stop (with a checkpoint) after this many steps of this invocation",
+    "resume": "continue from OUT/checkpoint.pt exactly",
+    "on_error": "a training video that fails to decode: skip it (logged once in OUT/skipped.jsonl, a stand-in takes "
+                "its place) or stop; the test set is always complete or the run says which videos it lacks",
+    "max_skip_fraction": "stop when more than this share of an epoch's videos failed to decode",
+}
+REQUIRED = ("manifest", "out")
+# evaluation reads clips at speed 1 with its own crops: the pairs' settings do not apply
+EVAL_CLIP_SKIP = ("speeds", "rate", "base_fps", "augment", "crop_scale", "flip_p")
 
-def _ints(ctx, param, value):
-    if value is None:
-        return None
-    try:
-        out = tuple(int(v) for v in str(value).split(",") if v.strip())
-    except ValueError:
-        out = ()
-    if not out or min(out) < 1:
-        raise click.BadParameter(f"'{value}' is not a comma-separated list of positive integers (e.g. 1,5,10)")
-    return out
-
-
-def _crops(ctx, param, value):
-    out = tuple(v.strip() for v in value.split(",") if v.strip())
-    bad = [v for v in out if v not in ("center", "three", "ten")]
-    if bad or not out:
-        raise click.BadParameter(f"{bad or value!r}: allowed crops are center, three, ten (comma-separated)")
-    return out
-
-
-def _crop_scale(ctx, param, value):
-    from ascnet.pipelines.augment import check_crop_scale  # numpy only
-
-    try:
-        return check_crop_scale(tuple(float(v) for v in str(value).split(",") if v.strip()))
-    except ValueError as e:
-        raise click.BadParameter(f"{value!r}: give min,max area fractions, e.g. 0.4,1.0 ({e})") from None
-
-
-def _flip_p(ctx, param, value):
-    from ascnet.pipelines.augment import check_flip_p  # numpy only
-
-    try:
-        return check_flip_p(value)
-    except ValueError as e:
-        raise click.BadParameter(str(e)) from None
-
-
-def encoder_and_data_options(f):
-    """Options every command shares: what to evaluate, on which manifest, how to decode."""
-    options = [
-        click.option("--init", "--checkpoint", "inits", multiple=True, metavar="CKPT|RUN_DIR|random",
-                     help="A checkpoint (run or exported backbone), a run directory (its newest checkpoint) or 'random'; repeat to compare in one table."),
-        click.option("--arch", type=click.Choice(ARCHS), default=None, help="Architecture of a random init (a checkpoint names its own)."),
-        click.option("--width", type=int, default=None, help="Base channel count of a random init (64 = the published network)."),
-        click.option("--manifest", required=True, type=click.Path(dir_okay=False), help="Parquet manifest from 'ascnet-index build'."),
-        click.option("--train-split", default="train", show_default=True),
-        click.option("--test-split", default="test", show_default=True),
-        click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory."),
-        click.option("--clip-len", type=int, default=16, show_default=True),
-        click.option("--crop-size", type=int, default=112, show_default=True),
-        click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True),
-        click.option("--batch-size", type=int, default=8, show_default=True),
-        click.option("--workers", type=int, default=2, show_default=True),
-        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
-        click.option("--seed", type=int, default=0, show_default=True),
-    ]
-    for option in reversed(options):
-        f = option(f)
-    return f
-
-
-def frozen_options(f):
-    f = click.option("--cache-dir", default=None, type=click.Path(file_okay=False),
-                     help="Feature cache (default OUT/cache); share it between linear and retrieval.")(f)
-    return click.option("--clips-per-video", type=int, default=10, show_default=True,
-                        help="Evenly spaced clips per video, center crop.")(f)
+init_option = click.option(
+    "--init", "--checkpoint", "inits", multiple=True, metavar="CKPT|RUN_DIR|random",
+    help="A checkpoint (run or exported backbone), a run directory (its newest checkpoint) or 'random'; repeat to "
+         "compare in one table.")
 
 
 def run(fn, cfg):
@@ -103,59 +79,34 @@ def main():
 
 
 @main.command()
-@encoder_and_data_options
-@frozen_options
-@click.option("--optimizer", type=click.Choice(["lbfgs", "adam"]), default="lbfgs", show_default=True)
-@click.option("--epochs", type=int, default=30, show_default=True, help="L-BFGS outer steps or Adam passes.")
-@click.option("--lr", type=float, default=None, help="Default 1.0 (lbfgs) / 1e-3 (adam).")
-@click.option("--weight-decay", type=float, default=1e-3, show_default=True)
-@click.option("--classifier-batch-size", type=int, default=256, show_default=True)
+@init_option
+@config_options(LinearConfig, HELP, skip=("inits",) + EVAL_CLIP_SKIP, required=REQUIRED)
 def linear(inits, **kw):
     """Linear probe on frozen features: clip- and video-level top-1/top-5.
 
     Example: ascnet-eval linear --init runs/k400/checkpoint.pt --init random --manifest ucf101.parquet --out runs/eval/linear
     """
-    from ascnet.evaluate.linear import LinearConfig, linear_probe
+    from ascnet.evaluate.linear import linear_probe
 
-    run(linear_probe, LinearConfig(inits=tuple(inits), **kw))
+    run(linear_probe, from_options(LinearConfig, kw, inits=tuple(inits)))
 
 
 @main.command()
-@encoder_and_data_options
-@frozen_options
-@click.option("--ks", callback=_ints, default="1,5,10,20,50", show_default=True, help="Comma-separated k values.")
+@init_option
+@config_options(RetrievalConfig, HELP, skip=("inits",) + EVAL_CLIP_SKIP, required=REQUIRED)
 def retrieval(inits, **kw):
     """Video retrieval: test videos query train videos by cosine; top-k accuracy.
 
     Example: ascnet-eval retrieval --init runs/k400/checkpoint.pt --init random --manifest ucf101.parquet --out runs/eval/retrieval
     """
-    from ascnet.evaluate.retrieval import RetrievalConfig, retrieval as run_retrieval
+    from ascnet.evaluate.retrieval import retrieval as run_retrieval
 
-    run(run_retrieval, RetrievalConfig(inits=tuple(inits), **kw))
+    run(run_retrieval, from_options(RetrievalConfig, kw, inits=tuple(inits)))
 
 
 @main.command()
-@encoder_and_data_options
-@click.option("--epochs", type=int, default=10, show_default=True)
-@click.option("--lr", type=float, default=0.05, show_default=True, help="SGD learning rate (cosine to 0).")
-@click.option("--momentum", type=float, default=0.9, show_default=True)
-@click.option("--weight-decay", type=float, default=5e-4, show_default=True)
-@click.option("--augment/--no-augment", default=True, show_default=True,
-              help="Random resized crop, flip and colour jitter on training clips (off: short side resized, centre crop).")
-@click.option("--crop-scale", callback=_crop_scale, default="0.4,1.0", show_default=True, metavar="MIN,MAX",
-              help="Random resized crop: min,max fraction of the frame's area (with --augment).")
-@click.option("--flip-p", type=float, callback=_flip_p, default=0.5, show_default=True,
-              help="Horizontal flip probability per training clip (with --augment).")
-@click.option("--test-clips", type=int, default=10, show_default=True, help="Evenly spaced clips per test video.")
-@click.option("--test-crops", callback=_crops, default="center,three,ten", show_default=True)
-@click.option("--checkpoint-every", type=int, default=0, show_default=True, help="Steps between checkpoints (0: each epoch).")
-@click.option("--stop-after-steps", type=int, default=0, help="Stop (with a checkpoint) after this many steps of this invocation.")
-@click.option("--resume/--no-resume", default=False, help="Continue from OUT/checkpoint.pt exactly.")
-@click.option("--on-error", type=click.Choice(["skip", "raise"]), default="skip", show_default=True,
-              help="A training video that fails to decode: skip it (logged once in OUT/skipped.jsonl, a stand-in takes "
-                   "its place) or stop. The test set is always complete or the run says which videos it lacks.")
-@click.option("--max-skip-fraction", type=click.FloatRange(0, 1), default=0.01, show_default=True,
-              help="Stop when more than this share of an epoch's videos failed to decode.")
+@init_option
+@config_options(FinetuneConfig, HELP, skip=("init", "speeds", "rate", "base_fps"), required=REQUIRED)
 def finetune(inits, **kw):
     """Fine-tune the encoder with a new linear head; test with N clips x crops.
 
@@ -166,7 +117,7 @@ def finetune(inits, **kw):
     """
     import signal
 
-    from ascnet.evaluate.finetune import FinetuneConfig, finetune as run_finetune
+    from ascnet.evaluate.finetune import finetune as run_finetune
 
     if len(inits) != 1:
         click.echo("error: finetune takes exactly one --init (CKPT or random); compare runs with 'ascnet-eval compare'", err=True)
@@ -182,7 +133,7 @@ def finetune(inits, **kw):
             sys.exit(0)
         return results, table
 
-    run(finetune_or_exit, FinetuneConfig(init=inits[0], **kw))
+    run(finetune_or_exit, from_options(FinetuneConfig, kw, init=inits[0]))
 
 
 @main.command()

@@ -1,59 +1,102 @@
 """The one way a command's options are built: one click option per field of its config
 dataclass, type, default and allowed values taken from the field (`ascnet.config`), the help
-from the command's HELP dict. Tuples are given comma-separated (`--speeds 1,2,4`)."""
+from the command's HELP dict. A field that is itself a dataclass (`clip: ClipSpec`) gives one
+option per field of it, under the inner name (`--clip-len`). Tuples are given comma-separated
+(`--speeds 1,2,4`)."""
 from __future__ import annotations
 
-from dataclasses import MISSING, fields
+from dataclasses import fields, is_dataclass
 from typing import get_args, get_origin
 
 import click
 
-from ascnet.config import choices, hints
+from ascnet.config import choices, hints, literal_args
 
 
-def _is_tuple(tp) -> bool:
-    return get_origin(tp) is tuple
+def _leaves(cls, skip=()) -> list[tuple[str, str | None, object, object, tuple | None]]:
+    """(name, outer field or None, type, default, allowed values) of every option of `cls`."""
+    out, types, allowed = [], hints(cls), choices(cls)
+    for f in fields(cls):
+        if f.name in skip:
+            continue
+        tp = types[f.name]
+        if is_dataclass(tp):
+            inner_types, inner_allowed, default = hints(tp), choices(tp), f.default
+            out += [(g.name, f.name, inner_types[g.name], getattr(default, g.name), inner_allowed.get(g.name))
+                    for g in fields(tp) if g.name not in skip]
+        else:
+            out.append((f.name, None, tp, f.default, allowed.get(f.name)))
+    return out
 
 
-def config_options(cls, help: dict[str, str], *, skip=(), arguments=()):
-    """Decorator: the options of every field of `cls` but `skip`; `arguments` become positional."""
-    allowed, types = choices(cls), hints(cls)
+def config_options(cls, help: dict[str, str], *, skip=(), required=()):
+    """Decorator: one option per field of `cls` (and of its dataclass fields) but `skip`;
+    `required` ones have no default."""
 
     def decorate(func):
-        for f in reversed(fields(cls)):
-            if f.name in skip:
-                continue
-            tp, flag = types[f.name], "--" + f.name.replace("_", "-")
-            if f.name in arguments:
-                func = click.argument(f.name, type=click.Path() if tp is str else None)(func)
-                continue
-            default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
-            kw = {"default": default, "show_default": True, "help": help[f.name]}
-            if f.name in allowed:
-                kw["type"] = click.Choice([str(v) for v in allowed[f.name]])
+        for name, _, tp, default, allowed in reversed(_leaves(cls, skip)):
+            flag = "--" + name.replace("_", "-")
+            kw = {"default": default, "show_default": default is not None, "help": help[name]}
+            if name in required:
+                kw = {"required": True, "help": help[name]}
+            if allowed:
+                kw["type"] = click.Choice([str(v) for v in allowed])
             elif tp is bool:
-                flag = f"{flag}/--no-{f.name.replace('_', '-')}"
-            elif _is_tuple(tp):
+                flag = f"{flag}/--no-{name.replace('_', '-')}"
+            elif get_origin(tp) is tuple:
                 kw["default"] = ",".join(map(str, default))
-            else:
+                item = get_args(tp)[0]
+                kw["metavar"] = ",".join(literal_args(item)) if literal_args(item) else "LIST"
+            elif get_origin(tp) is None:  # int, float, str
                 kw["type"] = tp
-            func = click.option(flag, f.name, **kw)(func)
+            else:  # optional values (int | None): click takes the default's type
+                kw["type"] = next(a for a in get_args(tp) if a is not type(None))
+            func = click.option(flag, name, **kw)(func)
         return func
 
     return decorate
 
 
+def _parse(name: str, tp, value):
+    if get_origin(tp) is not tuple or not isinstance(value, str):
+        return value
+    item, hint = get_args(tp)[0], "--" + name.replace("_", "-")
+    parts = [v.strip() for v in value.split(",") if v.strip()]
+    if (allowed := literal_args(item)) is not None:
+        bad = [v for v in parts if v not in allowed]
+        if bad or not parts:
+            raise click.BadParameter(f"{value!r}: allowed values are {', '.join(allowed)} (comma-separated)", param_hint=hint)
+        return tuple(parts)
+    try:
+        return tuple(item(v) for v in parts)
+    except ValueError:
+        what, example = ("integers", "1,2,4,8") if item is int else ("numbers", "0.4,1.0")
+        raise click.BadParameter(f"{value!r}: give {what} separated by commas, e.g. {example}", param_hint=hint) from None
+
+
 def from_options(cls, options: dict, **extra):
-    """The config of `cls` from a command's options (tuples parsed from their comma-separated text)."""
-    types, values = hints(cls), dict(options)
-    for name, value in options.items():
-        tp = types.get(name)
-        if tp is not None and _is_tuple(tp) and isinstance(value, str):
-            item = get_args(tp)[0]
-            try:
-                values[name] = tuple(item(v) for v in value.split(",") if v.strip())
-            except ValueError:
-                what, example = ("integers", "1,2,4,8") if item is int else ("numbers", "0.4,1.0")
-                raise click.BadParameter(f"{value!r}: give {what} separated by commas, e.g. {example}",
-                                         param_hint="--" + name.replace("_", "-")) from None
-    return cls(**values, **extra)
+    """The config of `cls` from a command's options (tuples parsed, inner dataclasses built); `extra`
+    sets fields that are not options."""
+    top, inner = {}, {}
+    for name, outer, tp, _, _ in _leaves(cls):
+        if name not in options:
+            continue
+        value = _parse(name, tp, options[name])
+        if outer is None:
+            top[name] = value
+        else:
+            inner.setdefault(outer, {})[name] = value
+    types = hints(cls)
+    for outer, values in inner.items():
+        top[outer] = _checked(types[outer](**values))
+    return cls(**top, **extra)
+
+
+def _checked(spec):
+    """An inner spec's own check(), its ValueError turned into the error of the option it names."""
+    try:
+        return spec.check() if hasattr(spec, "check") else spec
+    except ValueError as e:
+        name = str(e).split("=", 1)[0]
+        hint = "--" + name.replace("_", "-") if name.isidentifier() else None
+        raise click.BadParameter(str(e), param_hint=hint) from None

@@ -13,27 +13,21 @@ import click
 
 from ascnet.checkpoint import CheckpointError
 from ascnet.cli.options import config_options, from_options
+from ascnet.clips import CLIP_HELP
 from ascnet.train import PretrainConfig
 
 # every PretrainConfig field is one option, with this help
 HELP = {
+    **CLIP_HELP,
     "manifest": "parquet manifest written by ascnet-index",
     "out": "run directory (config.json, metrics.jsonl, checkpoints/, curves.png)",
     "data": "manifest: videos; synthetic: random clips, to check the compute path",
     "split": "manifest split to train on",
     "arch": "backbone",
     "width": "backbone base channels (64 = the published network)",
-    "clip_len": "frames per clip",
-    "crop_size": "crop side in pixels",
-    "speeds": "playback speeds, comma-separated",
-    "rate": "fixed: a speed is a real-time rate at --base-fps; native: a frame stride",
-    "base_fps": "base rate for --rate fixed",
-    "augment": "per-clip augmentation",
-    "crop_scale": "random resized crop: min,max fraction of the frame's area",
-    "flip_p": "horizontal flip probability per clip (0 when left and right motion are different classes)",
     "proj_dim": "projection/prediction output size",
     "hidden_dim": "MLP hidden size of heads and predictors",
-    "scp_weight": "lambda in L = L_acp + lambda L_scp",
+    "scp_weight": "lambda in L = L_acp + lambda L_scp (both means over clips: SCP's weight relative to ACP per clip)",
     "queue_size": "memory queue entries K",
     "ema_base": "target EMA momentum at step 0 (cosine to --ema-final)",
     "ema_final": "target EMA momentum at the last step",
@@ -93,7 +87,7 @@ def pretrain(**options):
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="backbone file to write (.pt)")
 def export(run, out):
     """The backbone of RUN (a run directory or one of its checkpoints) as a standalone file."""
-    from ascnet.train import export_backbone
+    from ascnet.checkpoint import export_backbone
 
     try:
         path = export_backbone(run, out)
@@ -106,10 +100,10 @@ def export(run, out):
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 def plot(run_dir):
     """Write RUN_DIR/curves.png (loss and lr against step) from RUN_DIR/metrics.jsonl."""
-    from ascnet.train import plot_curves
+    from ascnet.runlog import plot_run
 
     try:
-        path = plot_curves(run_dir)
+        path = plot_run(run_dir)
     except (FileNotFoundError, ValueError) as e:
         raise click.ClickException(str(e))
     click.echo(f"wrote {path}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,10 +17,14 @@ import torch
 from torch import nn
 
 from ascnet.atomic import atomic_path
-from ascnet.checkpoint import CheckpointError, load_backbone_state
+from ascnet.checkpoint import CheckpointError, checkpoint_paths, load_backbone_state
+from ascnet.clips import CROPS_PER_CLIP, ClipSpec
+from ascnet.config import Device
 from ascnet.manifest import Manifest, ManifestError
+from ascnet.models import Arch
+from ascnet.pipelines.backends import Backend
+from ascnet.runtime import autocast, resolve_device
 
-CROPS_PER_CLIP = {"center": 1, "three": 3, "ten": 10}
 CACHE_VERSION = 1
 VIDEO_BAR = "{l_bar}{bar}| {n:.1f}/{total:.0f} [{elapsed}<{remaining}, {rate_fmt}]"  # fractional videos, rounded
 
@@ -52,7 +56,6 @@ def checkpoint_file(init: str | Path) -> Path:
     path = Path(init)
     if not path.is_dir():
         return path
-    from ascnet.train import checkpoint_paths
 
     found = checkpoint_paths(path) or [p for p in [path / "checkpoint.pt"] if p.exists()]
     if not found:
@@ -117,16 +120,6 @@ def state_dict_problems(model: nn.Module, state: dict) -> tuple[list[str], list[
     unexpected = [k for k in state if k not in own]
     mismatched = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own if k in state and own[k].shape != state[k].shape]
     return missing, unexpected, mismatched
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device not in ("cpu", "cuda"):
-        raise EvalError(f"unknown device '{device}'; allowed: ['auto', 'cpu', 'cuda']")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise EvalError("--device cuda asked for but no CUDA GPU is visible; use --device cpu")
-    return torch.device(device)
 
 
 # ---- the split -------------------------------------------------------------------------
@@ -203,10 +196,9 @@ class ClipFeatures:
 
 @dataclass(frozen=True)
 class ClipSettings:
-    """What the evaluation loader is asked for; part of the cache key."""
+    """What the evaluation loader is asked for: clips of `clip`'s length and crop, at speed 1; part of the cache key."""
 
-    clip_len: int = 16
-    crop_size: int = 112
+    clip: ClipSpec = ClipSpec()
     clips_per_video: int = 10
     crops: str = "center"
     backend: str = "auto"
@@ -222,7 +214,9 @@ def manifest_fingerprint(split_rows: Manifest) -> str:
 def cache_key(encoder: EncoderInfo, split_rows: Manifest, split: str, settings: ClipSettings) -> tuple[str, dict]:
     meta = {
         "version": CACHE_VERSION, "encoder": encoder.key, "arch": encoder.arch, "width": encoder.width,
-        "manifest": manifest_fingerprint(split_rows), "split": split, **asdict(settings),
+        "manifest": manifest_fingerprint(split_rows), "split": split, "clip_len": settings.clip.clip_len,
+        "crop_size": settings.clip.crop_size, "clips_per_video": settings.clips_per_video, "crops": settings.crops,
+        "backend": settings.backend,
     }
     return hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:24], meta
 
@@ -240,9 +234,8 @@ def run_model(
     from tqdm import tqdm
 
     model = model.to(device).eval()
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
     outs, vids, clips, crops = [], [], [], []
-    with torch.inference_mode(), autocast, tqdm(
+    with torch.inference_mode(), autocast(device), tqdm(
         total=num_videos * rows_per_video, desc=desc, unit="video", unit_scale=1 / rows_per_video, leave=False,
         bar_format=VIDEO_BAR,
     ) as bar:  # counts rows, shows videos
@@ -270,8 +263,8 @@ def eval_batches(split_rows: Manifest, settings: ClipSettings, *, batch_size: in
     from ascnet.pipelines.loader import build_eval_loader
 
     return build_eval_loader(
-        split_rows, split=split_rows.df["split"].iloc[0], batch_size=batch_size, clip_len=settings.clip_len,
-        crop_size=settings.crop_size, clips_per_video=settings.clips_per_video, crops=settings.crops,
+        split_rows, settings.clip, split=split_rows.df["split"].iloc[0], batch_size=batch_size,
+        clips_per_video=settings.clips_per_video, crops=settings.crops,
         backend=settings.backend, device=device.type, workers=workers,
     )
 
@@ -327,22 +320,21 @@ class FrozenEvalConfig:
     manifest: str = ""
     out: str = ""
     inits: tuple[str, ...] = ()  # "random" and/or checkpoint paths; one result row each
-    arch: str | None = None  # with a checkpoint, taken from it
+    arch: Arch | None = None  # with a checkpoint, taken from it
     width: int | None = None
     train_split: str = "train"
     test_split: str = "test"
-    clip_len: int = 16
-    crop_size: int = 112
+    clip: ClipSpec = ClipSpec()  # its clip_len and crop_size: clips at speed 1, short side resized, centre crop
     clips_per_video: int = 10
-    backend: str = "auto"
+    backend: Backend = "auto"
     batch_size: int = 8
     workers: int = 2
-    device: str = "auto"
+    device: Device = "auto"
     cache_dir: str | None = None  # default: OUT/cache; share one between commands to reuse features
     seed: int = 0  # of a random init
 
     def settings(self) -> ClipSettings:
-        return ClipSettings(self.clip_len, self.crop_size, self.clips_per_video, "center", self.backend)
+        return ClipSettings(self.clip, self.clips_per_video, "center", self.backend)
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Fine-tuning (the paper's Tables 2 and 3): the encoder plus a new linear head, trained end to
-end on clips at speed 1 (augmented unless `augment=False`; `crop_scale` and `flip_p` set the
-random resized crop's area range and the flip's probability), tested on N evenly spaced clips
-x {center, three, ten} crops with the logits averaged per video.
+end on clips at speed 1 (`clip`: their length and crop, augmented unless `clip.augment` is
+False), tested on N evenly spaced clips x {center, three, ten} crops with the logits averaged
+per video. Devices, DDP, signals and autocast come from `ascnet.runtime`, as pretraining's do.
 
 Checkpoints (OUT/checkpoint.pt, atomic) hold the model, the optimizer, the step and the epoch's
 running sums; the clip loader is deterministic given (seed, epoch) and skips to a step without
@@ -27,14 +27,17 @@ import torch
 from torch import nn
 
 from ascnet.checkpoint import CheckpointError, check_resume, load, save_atomic
-from ascnet.evaluate.features import (
-    CROPS_PER_CLIP, ClipSettings, EvalError, check_classes, eval_batches, load_encoder, resolve_device, run_model, split_of,
-)
+from ascnet.clips import ClipSpec, Crops
+from ascnet.config import Device
+from ascnet.evaluate.features import CROPS_PER_CLIP, ClipSettings, EvalError, check_classes, eval_batches, load_encoder, run_model, split_of
 from ascnet.evaluate.linear import accuracy_report
 from ascnet.evaluate.report import plot_curves, write_results
 from ascnet.manifest import Manifest
-from ascnet.skips import ON_ERROR, SkipLog, read_skipped
-from ascnet.train import Runtime, StopRequest, agreed_stop, setup_runtime
+from ascnet.models import Arch
+from ascnet.pipelines.backends import Backend
+from ascnet.runtime import Runtime, StopRequest, agreed_stop, rng_state, set_rng_state, setup_runtime
+from ascnet.schedule import cosine_lr
+from ascnet.skips import ON_ERROR, OnError, SkipLog, read_skipped
 
 CHECKPOINT = "checkpoint.pt"
 # fields that may change between a run and its --resume (they do not change the result)
@@ -49,30 +52,26 @@ class FinetuneConfig:
     manifest: str = ""
     out: str = ""
     init: str = "random"  # a checkpoint path or "random"
-    arch: str | None = None  # with a checkpoint, taken from it
+    arch: Arch | None = None  # with a checkpoint, taken from it
     width: int | None = None
     train_split: str = "train"
     test_split: str = "test"
-    clip_len: int = 16
-    crop_size: int = 112
-    augment: bool = True  # False: short side resized to crop_size, centre crop; no flip, no colour jitter
-    crop_scale: tuple[float, float] = (0.4, 1.0)  # random resized crop: area fraction range
-    flip_p: float = 0.5  # horizontal flip probability per clip
+    clip: ClipSpec = ClipSpec()  # training clips at speed 1 (its speeds are not used); test clips of its length and crop
     epochs: int = 10
     batch_size: int = 8
     lr: float = 0.05  # SGD, cosine to 0 over the run
     momentum: float = 0.9
     weight_decay: float = 5e-4
     test_clips: int = 10
-    test_crops: tuple[str, ...] = ("center", "three", "ten")
-    backend: str = "auto"
+    test_crops: tuple[Crops, ...] = ("center", "three", "ten")
+    backend: Backend = "auto"
     workers: int = 2
-    device: str = "auto"
+    device: Device = "auto"
     seed: int = 0
     checkpoint_every: int = 0  # steps; 0: at the end of each epoch only
     stop_after_steps: int = 0  # stop (with a checkpoint) after this many steps of this invocation
     resume: bool = False
-    on_error: str = "skip"  # a training video that fails to decode: "skip" it (a stand-in takes its place) or "raise"
+    on_error: OnError = "skip"  # a training video that fails to decode: "skip" it (a stand-in takes its place) or "raise"
     max_skip_fraction: float = 0.01  # stop when more than this share of an epoch was skipped
 
 
@@ -92,20 +91,20 @@ class FinetuneModel(nn.Module):
         return self.head(self.online_encoder(x))
 
 
-def cosine_lr(base: float, step: int, total: int) -> float:
-    """Cosine decay from `base` at step 0 to 0 at `total`."""
-    return 0.5 * base * (1.0 + math.cos(math.pi * min(step, total) / max(total, 1)))
+def lr_at(cfg: FinetuneConfig, step: int, total: int) -> float:
+    """Cosine from cfg.lr at step 0 towards 0 at step `total` (no warm-up)."""
+    return cosine_lr(step, total + 1, cfg.lr, final_ratio=0.0)
 
 
 def finetune(cfg: FinetuneConfig) -> tuple[dict, str]:
     """Train, checkpoint, test; writes results (and curves) in cfg.out. Returns (results, table)."""
     from tqdm import tqdm
 
-    from ascnet.pipelines.augment import check_crop_scale, check_flip_p
     from ascnet.pipelines.loader import build_clip_loader
 
     try:  # before any decoding or model building
-        crop_scale, flip_p = check_crop_scale(cfg.crop_scale), check_flip_p(cfg.flip_p)
+        clip = cfg.clip.check()
+        rt = setup_runtime(cfg.device)
     except ValueError as e:
         raise EvalError(str(e)) from None
     out = Path(cfg.out)
@@ -113,7 +112,6 @@ def finetune(cfg: FinetuneConfig) -> tuple[dict, str]:
     train_rows = split_of(manifest, cfg.train_split, "--train-split", cfg.manifest)
     test_rows = split_of(manifest, cfg.test_split, "--test-split", cfg.manifest)
     check_classes(train_rows, test_rows, cfg.manifest)
-    rt = setup_runtime(resolve_device(cfg.device).type)  # resolve_device: the readable refusals
     device = rt.device
 
     encoder, info = load_encoder(cfg.init, cfg.arch, cfg.width, cfg.seed)
@@ -138,14 +136,13 @@ def finetune(cfg: FinetuneConfig) -> tuple[dict, str]:
         model.load_state_dict(saved["model"])
         opt.load_state_dict(saved["optimizer"])
         step, history, sums = saved["step"], saved["history"], saved["sums"]
-        torch.set_rng_state(saved["rng"])
+        set_rng_state(saved["rng"] if isinstance(saved["rng"], dict) else {"torch": saved["rng"]})
 
     # a split smaller than one batch (per rank) is refused here, by the loader, with its own message
     if cfg.on_error not in ON_ERROR:
         raise EvalError(f"on_error={cfg.on_error!r} is not allowed; allowed: {list(ON_ERROR)}")
     loader = build_clip_loader(
-        manifest, split=cfg.train_split, batch_size=cfg.batch_size, clip_len=cfg.clip_len, crop_size=cfg.crop_size,
-        augment=cfg.augment, crop_scale=crop_scale, flip_p=flip_p, backend=cfg.backend, device=device.type, seed=cfg.seed,
+        manifest, clip, split=cfg.train_split, batch_size=cfg.batch_size, backend=cfg.backend, device=device.type, seed=cfg.seed,
         shard_id=rt.rank, num_shards=rt.world, workers=cfg.workers, on_error=cfg.on_error,
         exclude=read_skipped(cfg.out) if cfg.resume else (),
     )
@@ -153,21 +150,16 @@ def finetune(cfg: FinetuneConfig) -> tuple[dict, str]:
     skips = SkipLog(cfg.out, max_fraction=cfg.max_skip_fraction, epoch_videos=per_epoch * cfg.batch_size * rt.world,
                     main=rt.main, world=rt.world, device=device)
     total = cfg.epochs * per_epoch
-    net = model  # what the step runs; `model` (unwrapped) is what is saved and tested
-    if rt.world > 1:
-        from torch.nn.parallel import DistributedDataParallel
-
-        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    net = rt.wrap(model)  # what the step runs; `model` (unwrapped) is what is saved and tested
 
     def save():
         if not rt.main:
             return
         save_atomic({
             "kind": "run", "config": config, "model": model.state_dict(), "optimizer": opt.state_dict(),
-            "step": step, "history": history, "sums": sums, "rng": torch.get_rng_state(), "world": rt.world,
+            "step": step, "history": history, "sums": sums, "rng": rng_state(), "world": rt.world,
         }, ckpt_path)
 
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
     done_here = 0
     stopped = False
     stopped_by = 0  # the signal that stopped training, if any
@@ -181,9 +173,9 @@ def finetune(cfg: FinetuneConfig) -> tuple[dict, str]:
                 net.train()
                 for batch in loader.epoch(epoch, start_step=start):
                     for group in opt.param_groups:
-                        group["lr"] = cosine_lr(cfg.lr, step, total)
+                        group["lr"] = lr_at(cfg, step, total)
                     x, y = batch["clips"].to(device, non_blocking=True), batch["label"].to(device)
-                    with autocast:
+                    with rt.autocast():
                         logits = net(x)
                     loss = nn.functional.cross_entropy(logits.float(), y)
                     # one host sync a step (this loop is not the fast path); under DDP the same value on every rank
@@ -205,7 +197,7 @@ def finetune(cfg: FinetuneConfig) -> tuple[dict, str]:
                     if step % per_epoch == 0:
                         history.append({
                             "epoch": epoch + 1, "step": step, "loss": sums["loss"] / sums["seen"],
-                            "train_top1": 100.0 * sums["correct"] / sums["seen"], "lr": cosine_lr(cfg.lr, step, total),
+                            "train_top1": 100.0 * sums["correct"] / sums["seen"], "lr": lr_at(cfg, step, total),
                         })
                         sums = {"loss": 0.0, "correct": 0, "seen": 0}
                         save()
@@ -244,7 +236,9 @@ def finetune(cfg: FinetuneConfig) -> tuple[dict, str]:
     if history:
         # the test score sits on the last epoch of the curves
         shown = history[:-1] + [{**history[-1], "test_top1": metrics[f"{cfg.test_crops[0]}_top1"]}]
-        plot_curves(shown, out / "curves.png", f"fine-tuning {info.arch} ({info.init})")
+        plot_curves(shown, [{"keys": ["loss"], "ylabel": "train loss"},
+                            {"keys": ["train_top1", "test_top1"], "ylabel": "accuracy (%)", "ylim": (0, 100)}],
+                    out / "curves.png", x="epoch", title=f"fine-tuning {info.arch} ({info.init})")
     return results, table
 
 
@@ -264,7 +258,7 @@ def test_model(model: nn.Module, test_rows: Manifest, cfg: FinetuneConfig, devic
     """Video-level top-1/top-5 per crop mode (logits of N clips x crops averaged), in percent."""
     metrics = {}
     for crops in cfg.test_crops:
-        settings = ClipSettings(cfg.clip_len, cfg.crop_size, cfg.test_clips, crops, cfg.backend)
+        settings = ClipSettings(cfg.clip, cfg.test_clips, crops, cfg.backend)
         loader = eval_batches(test_rows, settings, batch_size=cfg.batch_size, device=device, workers=cfg.workers)
         try:
             out = run_model(
@@ -281,4 +275,4 @@ def test_model(model: nn.Module, test_rows: Manifest, cfg: FinetuneConfig, devic
     return metrics
 
 
-__all__ = ["FinetuneConfig", "FinetuneModel", "cosine_lr", "finetune", "test_model"]
+__all__ = ["FinetuneConfig", "FinetuneModel", "finetune", "test_model"]

@@ -126,7 +126,7 @@ def accuracy_report(
 class LinearConfig(FrozenEvalConfig):
     """`ascnet-eval linear`: a linear classifier on frozen, cached clip features."""
 
-    optimizer: str = "lbfgs"
+    optimizer: Literal["lbfgs", "adam"] = "lbfgs"
     epochs: int = 30  # L-BFGS outer steps (20 iterations each) or Adam passes
     lr: float | None = None  # default: 1.0 for lbfgs, 1e-3 for adam
     weight_decay: float = 1e-3

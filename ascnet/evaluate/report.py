@@ -155,21 +155,38 @@ def plot_bars(rows: list[dict], path: str | Path, title: str) -> Path:
     return path
 
 
-def plot_curves(history: list[dict], path: str | Path, title: str) -> Path:
-    """Fine-tuning curves: train loss and accuracy per epoch (+ test accuracy where logged)."""
+def plot_curves(rows: list[dict], panels: list[dict], path: str | Path, *, x: str = "step", title: str = "") -> Path:
+    """A run's history, one panel per entry of `panels` stacked over a shared x axis.
+
+    rows: dicts with `x` and the metrics; a panel: {"keys": [...], "ylabel": str, and optionally
+    "ylim": (lo, hi), "hline": (y, label), "empty": text shown when no row has its keys}. A key is
+    drawn where rows have a finite value of it (a metric logged at some rows only gets markers).
+    """
+    import math
+
     plt = _pyplot()
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
-    epochs = [h["epoch"] for h in history]
-    ax1.plot(epochs, [h["loss"] for h in history], marker="o")
-    ax1.set(xlabel="epoch", ylabel="train loss", title=title)
-    ax2.plot(epochs, [h["train_top1"] for h in history], marker="o", label="train clip top-1")
-    tested = [h for h in history if "test_top1" in h]
-    if tested:
-        ax2.plot([h["epoch"] for h in tested], [h["test_top1"] for h in tested], marker="s", label="test video top-1 (first crop mode)")
-    ax2.set(xlabel="epoch", ylabel="accuracy (%)", ylim=(0, 100))
-    ax2.legend(fontsize=8)
-    for ax in (ax1, ax2):
+    fig, axes = plt.subplots(len(panels), 1, figsize=(7, 2.4 * len(panels) + 0.4), sharex=True, squeeze=False)
+    for ax, panel in zip(axes[:, 0], panels):
+        for key in panel["keys"]:
+            pts = [(r[x], r[key]) for r in rows if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
+            if pts:
+                sparse = len(pts) < len(rows)
+                ax.plot(*zip(*pts), marker="o" if sparse or len(pts) < 30 else None, label=key.replace("_", " "))
+        if "hline" in panel:
+            y, label = panel["hline"]
+            ax.axhline(y, color="tab:gray", lw=0.8, ls="--", label=label)
+        if not ax.lines and panel.get("empty"):
+            ax.text(0.5, 0.5, panel["empty"], ha="center", va="center", transform=ax.transAxes)
+        if panel.get("ylim"):
+            ax.set_ylim(*panel["ylim"])
+        ax.set_ylabel(panel["ylabel"])
         ax.grid(alpha=0.3)
+        if len(ax.lines) > 1:
+            ax.legend(fontsize=8)
+    axes[-1, 0].set_xlabel(x)
+    if title:
+        axes[0, 0].set_title(title)
+    fig.tight_layout()
     path = save_figure(fig, Path(path))
     plt.close(fig)
     return path

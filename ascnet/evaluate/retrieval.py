@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ascnet.evaluate.features import FrozenEvalConfig, frozen_features, load_splits
+from ascnet.evaluate.features import EvalError, FrozenEvalConfig, frozen_features, load_splits
 from ascnet.evaluate.report import plot_topk, write_results
 
 DEFAULT_KS = (1, 5, 10, 20, 50)
@@ -77,6 +77,8 @@ class RetrievalConfig(FrozenEvalConfig):
 
 def retrieval(cfg: RetrievalConfig) -> tuple[dict, str]:
     """Top-k retrieval accuracy per init; writes results in cfg.out. Returns (results, table)."""
+    if not cfg.ks or min(cfg.ks) < 1:
+        raise EvalError(f"ks={tuple(cfg.ks)}: k values must be positive integers, e.g. 1,5,10")
     splits = load_splits(cfg)
     rows = []
     for info, train, test, cached in frozen_features(cfg, splits):

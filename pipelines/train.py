@@ -1,10 +1,10 @@
-"""The training pipelines: clip pairs for pretraining, single clips for fine-tuning.
+"""The training graph: clip pairs for pretraining, single clips for fine-tuning.
 
 One `@pipeline_def` for both: each sample is one video's `clips` clips of `clip_len` frames,
 decoded in ONE call (one frames list, clip after clip, then split), each clip augmented on
 its own by the shared decisions of `augment.py`. Outputs: clip_0 [, clip_1] as (3, T, crop, crop)
 float32 per sample, then for the pyav backend its report: info (int32: frames decoded, the video
-used, its speeds, the videos that failed) and their messages (see `sources.PyAVSource`).
+used, its speeds, the videos that failed) and their messages (see `decode.PyAVSource`).
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from ascnet.pipelines.augment import augment_clip
 def decoded_frames(source, backend: str, device: str, with_aug: bool):
     """DALI graph -> (frames (k*T, H, W, 3) uint8 on the output device, aug (k, 9) or None, report or ()).
 
-    pyav: the clips arrive decoded, cut and coloured from worker processes (`sources.PyAVSource`;
+    pyav: the clips arrive decoded, cut and coloured from worker processes (`decode.PyAVSource`;
     `report` = its info and messages outputs: frames decoded, the video used, failures). nvdec / dali-cpu: the
     source gives the file's bytes, the pair's distinct frame indices in increasing order and
     the order that rebuilds the clips from them: the decoder reads each frame once (a repeated

@@ -1,147 +1,21 @@
-"""What each pipeline sample is, and the `fn.external_source` callables that provide it.
-
-A *schedule* maps a global sample number (0, 1, 2, ... since the pipeline was built) to one
-request: which video, which frame indices (from `ascnet.sampling`). The pipeline's source
-callable and the loader's bookkeeping read the same schedule, so the batch metadata (speeds,
-video indices) never travels through DALI and always matches the frames.
+"""Decoding: PyAV's forward reader, the swscale cut of the pyav workers, and the
+`fn.external_source` callables that hand DALI a schedule's samples (decoded clips from PyAV
+worker processes, or a file's bytes and frame indices for DALI's own decoders).
 
 Sources are module-level classes so DALI can send them to worker processes.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
 
-from ascnet.pipelines.augment import CROP_SCALE, FLIP_P, IDENTITY, sample_augment
-from ascnet.sampling import eval_clips, sample_pair, shard_plan, steps_per_epoch
+from ascnet.pipelines.schedules import MAX_STAND_INS, first_usable
 
 
 class DecodeError(RuntimeError):
     """A video that failed to decode at run time; the message names the file and the frames."""
-
-
-MAX_STAND_INS = 4  # videos tried for one training sample (its own, then stand-ins) before it is dropped
-
-
-def first_usable(schedule, g: int, exclude) -> tuple["Request | None", list[int]]:
-    """(the first of sample g's candidates whose video is not in `exclude` or None, the videos passed over)."""
-    passed = []
-    for req in schedule.candidates(g):
-        if req.video_index not in exclude:
-            return req, passed
-        passed.append(req.video_index)
-    return None, passed
-
-
-@dataclass(frozen=True)
-class Request:
-    video_index: int
-    frames: np.ndarray          # (k*T,) int64, clip after clip
-    speeds: tuple[int, ...]     # one per clip
-    clip_index: int = 0
-    aug: np.ndarray | None = None  # (k, 9) float32 per-clip augmentation (augment.PARAMS)
-
-
-# ---- schedules ---------------------------------------------------------------------------
-@dataclass
-class TrainSchedule:
-    """Endless run of epochs epoch0, epoch0+1, ... starting at step0, `clips` clips per video.
-
-    clips=2: a pair at two speeds (`sample_pair`); clips=1: one speed-1 clip at a random start.
-    """
-
-    num_frames: np.ndarray
-    fps: np.ndarray
-    sizes: np.ndarray           # (N, 2) decoded height, width (0 = unknown)
-    names: list[str]
-    batch_size: int
-    seed: int
-    epoch0: int = 0
-    step0: int = 0
-    shard_id: int = 0
-    num_shards: int = 1
-    clips: int = 2
-    clip_len: int = 16
-    speeds: tuple[int, ...] = (1, 2, 4, 8)
-    rate: str = "fixed"
-    base_fps: float = 25.0
-    crop_scale: tuple[float, float] = CROP_SCALE
-    flip_p: float = FLIP_P
-    _plans: dict = field(default_factory=dict, repr=False)
-
-    @property
-    def steps(self) -> int:
-        return steps_per_epoch(len(self.num_frames), self.batch_size, self.num_shards)
-
-    def position(self, batch: int) -> tuple[int, int]:
-        """(epoch, step) of the `batch`-th batch since the start."""
-        e, s = divmod(self.step0 + batch, self.steps)
-        return self.epoch0 + e, s
-
-    def plan(self, epoch: int) -> np.ndarray:
-        if epoch not in self._plans:
-            self._plans = {epoch: shard_plan(len(self.num_frames), seed=self.seed, epoch=epoch, batch_size=self.batch_size,
-                                             shard_id=self.shard_id, num_shards=self.num_shards)}
-        return self._plans[epoch]
-
-    def request(self, g: int) -> Request:
-        batch, row = divmod(g, self.batch_size)
-        epoch, step = self.position(batch)
-        return self.video_request(int(self.plan(epoch)[step, row]), epoch)
-
-    def candidates(self, g: int):
-        """Sample g's request, then its stand-ins for when a video cannot be decoded (MAX_STAND_INS in all):
-        videos drawn from (seed, epoch, step, row, attempt) alone, so a resumed run draws the same ones."""
-        batch, row = divmod(g, self.batch_size)
-        epoch, step = self.position(batch)
-        yield self.video_request(int(self.plan(epoch)[step, row]), epoch)
-        for attempt in range(1, MAX_STAND_INS):
-            rng = np.random.default_rng([self.seed, epoch, step, row, self.shard_id, attempt, 2])
-            yield self.video_request(int(rng.integers(len(self.num_frames))), epoch)
-
-    def video_request(self, vi: int, epoch: int) -> Request:
-        """What video `vi` contributes in `epoch`: its pair (or clip) and their augmentation."""
-        n, fps = int(self.num_frames[vi]), float(self.fps[vi])
-        # the augmentation draws from its own stream, so it never shifts the frames drawn
-        rng = np.random.default_rng([self.seed, epoch, vi, 1])
-        aug = np.stack([sample_augment(rng, *self.sizes[vi], self.crop_scale, self.flip_p) for _ in range(self.clips)])
-        if self.clips == 2:
-            p = sample_pair(vi, n, fps, seed=self.seed, epoch=epoch, clip_len=self.clip_len, speeds=self.speeds,
-                            rate=self.rate, base_fps=self.base_fps, name=self.names[vi])
-            return Request(vi, p.frames, (p.speed_a, p.speed_b), aug=aug)
-        start = int(np.random.default_rng([self.seed, epoch, vi]).integers(0, max(n - self.clip_len, 0) + 1))
-        return Request(vi, np.minimum(start + np.arange(self.clip_len), n - 1), (1,), aug=aug)
-
-
-@dataclass
-class EvalSchedule:
-    """One pass over (video, clip) in order, padded with repeats to whole DALI batches."""
-
-    num_frames: np.ndarray
-    clip_len: int
-    clips_per_video: int
-    batch_size: int
-
-    @property
-    def num_items(self) -> int:
-        return len(self.num_frames) * self.clips_per_video
-
-    @property
-    def padded(self) -> int:
-        return -(-self.num_items // self.batch_size) * self.batch_size
-
-    def request(self, g: int) -> Request:
-        if g >= self.padded:
-            raise StopIteration
-        vi, ci = divmod(min(g, self.num_items - 1), self.clips_per_video)
-        frames = eval_clips(int(self.num_frames[vi]), self.clip_len, self.clips_per_video)[ci]
-        return Request(vi, frames, (1,), ci, aug=IDENTITY[None])
-
-    def candidates(self, g: int):
-        """Evaluation has no stand-ins: a test set is complete or says what it lacks."""
-        return iter([self.request(g)])  # called, not yielded: StopIteration ends DALI's epoch
 
 
 # ---- decoding with PyAV ------------------------------------------------------------------
@@ -263,8 +137,8 @@ def decode_frames(file: str, frames: np.ndarray, fps: float, keyframes=()) -> np
 class Cut:
     """How the pyav workers turn decoded frames into the clips DALI receives.
 
-    mode "augment": each clip's crop box (augment.PARAMS) scaled to size x size, and its colour
-    jitter applied (`augment.apply_colour`), in the worker; DALI then flips and normalises.
+    mode "augment": each clip's crop box (ascnet.clips.PARAMS) scaled to size x size, and its colour
+    jitter applied (`ascnet.clips.apply_colour`), in the worker; DALI then flips and normalises.
     mode "center": short side scaled to `size`, centre crop (the un-augmented view).
     mode "short": short side scaled to `size`, nothing cut (evaluation crops are cut in DALI).
     One swscale filter graph per clip crops, scales (bilinear) and converts to RGB (`_graph`
@@ -308,7 +182,7 @@ def _run_graph(graph, frames) -> np.ndarray:
 
 def cut_clip(frames: list, cut: Cut, params: np.ndarray | None) -> np.ndarray:
     """(T, S, S, 3) uint8 (modes augment/center) or (T, h, w, 3) (short) from T av.VideoFrames."""
-    from ascnet.pipelines.augment import apply_colour, center_box, pixel_box, short_side_size
+    from ascnet.clips import apply_colour, center_box, pixel_box, short_side_size
 
     h, w = frames[0].height, frames[0].width
     if cut.mode == "short":
