@@ -11,7 +11,7 @@ import torch
 from ascnet.manifest import Manifest
 from ascnet.pipelines.augment import denormalize
 from ascnet.sampling import sample_pair
-from ascnet.tools.baseline_loader import (
+from ascnet.bench.baseline import (
     VideoFile,
     _gray,
     _hsv2rgb,

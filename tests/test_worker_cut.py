@@ -8,7 +8,7 @@ import torch
 
 from ascnet.pipelines.augment import IDENTITY, apply_colour, colour_matrix, pixel_box, sample_augment
 from ascnet.pipelines.sources import BytesSource, Cut, TrainSchedule, cut_clip, read_frames
-from ascnet.tools.bench_decode import decode_cost
+from ascnet.bench.decode import decode_cost
 from ascnet.tools.probe import probe
 from ascnet.tools.synthetic import read_index, write_pattern_video
 

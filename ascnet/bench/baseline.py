@@ -1,4 +1,5 @@
-"""The loader the peers use (RSPNet / CoCLR / Pace style), kept as the benchmark's baseline.
+"""The loader the peers use (RSPNet / CoCLR / Pace style), kept as the benchmarks' baseline:
+the one place that decodes with decord.
 
 Written as a competent user of those libraries writes it: a `torch.utils.data.Dataset` whose
 `__getitem__` opens the video with decord (`VideoReader(path, num_threads=1)`) and fetches each
@@ -12,6 +13,11 @@ so its functional ops are written here on torch tensors the way torchvision writ
 The frames come from `ascnet.sampling` (the same definition as our pipelines) and the frame
 count from the manifest, so both loaders decode the same frames and the benchmark compares
 equal work. The loader mirrors `PairLoader`'s surface: `steps_per_epoch`, `epoch()`, `close()`.
+
+Its evaluation mode (`build_baseline_eval_loader`) is what the peers' evaluation scripts do:
+a `DataLoader` over videos whose workers open each file the same way, fetch its N evenly
+spaced clips (`ascnet.sampling.eval_clips`) and resize, centre-crop and normalise frame by
+frame; it mirrors the evaluation loader's batches (`clips`, `video_index`).
 """
 from __future__ import annotations
 
@@ -26,7 +32,7 @@ import torch.nn.functional as F
 
 from ascnet.manifest import Manifest
 from ascnet.pipelines.augment import MEAN, STD  # the same normalisation as our pipelines
-from ascnet.sampling import check_rate, check_speeds, sample_pair, shard_plan, steps_per_epoch
+from ascnet.sampling import check_rate, check_speeds, eval_clips, sample_pair, shard_plan, steps_per_epoch
 
 
 # ---- decoding ------------------------------------------------------------------------------
@@ -57,6 +63,15 @@ def pyav_frames(path: str, indices: Sequence[int]) -> np.ndarray:
 
 
 DECODERS = ("decord", "torchcodec")
+
+
+def decoder_versions() -> dict:
+    """The peers' decoder's version, for the benchmarks' environment line."""
+    try:
+        import decord
+    except ImportError:
+        return {"decord": "not installed"}
+    return {"decord": decord.__version__}
 
 
 class VideoFile:
@@ -216,10 +231,14 @@ def augment_frame(frame: np.ndarray, p: ClipParams, size: int, mean: torch.Tenso
     return (img - mean) / std
 
 
-def plain_frame(frame: np.ndarray, size: int, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """(H, W, 3) uint8 -> (3, size, size), no randomness: short side resized to `size`, centre crop."""
+def plain_frame(frame: np.ndarray, size: int, mean: torch.Tensor, std: torch.Tensor, antialias: bool = False) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (3, size, size), no randomness: short side resized to `size`, centre crop.
+
+    Without antialiasing as our pipelines' un-augmented path (the decode benchmark's frame
+    check); with it as torchvision's `Resize` in the peers' evaluation scripts.
+    """
     img = torch.from_numpy(frame).permute(2, 0, 1).float().div_(255.0)
-    return (resize_center(img, size, antialias=False) - mean) / std  # as our pipelines' un-augmented path
+    return (resize_center(img, size, antialias=antialias) - mean) / std
 
 
 def resize_center(img: torch.Tensor, size: int, antialias: bool = True) -> torch.Tensor:
@@ -357,3 +376,65 @@ def build_baseline_loader(
         base_fps=base_fps, augment=augment, seed=seed, decoder=decoder,
     )
     return BaselineLoader(dataset, batch_size=batch_size, seed=seed, shard_id=shard_id, num_shards=num_shards, workers=workers)
+
+
+# ---- evaluation mode: one item per video, its N clips ------------------------------------------
+class ClipsDataset(torch.utils.data.Dataset):
+    """Item i = video i's evaluation clips: (N, 3, T, S, S) float32, decoded and transformed per frame."""
+
+    def __init__(self, table, *, clip_len, clips_per_video, crop_size, decoder="decord"):
+        self.files = table["file"].tolist()
+        self.num_frames = table["num_frames"].to_numpy()
+        self.clip_len, self.n, self.crop_size, self.decoder = clip_len, clips_per_video, crop_size, decoder
+        self.mean = torch.tensor(MEAN).view(3, 1, 1)
+        self.std = torch.tensor(STD).view(3, 1, 1)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        video = VideoFile(self.files[i], self.decoder)
+        clips = [torch.stack([plain_frame(f, self.crop_size, self.mean, self.std, antialias=True) for f in video.clip(frames)],
+                             dim=1)  # (3, T, S, S): Resize(short side) -> CenterCrop -> Normalize, torchvision-style
+                 for frames in eval_clips(int(self.num_frames[i]), self.clip_len, self.n)]
+        return torch.stack(clips)
+
+
+class BaselineEvalLoader:
+    """The peers' evaluation loader behind the evaluation loader's surface: iterating gives
+    batches of `batch_size` clips across video boundaries (the same forward sizes as ours),
+    `clips` (B, 3, T, S, S) float32 and `video_index` (B,) int64."""
+
+    def __init__(self, dataset: ClipsDataset, *, batch_size: int, workers: int):
+        self.dataset, self.batch_size, self.workers = dataset, batch_size, workers
+
+    def __iter__(self) -> Iterator[dict]:
+        videos = torch.utils.data.DataLoader(self.dataset, batch_size=None, num_workers=self.workers, shuffle=False)
+        clips, index, b = [], [], self.batch_size
+        for vi, video in enumerate(videos):
+            clips += list(video)
+            index += [vi] * len(video)
+            while len(clips) >= b:
+                yield {"clips": torch.stack(clips[:b]), "video_index": torch.tensor(index[:b])}
+                clips, index = clips[b:], index[b:]
+        if clips:
+            yield {"clips": torch.stack(clips), "video_index": torch.tensor(index)}
+
+
+def build_baseline_eval_loader(
+    manifest: Manifest,
+    *,
+    split: str = "test",
+    batch_size: int = 8,
+    clip_len: int = 16,
+    crop_size: int = 112,
+    clips_per_video: int = 10,
+    workers: int = 2,
+    decoder: str = "decord",
+) -> BaselineEvalLoader:
+    """The peers' evaluation loader over `manifest.select(split)` (status ok): N centre-cropped clips per video."""
+    if decoder not in DECODERS:
+        raise ValueError(f"unknown decoder '{decoder}'; allowed: {list(DECODERS)}")
+    dataset = ClipsDataset(manifest.select(split).decode_table(), clip_len=clip_len, clips_per_video=clips_per_video,
+                           crop_size=crop_size, decoder=decoder)
+    return BaselineEvalLoader(dataset, batch_size=batch_size, workers=workers)
