@@ -10,7 +10,7 @@ import torch
 
 from ascnet.manifest import Manifest
 from ascnet.pipelines.augment import denormalize
-from ascnet.sampling import sample_pair
+from ascnet.sampling import eval_clips, sample_pair
 from ascnet.bench.baseline import (
     VideoFile,
     _gray,
@@ -19,6 +19,7 @@ from ascnet.bench.baseline import (
     adjust_brightness,
     adjust_hue,
     adjust_saturation,
+    build_baseline_eval_loader,
     build_baseline_loader,
     draw_params,
     pyav_frames,
@@ -63,6 +64,18 @@ def test_unaugmented_frames_are_the_sampled_ones(pattern):
             assert int(batch["label"][r]) == vi
             seen.append(vi)
     assert sorted(seen) == [0, 1, 2, 3]
+
+
+def test_eval_mode_gives_each_videos_evenly_spaced_clips_in_batches_across_videos(pattern):
+    loader = build_baseline_eval_loader(pattern, split="train", batch_size=3, clip_len=T, crop_size=CROP,
+                                        clips_per_video=2, workers=0)
+    batches = list(loader)
+    assert [len(b["clips"]) for b in batches] == [3, 3, 2]  # 4 videos x 2 clips, batches across video boundaries
+    clips = torch.cat([b["clips"] for b in batches])
+    assert clips.shape == (8, 3, T, CROP, CROP) and clips.dtype == torch.float32
+    assert torch.cat([b["video_index"] for b in batches]).tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+    want = np.concatenate([eval_clips(n, T, 2) for n, _ in SPECS])
+    assert indices(clips).tolist() == want.tolist()
 
 
 def test_a_split_smaller_than_a_batch_is_refused(pattern):

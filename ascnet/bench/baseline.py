@@ -231,7 +231,8 @@ def augment_frame(frame: np.ndarray, p: ClipParams, size: int, mean: torch.Tenso
     return (img - mean) / std
 
 
-def plain_frame(frame: np.ndarray, size: int, mean: torch.Tensor, std: torch.Tensor, antialias: bool = False) -> torch.Tensor:
+def plain_frame(frame: np.ndarray, size: int, mean: torch.Tensor, std: torch.Tensor,
+                antialias: bool = False) -> torch.Tensor:
     """(H, W, 3) uint8 -> (3, size, size), no randomness: short side resized to `size`, centre crop.
 
     Without antialiasing as our pipelines' un-augmented path (the decode benchmark's frame
@@ -255,6 +256,12 @@ def resize_center(img: torch.Tensor, size: int, antialias: bool = True) -> torch
                       antialias=antialias)
     top, left = half_up((nh - size) / 2), half_up((nw - size) / 2)
     return x[..., top : top + size, left : left + size].reshape(*lead, img.shape[-3], size, size)
+
+
+def _decode_table(manifest: Manifest, split: str, decoder: str):
+    if decoder not in DECODERS:
+        raise ValueError(f"unknown decoder '{decoder}'; allowed: {list(DECODERS)}")
+    return manifest.select(split).decode_table()
 
 
 # ---- Dataset and loader ----------------------------------------------------------------------
@@ -363,9 +370,7 @@ def build_baseline_loader(
     decoder: str = "decord",
 ) -> BaselineLoader:
     """The peers' decord (or torchcodec) + DataLoader loader over `manifest.select(split)` (status ok)."""
-    if decoder not in DECODERS:
-        raise ValueError(f"unknown decoder '{decoder}'; allowed: {list(DECODERS)}")
-    table = manifest.select(split).decode_table()
+    table = _decode_table(manifest, split, decoder)
     if len(table) < batch_size * num_shards:
         raise ValueError(
             f"split '{split}' has {len(table)} usable videos, fewer than one batch of {batch_size}"
@@ -394,9 +399,11 @@ class ClipsDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> torch.Tensor:
         video = VideoFile(self.files[i], self.decoder)
-        clips = [torch.stack([plain_frame(f, self.crop_size, self.mean, self.std, antialias=True) for f in video.clip(frames)],
-                             dim=1)  # (3, T, S, S): Resize(short side) -> CenterCrop -> Normalize, torchvision-style
-                 for frames in eval_clips(int(self.num_frames[i]), self.clip_len, self.n)]
+        clips = []
+        for frames in eval_clips(int(self.num_frames[i]), self.clip_len, self.n):
+            # torchvision-style, frame by frame: Resize(short side) -> CenterCrop -> Normalize
+            out = [plain_frame(f, self.crop_size, self.mean, self.std, antialias=True) for f in video.clip(frames)]
+            clips.append(torch.stack(out, dim=1))  # (3, T, S, S)
         return torch.stack(clips)
 
 
@@ -433,8 +440,6 @@ def build_baseline_eval_loader(
     decoder: str = "decord",
 ) -> BaselineEvalLoader:
     """The peers' evaluation loader over `manifest.select(split)` (status ok): N centre-cropped clips per video."""
-    if decoder not in DECODERS:
-        raise ValueError(f"unknown decoder '{decoder}'; allowed: {list(DECODERS)}")
-    dataset = ClipsDataset(manifest.select(split).decode_table(), clip_len=clip_len, clips_per_video=clips_per_video,
+    dataset = ClipsDataset(_decode_table(manifest, split, decoder), clip_len=clip_len, clips_per_video=clips_per_video,
                            crop_size=crop_size, decoder=decoder)
     return BaselineEvalLoader(dataset, batch_size=batch_size, workers=workers)

@@ -128,6 +128,13 @@ def load_line(start: float, end: float, busy: list[str], where: str = "") -> str
                "these figures are not a result" if busy else "no other work took CPU during the timed runs"))
 
 
+def check_backends(names, allowed) -> None:
+    """ValueError naming the asked backends that are not `allowed`."""
+    bad = [b for b in names if b not in allowed]
+    if bad:
+        raise ValueError(f"unknown backend(s) {bad}; allowed: {list(allowed)}")
+
+
 def check_at_least(cfg, minimum: dict[str, int]) -> None:
     """ValueError naming the option of the first field of `cfg` below its minimum."""
     for name, low in minimum.items():
@@ -221,6 +228,15 @@ def environment_lines(env: dict, manifest: str, split: str, rows: str, settings:
 
 
 
+@dataclass
+class BackendRow:
+    """The start of a benchmark's table row: a backend, whether it ran, and why not."""
+
+    backend: str
+    status: str  # ok / skipped / failed
+    reason: str = ""
+
+
 @dataclass(frozen=True)
 class Table:
     """A fixed-width text table: `columns` are (title, width), the first left-aligned and the
@@ -237,6 +253,8 @@ class Table:
         head = self.line(*(t for t, _ in self.columns), note="note")
         return [head, "-" * len(head)]
 
-    def missing(self, name: str, note: str) -> str:
-        """The line of a row that did not run: dashes, then why."""
-        return self.line(name, *["-"] * (len(self.columns) - 1), note=note)
+    def render(self, rows: list[BackendRow], ran) -> list[str]:
+        """The head, then a line per row: `ran(row)` where it ran, else dashes and why not."""
+        dashes = ["-"] * (len(self.columns) - 1)
+        return self.head() + [ran(r) if r.status == "ok" else self.line(r.backend, *dashes, note=f"{r.status}: {r.reason}")
+                              for r in rows]

@@ -46,8 +46,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ascnet.bench.common import (Meter, Table, bench_manifest, check_at_least, check_quiet, environment,
-                                 environment_lines, load_average, load_line, skip_reason, write_json_atomic)
+from ascnet.bench.common import (BackendRow, Meter, Table, bench_manifest, check_at_least, check_backends, check_quiet,
+                                 environment, environment_lines, load_average, load_line, skip_reason, write_json_atomic)
 from ascnet.manifest import Manifest
 from ascnet.sampling import sample_pair
 
@@ -84,9 +84,7 @@ class DecodeBenchConfig:
     json: str | None = None
 
     def check(self) -> "DecodeBenchConfig":
-        bad = [b for b in self.backends if b not in BACKENDS]
-        if bad:
-            raise ValueError(f"unknown backend(s) {bad}; allowed: {list(BACKENDS)}")
+        check_backends(self.backends, BACKENDS)
         check_at_least(self, {"batch_size": 1, "clip_len": 1, "crop_size": 8, "check_pairs": 0, "min_videos": 1,
                               "ceiling_files": 1})
         if self.seconds <= 0:
@@ -97,10 +95,7 @@ class DecodeBenchConfig:
 
 
 @dataclass
-class Row:
-    backend: str
-    status: str                 # ok / skipped / failed
-    reason: str = ""
+class Row(BackendRow):
     workers: int = 0                    # the worker count of the best run
     sweep: dict = field(default_factory=dict)  # workers -> pairs/s
     pairs_per_s: float | None = None
@@ -486,13 +481,10 @@ TABLE = Table((("backend", 16), ("workers", 7), ("pairs/s", 8), ("x baseline", 1
 
 
 def format_table(rows: list[Row], cfg: DecodeBenchConfig) -> str:
-    lines = TABLE.head()
-    for r in rows:
-        if r.status != "ok":
-            lines.append(TABLE.missing(r.backend, f"{r.status}: {r.reason}"))
-            continue
-        num = lambda x, f: format(x, f) if x is not None else "-"  # noqa: E731
-        ms = lambda x: format(1000 * x, ".0f") if x is not None else "-"  # noqa: E731
+    num = lambda x, f: format(x, f) if x is not None else "-"  # noqa: E731
+    ms = lambda x: format(1000 * x, ".0f") if x is not None else "-"  # noqa: E731
+
+    def ran(r: Row) -> str:
         decoded = f"{num(r.decoded_per_pair, '.0f')} {r.decoded_how[:5]}" if r.decoded_per_pair is not None else "-"
         check = f"{r.frames_correct}/{r.frames_checked}" if r.frames_checked else "-"
         load = f"{r.load[0]:.1f}/{r.load[1]:.1f}" if r.load else "-"
@@ -506,9 +498,10 @@ def format_table(rows: list[Row], cfg: DecodeBenchConfig) -> str:
         if r.wrong_by_file:
             note += "; wrong frames in " + ", ".join(f"{f} ({w}/{n})" for f, (w, n) in r.wrong_by_file.items())
         workers = str(r.workers) if r.workers else "-"
-        lines.append(TABLE.line(r.backend, workers, f"{r.pairs_per_s:.1f}", num(r.ratio, ".2f"), ms(r.cpu_s_per_pair),
-                                ms(r.machine_cpu_s_per_pair), decoded, num(r.ideal_per_pair, ".0f"), check, load,
-                                note=note))
+        return TABLE.line(r.backend, workers, f"{r.pairs_per_s:.1f}", num(r.ratio, ".2f"), ms(r.cpu_s_per_pair),
+                          ms(r.machine_cpu_s_per_pair), decoded, num(r.ideal_per_pair, ".0f"), check, load, note=note)
+
+    lines = TABLE.render(rows, ran)
     lines.append("pairs/s at each loader's best worker count (sweep: workers:pairs/s); x baseline: ratio of bests. "
                  "CPU ms/pair: the loader's process tree; machine: all CPUs' busy time (/proc/stat) per pair. "
                  "frames/pair: frames decoded per pair (counted, or modelled from the keyframe table); ideal: the "

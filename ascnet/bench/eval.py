@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ascnet.bench.common import (Meter, Table, bench_manifest, check_at_least, check_quiet, environment,
-                                 environment_lines, load_average, load_line, skip_reason, write_json_atomic)
+from ascnet.bench.common import (BackendRow, Meter, Table, bench_manifest, check_at_least, check_backends, check_quiet,
+                                 environment, environment_lines, load_average, load_line, skip_reason, write_json_atomic)
 from ascnet.config import check_choices
 from ascnet.evaluate.features import VIDEO_BAR, resolve_device
 from ascnet.manifest import Manifest
@@ -51,9 +51,7 @@ class EvalBenchConfig:
     json: str | None = None
 
     def check(self) -> "EvalBenchConfig":
-        bad = [b for b in self.backends if b not in LOADERS]
-        if bad:
-            raise ValueError(f"unknown backend(s) {bad}; allowed: {list(LOADERS)}")
+        check_backends(self.backends, LOADERS)
         check_choices(self)
         check_at_least(self, {"width": 1, "clip_len": 1, "crop_size": 8, "clips_per_video": 1, "batch_size": 1,
                               "workers": 0, "min_videos": 1, "rounds": 1})
@@ -61,10 +59,7 @@ class EvalBenchConfig:
 
 
 @dataclass
-class Row:
-    backend: str
-    status: str  # ok / skipped / failed
-    reason: str = ""
+class Row(BackendRow):
     loader_videos_per_s: float | None = None
     features_videos_per_s: float | None = None
     ratio: float | None = None  # features videos/s over the baseline's
@@ -220,11 +215,7 @@ TABLE = Table((("backend", 9), ("loader videos/s", 15), ("features videos/s", 17
 
 
 def format_table(rows: list[Row], model_rate: float) -> str:
-    lines = TABLE.head()
-    for r in rows:
-        if r.status != "ok":
-            lines.append(TABLE.missing(r.backend, f"{r.status}: {r.reason}"))
-            continue
+    def ran(r: Row) -> str:
         loader = f"{r.loader_videos_per_s:.2f}" if r.loader_videos_per_s is not None else "-"
         ratio = f"{r.ratio:.2f}" if r.ratio is not None else "-"
         share = f"{100 * r.features_videos_per_s / model_rate:.0f}%" if r.backend != "model" else "100%"
@@ -232,8 +223,9 @@ def format_table(rows: list[Row], model_rate: float) -> str:
             "features videos/s per round " + ", ".join(f"{x[1]:.2f}" for x in r.extra.get("rounds", [])))
         if r.load:
             note += f"; load {r.load[0]:.1f}/{r.load[1]:.1f}" + (" BUSY" if r.busy else "")
-        lines.append(TABLE.line(r.backend, loader, f"{r.features_videos_per_s:.2f}", ratio, share, note=note))
-    return "\n".join(lines)
+        return TABLE.line(r.backend, loader, f"{r.features_videos_per_s:.2f}", ratio, share, note=note)
+
+    return "\n".join(TABLE.render(rows, ran))
 
 
 __all__ = ["EvalBenchConfig", "run_eval_bench"]
