@@ -44,6 +44,10 @@ class BenchTrainConfig:
     threads: int = 0  # torch intra-op threads on CPU; 0 = torch's default
     allow_busy: bool = False  # run even when the machine is loaded (sides are marked busy)
 
+    def check(self) -> "BenchTrainConfig":
+        check_at_least(self, {"steps": 1, "warmup": 0, "threads": 0})
+        return self
+
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
@@ -69,7 +73,7 @@ def _time_steps(step, batches, n_warmup: int, n_steps: int, device: torch.device
 
 def bench_train(cfg: BenchTrainConfig) -> dict:
     """Both sides' step time, pairs/s and clips/s (2 clips per pair), and real/synthetic ratio."""
-    check_at_least(cfg, {"steps": 1, "warmup": 0, "threads": 0})
+    cfg.check()
     from ascnet.train import PretrainConfig, build_loader, build_model, setup_runtime, train_step
 
     pcfg = PretrainConfig(manifest=cfg.manifest, data="manifest" if cfg.manifest else "synthetic", split=cfg.split,
@@ -133,7 +137,7 @@ def format_result(r: dict) -> str:
 
 def run_train_bench(cfg: BenchTrainConfig, echo=print, json_out: str | None = None) -> dict:
     """Refuse a loaded machine (unless `allow_busy`), time both sides, print them; returns the result."""
-    load_start = check_quiet(cfg.allow_busy, echo)
+    load_start = check_quiet(cfg.check().allow_busy, echo)
     r = bench_train(cfg)
     r["load_average"] = [load_start, load_average()]
     echo(format_result(r))
