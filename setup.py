@@ -1,7 +1,8 @@
 from setuptools import setup
 
 # Everything installed lives under `import ascnet`: the top-level folders
-# pipelines/ and tools/ become ascnet.pipelines and ascnet.tools.
+# pipelines/ and tools/ become ascnet.pipelines and ascnet.tools. ascnet.bench carries the
+# GPU check's shell script beside its Python entry point.
 setup(
     package_dir={
         "ascnet": "ascnet",
@@ -13,7 +14,9 @@ setup(
         "ascnet.cli",
         "ascnet.models",
         "ascnet.evaluate",
+        "ascnet.bench",
         "ascnet.pipelines",
         "ascnet.tools",
     ],
+    package_data={"ascnet.bench": ["gpu_check.sh"]},
 )

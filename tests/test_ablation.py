@@ -3,16 +3,17 @@ import json
 
 import pytest
 
-from ascnet.ablation import read_results, sweep
-from ascnet.demo import DemoConfig
+from dataclasses import replace
 
-TINY = dict(videos=24, size=32, min_frames=24, max_frames=30, width=4, clip_len=4, crop_size=16, speeds=(1, 2),
-            max_steps=2, batch_size=4, hidden_dim=32, queue_size=64, clips_per_video=1, workers=1, progress=False)
+from ascnet.ablation import read_results, sweep
+from ascnet.demo import DEMO_CLIP, DemoConfig
 
 
 @pytest.mark.slow
 def test_sweep_runs_each_cell_once_and_reports_them(tmp_path):
-    base = DemoConfig(**TINY)
+    base = DemoConfig(videos=24, size=32, min_frames=24, max_frames=30, clips_per_video=1, workers=1, progress=False)
+    base = replace(base, pretrain=replace(base.pretrain, width=4, clip=replace(DEMO_CLIP, clip_len=4, crop_size=16, speeds=(1, 2)),
+                                          max_steps=2, batch_size=4, hidden_dim=32, queue_size=64))
     report = sweep(tmp_path, base, correlations=(0.0, 1.0), seeds=(0,), step_scales=(2,), at_p=1.0)
     rows = read_results(tmp_path)
     keys = {r["key"] for r in rows}

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import torch
 
+from ascnet.clips import ClipSpec
 from ascnet.manifest import Manifest
 from ascnet.clips import denormalize
-from ascnet.sampling import sample_pair
-from ascnet.tools.baseline_loader import (
+from ascnet.sampling import eval_clips, sample_pair
+from ascnet.bench.baseline import (
     VideoFile,
     _gray,
     _hsv2rgb,
@@ -19,6 +20,7 @@ from ascnet.tools.baseline_loader import (
     adjust_brightness,
     adjust_hue,
     adjust_saturation,
+    build_baseline_eval_loader,
     build_baseline_loader,
     draw_params,
     pyav_frames,
@@ -48,7 +50,8 @@ def indices(clips: torch.Tensor) -> np.ndarray:
 
 
 def test_unaugmented_frames_are_the_sampled_ones(pattern):
-    loader = build_baseline_loader(pattern, batch_size=2, clip_len=T, crop_size=CROP, augment=False, seed=3, workers=0)
+    loader = build_baseline_loader(pattern, ClipSpec(clip_len=T, crop_size=CROP, augment=False), batch_size=2, seed=3,
+                                   workers=0)
     table = pattern.decode_table()
     assert loader.steps_per_epoch == 2
     seen = []
@@ -65,27 +68,39 @@ def test_unaugmented_frames_are_the_sampled_ones(pattern):
     assert sorted(seen) == [0, 1, 2, 3]
 
 
+def test_eval_mode_gives_each_videos_evenly_spaced_clips_in_batches_across_videos(pattern):
+    loader = build_baseline_eval_loader(pattern, ClipSpec(clip_len=T, crop_size=CROP), split="train", batch_size=3,
+                                        clips_per_video=2, workers=0)
+    batches = list(loader)
+    assert [len(b["clips"]) for b in batches] == [3, 3, 2]  # 4 videos x 2 clips, batches across video boundaries
+    clips = torch.cat([b["clips"] for b in batches])
+    assert clips.shape == (8, 3, T, CROP, CROP) and clips.dtype == torch.float32
+    assert torch.cat([b["video_index"] for b in batches]).tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+    want = np.concatenate([eval_clips(n, T, 2) for n, _ in SPECS])
+    assert indices(clips).tolist() == want.tolist()
+
+
 def test_a_split_smaller_than_a_batch_is_refused(pattern):
     with pytest.raises(ValueError, match=r"split 'train' has 4 usable videos, fewer than one batch of 3 x 2 shard\(s\)"):
         build_baseline_loader(pattern, batch_size=3, num_shards=2)
 
 
 def test_workers_change_nothing_and_start_step_skips(pattern):
-    kw = dict(batch_size=2, clip_len=T, crop_size=CROP, augment=True, seed=5)
-    inline = list(build_baseline_loader(pattern, workers=0, **kw).epoch(2))
-    forked = list(build_baseline_loader(pattern, workers=2, **kw).epoch(2))
-    resumed = list(build_baseline_loader(pattern, workers=0, **kw).epoch(2, start_step=1))
+    clip, kw = ClipSpec(clip_len=T, crop_size=CROP, augment=True), dict(batch_size=2, seed=5)
+    inline = list(build_baseline_loader(pattern, clip, workers=0, **kw).epoch(2))
+    forked = list(build_baseline_loader(pattern, clip, workers=2, **kw).epoch(2))
+    resumed = list(build_baseline_loader(pattern, clip, workers=0, **kw).epoch(2, start_step=1))
     for a, b in zip(inline, forked):
         for k in a:
             assert torch.equal(a[k], b[k]), k
     assert len(resumed) == 1 and torch.equal(resumed[0]["clip_a"], inline[1]["clip_a"])
-    other = list(build_baseline_loader(pattern, workers=0, **dict(kw, seed=6)).epoch(2))
+    other = list(build_baseline_loader(pattern, clip, workers=0, **dict(kw, seed=6)).epoch(2))
     assert not torch.equal(other[0]["clip_a"], inline[0]["clip_a"])
 
 
 def test_augmentation_is_drawn_once_per_clip(pattern):
     """A clip of one repeated frame stays one repeated frame; the pair's two clips differ."""
-    loader = build_baseline_loader(pattern, batch_size=2, clip_len=T, crop_size=CROP, seed=0, workers=0)
+    loader = build_baseline_loader(pattern, ClipSpec(clip_len=T, crop_size=CROP), batch_size=2, seed=0, workers=0)
     ds = loader.dataset
     frame = pyav_frames(str(pattern.resolve("v0.webm")), [7])[0]
     frames = np.repeat(frame[None], T, axis=0)

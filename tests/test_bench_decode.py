@@ -8,23 +8,21 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from ascnet.clips import ClipSpec
 from ascnet.cli.bench import main as bench
 from ascnet.manifest import Manifest
 from ascnet.optional import cuda_available
-from ascnet.tools.baseline_loader import pyav_frames
-from ascnet.tools.bench_decode import (
-    BusyMachineError,
+from ascnet.bench.baseline import pyav_frames
+from ascnet.bench.common import BusyMachineError, Meter, check_quiet, skip_reason
+from ascnet.bench.decode import (
     DecodeBenchConfig,
-    Meter,
     _quarter,
-    check_quiet,
     clip_cost,
     decode_cost,
     decode_only,
     match_frames,
     pair_cost,
     run_decode_bench,
-    skip_reason,
 )
 from ascnet.tools.synthetic import CODECS, write_pattern_video
 
@@ -179,8 +177,8 @@ def test_torchcodec_row_runs_where_it_loads_and_says_why_not_elsewhere(vp9):
         assert reason and "torchcodec" in reason and "CUDA" in reason
         return
     assert reason is None  # where it loads, the row runs: the same pairs through get_frames_at
-    from ascnet.tools.baseline_loader import build_baseline_loader
+    from ascnet.bench.baseline import build_baseline_loader
 
-    loader = build_baseline_loader(Manifest.from_parquet(vp9), batch_size=2, clip_len=8, crop_size=32, workers=0,
-                                   decoder="torchcodec", augment=False)
+    loader = build_baseline_loader(Manifest.from_parquet(vp9), ClipSpec(clip_len=8, crop_size=32, augment=False),
+                                   batch_size=2, workers=0, decoder="torchcodec")
     assert loader.backend == "torchcodec" and next(loader.epoch(0))["clip_a"].shape == (2, 3, 8, 32, 32)

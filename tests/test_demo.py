@@ -2,21 +2,29 @@
 import json
 import math
 import re
+from dataclasses import replace
 
 import pytest
 from click.testing import CliRunner
 from PIL import Image
 
 from ascnet.cli.train import main as train_cli
-from ascnet.demo import DemoConfig, DemoError, run_demo
+from ascnet.demo import DEMO_CLIP, DemoConfig, DemoError, run_demo
 
-TINY = dict(videos=24, size=32, min_frames=24, max_frames=30, width=4, clip_len=4, crop_size=16, speeds=(1, 2, 4),
-            max_steps=3, batch_size=4, hidden_dim=32, queue_size=64, clips_per_video=2, workers=2, supervised_epochs=1)
+TINY = dict(videos=24, size=32, min_frames=24, max_frames=30, clips_per_video=2, workers=2, supervised_epochs=1)
+TINY_PRETRAIN = dict(width=4, clip=replace(DEMO_CLIP, clip_len=4, crop_size=16), max_steps=3, batch_size=4, hidden_dim=32,
+                     queue_size=64)
+
+
+def tiny_demo(out, **kw) -> DemoConfig:
+    """The demo at a tiny size: its data fields, and its pretraining recipe made small."""
+    cfg = DemoConfig(out=str(out), progress=False, **{**TINY, **kw})
+    return replace(cfg, pretrain=replace(cfg.pretrain, **TINY_PRETRAIN))
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    cfg = DemoConfig(out=str(tmp_path_factory.mktemp("demo") / "run"), progress=False, **TINY)
+    cfg = tiny_demo(tmp_path_factory.mktemp("demo") / "run")
     return cfg, run_demo(cfg)
 
 
@@ -44,7 +52,7 @@ def test_report_holds_the_table_and_pictures(demo):
     assert rows["random init"][0] == pytest.approx(random_row["metrics"]["video_top1"], abs=0.005)
     # the supervised reference is the fine-tuned checkpoint, evaluated by the same linear probe
     supervised = report.parent / "eval" / "supervised"
-    assert json.loads((supervised / "results.json").read_text())["config"]["augment"] is False
+    assert json.loads((supervised / "results.json").read_text())["config"]["clip"]["augment"] is False
     assert any(r["init"] == str(supervised / "checkpoint.pt") for r in linear["rows"])
     assert re.search(r"linear top-1 [+-]\d+\.\d points, retrieval top-1 [+-]\d+\.\d points", text)
     # the ablation pretrained with lambda = 0 and was evaluated like the others
@@ -80,7 +88,7 @@ def test_preview_errors_name_the_fix(tmp_path):
 
 
 def test_a_failing_step_is_named(tmp_path):
-    cfg = DemoConfig(out=str(tmp_path / "run"), progress=False, **dict(TINY, videos=5))
+    cfg = tiny_demo(tmp_path / "run", videos=5)
     with pytest.raises(DemoError, match=r"step '1/6 data: digits in motion' failed: BadParameter: .*need at least 12"):
         run_demo(cfg)
     assert "Traceback" in (tmp_path / "run" / "demo-error.log").read_text()

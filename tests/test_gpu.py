@@ -1,6 +1,6 @@
 """The GPU path (NVDEC): exact frame indices per codec, CUDA tensors straight from DALI,
 batches that stay valid after the next one. Skipped only where no GPU is present; with
-ASCNET_EXPECT_GPU=1 a missing GPU fails them instead (tools/gpu_check.sh sets it)."""
+ASCNET_EXPECT_GPU=1 a missing GPU fails them instead (ascnet/bench/gpu_check.sh sets it)."""
 import numpy as np
 import pytest
 import torch
@@ -9,7 +9,7 @@ from ascnet.clips import ClipSpec
 from ascnet.clips import denormalize
 from ascnet.pipelines.loader import build_eval_loader, build_pair_loader
 from ascnet.sampling import eval_clips, sample_pair
-from ascnet.tools.gpu_check import pattern_manifest
+from ascnet.bench.gpu_check import pattern_manifest
 from ascnet.tools.synthetic import read_index
 
 pytestmark = pytest.mark.gpu

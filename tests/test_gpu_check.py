@@ -1,17 +1,21 @@
 """The GPU check's own logic, on the CPU: the seek verdict and the offline bundles it unpacks."""
 import hashlib
+import importlib.util
 import io
 import lzma
-import sys
 import tarfile
 from pathlib import Path
 
 import pytest
 
-from ascnet.tools.gpu_check import seek_verdict
+from ascnet.bench.gpu_check import seek_verdict
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-from offline import BundleError, unpack  # noqa: E402  (a standalone script: it runs before ascnet imports)
+# a standalone script (it runs before ascnet imports): loaded from its file, as gpu_check.sh runs it
+OFFLINE = Path(__file__).resolve().parents[1] / "ascnet" / "bench" / "offline.py"
+_spec = importlib.util.spec_from_file_location("offline", OFFLINE)
+offline = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(offline)
+BundleError, unpack = offline.BundleError, offline.unpack
 
 
 def test_seek_verdict_judges_the_end_against_the_whole_file():

@@ -300,17 +300,33 @@ def test_transcode_resumes(tmp_path):
 def test_bench_index_compares_against_the_sequential_loop(tmp_path):
     from ascnet.cli.bench import main as bench
 
-    res = CliRunner().invoke(bench, ["index", str(tmp_path / "gen"), "--generate", "3", "--repeat", "1"])
+    res = CliRunner().invoke(bench, ["index", str(tmp_path / "gen"), "--generate", "3", "--repeat", "1", "--allow-busy"])
     assert res.exit_code == 0, res.output
     lines = res.output.splitlines()
-    assert lines[0].startswith("device: ") and "CPU cores" in lines[0]
-    methods = [re.split(r"\s{2,}", ln)[0] for ln in lines[3:]]
+    lines = lines[next(i for i, ln in enumerate(lines) if ln.startswith("device: ")):]  # after a --allow-busy warning
+    assert "CPU cores" in lines[0]
+    methods = [re.split(r"\s{2,}", ln)[0] for ln in lines[3:7]]
     assert methods == ["sequential ffprobe loop (baseline)", "ascnet-index build --workers 2",
                        "ascnet-index build --workers 2, re-run (all rows reused)", "ascnet-index build --workers 1"]
-    assert re.search(r"baseline\)\s+3\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+1\.00x$", lines[3])
+    assert re.search(r"baseline\)\s+3\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+1\.00x(  BUSY)?$", lines[3])
+    assert lines[7].startswith("1-min load average ") and len(lines) == 8
     assert len(list((tmp_path / "gen").rglob("*.*"))) == 3
-    again = CliRunner().invoke(bench, ["index", str(tmp_path / "gen"), "--generate", "3"])
+    again = CliRunner().invoke(bench, ["index", str(tmp_path / "gen"), "--generate", "3", "--allow-busy"])
     assert again.exit_code == 2 and "--generate writes into an empty ROOT;" in again.output
+
+
+def test_bench_index_refuses_a_loaded_machine(tmp_path, monkeypatch):
+    from ascnet.bench import common
+    from ascnet.cli.bench import main as bench
+
+    monkeypatch.setattr(common, "load_average", lambda: 9.0)
+    res = CliRunner().invoke(bench, ["index", str(tmp_path / "gen"), "--generate", "3"])
+    assert res.exit_code == 1 and "the 1-min load average is 9.00 (> 0.5)" in res.output
+    assert "pass --allow-busy to measure anyway" in res.output and not (tmp_path / "gen").exists()  # before any work
+    res = CliRunner().invoke(bench, ["index", str(tmp_path / "gen"), "--generate", "2", "--repeat", "1", "--allow-busy"])
+    assert res.exit_code == 0, res.output
+    assert res.output.startswith("warning: load average 9.00 > 0.5; measuring anyway (--allow-busy)")
+    assert "1-min load average 9.00 at the start, " in res.output
 
 
 # ---- symlinks ---------------------------------------------------------------------------

@@ -325,7 +325,7 @@ def test_pair_loader_passes_crop_scale_to_every_clip(videos):
     m = manifest_of(videos, "vp9")
 
     def areas(**kw):
-        with build_pair_loader(m, ClipSpec(clip_len=T, crop_size=CROP, speeds=(1, 2)), batch_size=2, backend="pyav", **kw) as L:
+        with build_pair_loader(m, ClipSpec(clip_len=T, crop_size=CROP, speeds=(1, 2), **kw), batch_size=2, backend="pyav") as L:
             sched = TrainSchedule(**L._sched_args)  # what the loader's source asks the pipeline for
             return np.array([_box_area(a) for g in range(40) for a in sched.request(g).aug])
 
@@ -339,7 +339,8 @@ def test_flip_p_mirrors_clips_and_changes_nothing_else(videos):
     m = manifest_of(videos, "vp9")
 
     def first_batch(flip_p):
-        with build_pair_loader(m, ClipSpec(clip_len=T, crop_size=CROP, speeds=(1, 2), flip_p=flip_p), batch_size=2, backend="pyav") as L:
+        clip = ClipSpec(clip_len=T, crop_size=CROP, speeds=(1, 2), flip_p=flip_p)
+        with build_pair_loader(m, clip, batch_size=2, backend="pyav") as L:
             return next(iter(L.epoch(0)))
 
     never, always = first_batch(0.0), first_batch(1.0)

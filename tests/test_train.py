@@ -337,10 +337,28 @@ def test_bench_train_command_reports_both_sides(tmp_path):
     Manifest.from_rows(rows, root=tmp_path).write(tmp_path / "m.parquet")
     args = ["train", "--manifest", str(tmp_path / "m.parquet"), "--device", "cpu", "--width", "4", "--clip-len", "4",
             "--crop-size", "16", "--batch-size", "2", "--speeds", "1,2", "--steps", "2", "--warmup", "1", "--workers", "1",
-            "--backend", "pyav", "--threads", "1", "--json-out", str(tmp_path / "r.json")]
+            "--backend", "pyav", "--threads", "1", "--allow-busy", "--json-out", str(tmp_path / "r.json")]
     result = CliRunner().invoke(bench_cli, args)
     assert result.exit_code == 0, result.output
     r = json.loads((tmp_path / "r.json").read_text())
     assert r["ratio"] == pytest.approx(r["real"]["step_s"] / r["synthetic"]["step_s"])
     assert r["real"]["clips_per_s"] == pytest.approx(2 * r["real"]["pairs_per_s"]) and r["backend"] == "pyav"
     assert "real/synthetic step time:" in result.output and "device cpu (1 threads)" in result.output
+    assert len(r["load_average"]) == 2 and all(isinstance(r[s]["busy"], bool) for s in ("synthetic", "real"))
+    assert "1-min load average " in result.output.splitlines()[-1]
+
+
+def test_bench_train_refuses_a_loaded_machine(monkeypatch):
+    from ascnet.bench import common
+    from ascnet.cli.bench import main as bench_cli
+
+    monkeypatch.setattr(common, "load_average", lambda: 9.0)
+    args = ["train", "--device", "cpu", "--width", "4", "--clip-len", "4", "--crop-size", "16", "--batch-size", "2",
+            "--steps", "1", "--warmup", "0", "--workers", "0", "--threads", "1"]
+    result = CliRunner().invoke(bench_cli, args)
+    assert result.exit_code == 1 and "the 1-min load average is 9.00 (> 0.5)" in result.output
+    assert "pass --allow-busy to measure anyway" in result.output and "step ms" not in result.output  # nothing measured
+    result = CliRunner().invoke(bench_cli, args + ["--allow-busy"])  # the synthetic side only: no --manifest
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("warning: load average 9.00 > 0.5; measuring anyway (--allow-busy)")
+    assert "synthetic" in result.output and "1-min load average 9.00 at the start, " in result.output

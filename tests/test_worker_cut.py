@@ -6,11 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from ascnet.clips import ClipSpec
-from ascnet.clips import IDENTITY, apply_colour, colour_matrix, pixel_box, sample_augment
+from ascnet.bench.decode import decode_cost
+from ascnet.clips import IDENTITY, ClipSpec, apply_colour, colour_matrix, pixel_box, sample_augment
 from ascnet.pipelines.decode import BytesSource, Cut, cut_clip, read_frames
 from ascnet.pipelines.schedules import TrainSchedule
-from ascnet.tools.bench_decode import decode_cost
 from ascnet.tools.probe import probe
 from ascnet.tools.synthetic import read_index, write_pattern_video
 

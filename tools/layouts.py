@@ -16,8 +16,10 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, get_args
 
-LAYOUTS = ("ucf101", "hmdb51", "kinetics", "folder")
+Layout = Literal["ucf101", "hmdb51", "kinetics", "folder"]
+LAYOUTS = get_args(Layout)
 VIDEO_EXTENSIONS = frozenset(
     {".avi", ".mp4", ".mkv", ".webm", ".mov", ".m4v", ".flv", ".mpg", ".mpeg", ".wmv", ".3gp", ".ogv"}
 )

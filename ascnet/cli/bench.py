@@ -1,7 +1,11 @@
-"""`ascnet-bench`: benchmarks, each comparing backends side by side in one run."""
+"""`ascnet-bench`: benchmarks, each comparing backends side by side in one run.
+
+The commands are thin: each builds its config (`ascnet.cli.options`) and calls its benchmark
+in `ascnet.bench`."""
 import click
 
 from ascnet.cli.lazy import LazyGroup
+from ascnet.manifest import ManifestError
 
 
 @click.group(
@@ -15,3 +19,14 @@ from ascnet.cli.lazy import LazyGroup
 )
 def main():
     """ascnet-bench: decode and training throughput benchmarks."""
+
+
+def run_bench(run, cfg, errors=(ManifestError, ValueError), **kwargs):
+    """`run(cfg, echo=click.echo, **kwargs)`; the errors it names become one message and exit 1."""
+    try:
+        return run(cfg, echo=click.echo, **kwargs)
+    except errors as e:
+        raise click.ClickException(str(e)) from e
+
+
+ALLOW_BUSY = "measure even when the 1-min load average is above 0.5 (rows marked busy)"

@@ -5,7 +5,7 @@ option per field of it, under the inner name (`--clip-len`). Tuples are given co
 (`--speeds 1,2,4`)."""
 from __future__ import annotations
 
-from dataclasses import fields, is_dataclass
+from dataclasses import MISSING, fields, is_dataclass
 from typing import get_args, get_origin
 
 import click
@@ -25,17 +25,22 @@ def _leaves(cls, skip=()) -> list[tuple[str, str | None, object, object, tuple |
             out += [(g.name, f.name, inner_types[g.name], getattr(default, g.name), inner_allowed.get(g.name))
                     for g in fields(tp) if g.name not in skip]
         else:
-            out.append((f.name, None, tp, f.default, allowed.get(f.name)))
+            default = f.default if f.default is not MISSING else (
+                f.default_factory() if f.default_factory is not MISSING else None)  # type: ignore[misc]
+            out.append((f.name, None, tp, default, allowed.get(f.name)))
     return out
 
 
-def config_options(cls, help: dict[str, str], *, skip=(), required=()):
+def config_options(cls, help: dict[str, str], *, skip=(), required=(), arguments=()):
     """Decorator: one option per field of `cls` (and of its dataclass fields) but `skip`;
-    `required` ones have no default."""
+    `required` ones have no default, `arguments` become positional."""
 
     def decorate(func):
         for name, _, tp, default, allowed in reversed(_leaves(cls, skip)):
             flag = "--" + name.replace("_", "-")
+            if name in arguments:
+                func = click.argument(name, type=click.Path() if tp is str else None)(func)
+                continue
             kw = {"default": default, "show_default": default is not None, "help": help[name]}
             if name in required:
                 kw = {"required": True, "help": help[name]}

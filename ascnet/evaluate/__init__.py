@@ -5,5 +5,4 @@
 - `retrieval`: `RetrievalConfig`, `retrieval()`: test queries train by cosine, top-k
 - `finetune`:  `FinetuneConfig`, `finetune()`: encoder + new head, multi-crop test, exact resume
 - `report`:    results.json / results.md, plots, `compare_table()`
-- `bench`:     `ascnet-bench eval`: feature-extraction videos/s per decoder backend
 """

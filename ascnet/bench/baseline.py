@@ -1,4 +1,5 @@
-"""The loader the peers use (RSPNet / CoCLR / Pace style), kept as the benchmark's baseline.
+"""The loader the peers use (RSPNet / CoCLR / Pace style), kept as the benchmarks' baseline:
+the one place that decodes with decord.
 
 Written as a competent user of those libraries writes it: a `torch.utils.data.Dataset` whose
 `__getitem__` opens the video with decord (`VideoReader(path, num_threads=1)`) and fetches each
@@ -11,7 +12,12 @@ so its functional ops are written here on torch tensors the way torchvision writ
 
 The frames come from `ascnet.sampling` (the same definition as our pipelines) and the frame
 count from the manifest, so both loaders decode the same frames and the benchmark compares
-equal work. The loader mirrors `PairLoader`'s surface: `steps_per_epoch`, `epoch()`, `close()`.
+equal work. The loader mirrors `TrainLoader`'s surface: `steps_per_epoch`, `epoch()`, `close()`.
+
+Its evaluation mode (`build_baseline_eval_loader`) is what the peers' evaluation scripts do:
+a `DataLoader` over videos whose workers open each file the same way, fetch its N evenly
+spaced clips (`ascnet.sampling.eval_clips`) and resize, centre-crop and normalise frame by
+frame; it mirrors the evaluation loader's batches (`clips`, `video_index`).
 """
 from __future__ import annotations
 
@@ -24,9 +30,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ascnet.clips import MEAN, STD, ClipSpec  # the same normalisation as our pipelines
 from ascnet.manifest import Manifest
-from ascnet.pipelines.augment import MEAN, STD  # the same normalisation as our pipelines
-from ascnet.sampling import check_rate, check_speeds, sample_pair, shard_plan, steps_per_epoch
+from ascnet.sampling import eval_clips, sample_pair, shard_plan, steps_per_epoch
 
 
 # ---- decoding ------------------------------------------------------------------------------
@@ -57,6 +63,15 @@ def pyav_frames(path: str, indices: Sequence[int]) -> np.ndarray:
 
 
 DECODERS = ("decord", "torchcodec")
+
+
+def decoder_versions() -> dict:
+    """The peers' decoder's version, for the benchmarks' environment line."""
+    try:
+        import decord
+    except ImportError:
+        return {"decord": "not installed"}
+    return {"decord": decord.__version__}
 
 
 class VideoFile:
@@ -216,10 +231,15 @@ def augment_frame(frame: np.ndarray, p: ClipParams, size: int, mean: torch.Tenso
     return (img - mean) / std
 
 
-def plain_frame(frame: np.ndarray, size: int, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """(H, W, 3) uint8 -> (3, size, size), no randomness: short side resized to `size`, centre crop."""
+def plain_frame(frame: np.ndarray, size: int, mean: torch.Tensor, std: torch.Tensor,
+                antialias: bool = False) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (3, size, size), no randomness: short side resized to `size`, centre crop.
+
+    Without antialiasing as our pipelines' un-augmented path (the decode benchmark's frame
+    check); with it as torchvision's `Resize` in the peers' evaluation scripts.
+    """
     img = torch.from_numpy(frame).permute(2, 0, 1).float().div_(255.0)
-    return (resize_center(img, size, antialias=False) - mean) / std  # as our pipelines' un-augmented path
+    return (resize_center(img, size, antialias=antialias) - mean) / std
 
 
 def resize_center(img: torch.Tensor, size: int, antialias: bool = True) -> torch.Tensor:
@@ -238,17 +258,22 @@ def resize_center(img: torch.Tensor, size: int, antialias: bool = True) -> torch
     return x[..., top : top + size, left : left + size].reshape(*lead, img.shape[-3], size, size)
 
 
+def _decode_table(manifest: Manifest, split: str, decoder: str):
+    if decoder not in DECODERS:
+        raise ValueError(f"unknown decoder '{decoder}'; allowed: {list(DECODERS)}")
+    return manifest.select(split).decode_table()
+
+
 # ---- Dataset and loader ----------------------------------------------------------------------
 class PairDataset(torch.utils.data.Dataset):
     """Item i = the pair of video i for the current epoch: a dict of (3, T, S, S) clips."""
 
-    def __init__(self, table, *, clip_len, crop_size, speeds, rate, base_fps, augment, seed, decoder="decord"):
+    def __init__(self, table, clip: ClipSpec, *, seed, decoder="decord"):
         self.files = table["file"].tolist()
         self.num_frames = table["num_frames"].to_numpy()
         self.fps = table["fps"].to_numpy()
         self.labels = table["label"].to_numpy()
-        self.clip_len, self.crop_size, self.speeds = clip_len, crop_size, speeds
-        self.rate, self.base_fps, self.augment, self.seed, self.decoder = rate, base_fps, augment, seed, decoder
+        self.clip, self.crop_size, self.augment, self.seed, self.decoder = clip, clip.crop_size, clip.augment, seed, decoder
         self.epoch = 0
         self.mean = torch.tensor(MEAN).view(3, 1, 1)
         self.std = torch.tensor(STD).view(3, 1, 1)
@@ -259,7 +284,8 @@ class PairDataset(torch.utils.data.Dataset):
     def pair(self, i: int):
         return sample_pair(
             i, int(self.num_frames[i]), float(self.fps[i]), seed=self.seed, epoch=self.epoch,
-            clip_len=self.clip_len, speeds=self.speeds, rate=self.rate, base_fps=self.base_fps, name=self.files[i],
+            clip_len=self.clip.clip_len, speeds=self.clip.speeds, rate=self.clip.rate, base_fps=self.clip.base_fps,
+            name=self.files[i],
         )
 
     def _clip(self, frames: np.ndarray, rng: random.Random) -> torch.Tensor:
@@ -299,7 +325,7 @@ class _PlanSampler(torch.utils.data.Sampler):
 
 
 class BaselineLoader:
-    """The peers' loader behind `PairLoader`'s surface (CPU tensors only)."""
+    """The peers' loader behind `TrainLoader`'s surface (CPU tensors only)."""
 
     def __init__(self, dataset: PairDataset, *, batch_size, seed, shard_id, num_shards, workers):
         self.dataset = dataset
@@ -328,15 +354,10 @@ class BaselineLoader:
 
 def build_baseline_loader(
     manifest: Manifest,
+    clip: ClipSpec = ClipSpec(),
     *,
     split: str = "train",
     batch_size: int = 8,
-    clip_len: int = 16,
-    crop_size: int = 112,
-    speeds: Sequence[int] = (1, 2, 4, 8),
-    rate: str = "fixed",
-    base_fps: float = 25.0,
-    augment: bool = True,
     seed: int = 0,
     shard_id: int = 0,
     num_shards: int = 1,
@@ -344,16 +365,71 @@ def build_baseline_loader(
     decoder: str = "decord",
 ) -> BaselineLoader:
     """The peers' decord (or torchcodec) + DataLoader loader over `manifest.select(split)` (status ok)."""
-    if decoder not in DECODERS:
-        raise ValueError(f"unknown decoder '{decoder}'; allowed: {list(DECODERS)}")
-    table = manifest.select(split).decode_table()
+    table = _decode_table(manifest, split, decoder)
     if len(table) < batch_size * num_shards:
         raise ValueError(
             f"split '{split}' has {len(table)} usable videos, fewer than one batch of {batch_size}"
             f" x {num_shards} shard(s): lower --batch-size or use a larger manifest"
         )
-    dataset = PairDataset(
-        table, clip_len=clip_len, crop_size=crop_size, speeds=check_speeds(speeds), rate=check_rate(rate),
-        base_fps=base_fps, augment=augment, seed=seed, decoder=decoder,
-    )
+    dataset = PairDataset(table, clip.check(), seed=seed, decoder=decoder)
     return BaselineLoader(dataset, batch_size=batch_size, seed=seed, shard_id=shard_id, num_shards=num_shards, workers=workers)
+
+
+# ---- evaluation mode: one item per video, its N clips ------------------------------------------
+class ClipsDataset(torch.utils.data.Dataset):
+    """Item i = video i's evaluation clips: (N, 3, T, S, S) float32, decoded and transformed per frame."""
+
+    def __init__(self, table, clip: ClipSpec, *, clips_per_video, decoder="decord"):
+        self.files = table["file"].tolist()
+        self.num_frames = table["num_frames"].to_numpy()
+        self.clip_len, self.n, self.crop_size, self.decoder = clip.clip_len, clips_per_video, clip.crop_size, decoder
+        self.mean = torch.tensor(MEAN).view(3, 1, 1)
+        self.std = torch.tensor(STD).view(3, 1, 1)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        video = VideoFile(self.files[i], self.decoder)
+        clips = []
+        for frames in eval_clips(int(self.num_frames[i]), self.clip_len, self.n):
+            # torchvision-style, frame by frame: Resize(short side) -> CenterCrop -> Normalize
+            out = [plain_frame(f, self.crop_size, self.mean, self.std, antialias=True) for f in video.clip(frames)]
+            clips.append(torch.stack(out, dim=1))  # (3, T, S, S)
+        return torch.stack(clips)
+
+
+class BaselineEvalLoader:
+    """The peers' evaluation loader behind the evaluation loader's surface: iterating gives
+    batches of `batch_size` clips across video boundaries (the same forward sizes as ours),
+    `clips` (B, 3, T, S, S) float32 and `video_index` (B,) int64."""
+
+    def __init__(self, dataset: ClipsDataset, *, batch_size: int, workers: int):
+        self.dataset, self.batch_size, self.workers = dataset, batch_size, workers
+
+    def __iter__(self) -> Iterator[dict]:
+        videos = torch.utils.data.DataLoader(self.dataset, batch_size=None, num_workers=self.workers, shuffle=False)
+        clips, index, b = [], [], self.batch_size
+        for vi, video in enumerate(videos):
+            clips += list(video)
+            index += [vi] * len(video)
+            while len(clips) >= b:
+                yield {"clips": torch.stack(clips[:b]), "video_index": torch.tensor(index[:b])}
+                clips, index = clips[b:], index[b:]
+        if clips:
+            yield {"clips": torch.stack(clips), "video_index": torch.tensor(index)}
+
+
+def build_baseline_eval_loader(
+    manifest: Manifest,
+    clip: ClipSpec = ClipSpec(),
+    *,
+    split: str = "test",
+    batch_size: int = 8,
+    clips_per_video: int = 10,
+    workers: int = 2,
+    decoder: str = "decord",
+) -> BaselineEvalLoader:
+    """The peers' evaluation loader over `manifest.select(split)` (status ok): N centre-cropped clips per video."""
+    dataset = ClipsDataset(_decode_table(manifest, split, decoder), clip, clips_per_video=clips_per_video, decoder=decoder)
+    return BaselineEvalLoader(dataset, batch_size=batch_size, workers=workers)

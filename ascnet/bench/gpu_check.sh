@@ -2,19 +2,20 @@
 # The GPU check: on a machine with one NVIDIA GPU and no network, installs nothing, runs the
 # GPU tests, short decode measurements and the training-step benchmark, and prints one table, in under 8 minutes.
 #
-#   tools/gpu_check.sh                          # on the GPU machine, DALI and PyAV installed
-#   tools/gpu_check.sh --offline .offline       # the same, DALI and PyAV from wheel bundles in .offline/
-#   tools/gpu_check.sh --cpu-rehearsal [--offline .offline]   # the same parts with the CPU backends
+#   ascnet/bench/gpu_check.sh                      # on the GPU machine, DALI and PyAV installed
+#   ascnet/bench/gpu_check.sh --offline .offline   # the same, DALI and PyAV from wheel bundles in .offline/
+#   ascnet/bench/gpu_check.sh --cpu-rehearsal [--offline .offline]   # the same parts with the CPU backends
 #
 # Needs: a python with torch (CUDA), numpy, pandas, pyarrow, click, pytest, and NVIDIA DALI
-# and PyAV importable: installed, or as bundles (tools/offline.py) in the --offline folder, one
+# and PyAV importable: installed, or as bundles (ascnet/bench/offline.py) in the --offline folder, one
 # subfolder each (part-aa, ... + SHA256SUMS + MANIFEST.txt), unpacked into $WORK/site/ and put on
 # PYTHONPATH. Real clips are read from data/real-clips when present. PYTHON picks the interpreter.
-# ascnet need not be installed: a link farm in $WORK maps pipelines/ and tools/ to
-# ascnet.pipelines / ascnet.tools as setup.py does. Every part runs under its own time limit;
+# Run from a plain checkout: ascnet need not be installed. A link farm in $WORK maps ascnet/'s
+# folders (ascnet.bench among them), pipelines/ and tools/ to ascnet.*, ascnet.pipelines and
+# ascnet.tools as setup.py does. Every part runs under its own time limit;
 # one that fails prints "FAILED: reason" and the check goes on.
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."  # the checkout: this script lives in ascnet/bench/
 REPO=$(pwd)
 REHEARSAL=""
 OFFLINE=""
@@ -46,7 +47,7 @@ unpack_bundles() {  # each bundle of $OFFLINE into $WORK/site/NAME, prepended to
         [ -f "$b/SHA256SUMS" ] || continue
         name=$(basename "$b")
         t0=$(date +%s)
-        if "$PYTHON" "$REPO/tools/offline.py" unpack "$b" "$WORK/site/$name" >>"$LOG" 2>&1; then
+        if "$PYTHON" "$REPO/ascnet/bench/offline.py" unpack "$b" "$WORK/site/$name" >>"$LOG" 2>&1; then
             echo "setup | bundle $name | unpacked in $(( $(date +%s) - t0 )) s"
             export PYTHONPATH="$WORK/site/$name:$PYTHONPATH"
         else
@@ -58,7 +59,7 @@ unpack_bundles() {  # each bundle of $OFFLINE into $WORK/site/NAME, prepended to
 run_part() {  # name, seconds
     local out rc
     # run from $WORK: from the repository root, its ascnet/ folder would shadow the link farm
-    out=$(cd "$WORK" && timeout -k 5 "$2" "$PYTHON" -m ascnet.tools.gpu_check "$1" $REHEARSAL 2>>"$LOG")
+    out=$(cd "$WORK" && timeout -k 5 "$2" "$PYTHON" -m ascnet.bench.gpu_check "$1" $REHEARSAL 2>>"$LOG")
     rc=$?
     [ -n "$out" ] && echo "$out"
     if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then echo "$1 | - | FAILED: over its ${2}s limit"

@@ -5,9 +5,10 @@ speed-1 clips per video, `ascnet.sampling.eval_clips`, center crop), in one run:
 
 - `nvdec`, `dali-cpu`, `pyav`: `ascnet.pipelines.loader.build_eval_loader(backend=...)`, the
   loader `ascnet-eval linear/retrieval` use;
-- `baseline`: what the peers' evaluation scripts do: a PyTorch `DataLoader` over videos whose
-  workers open each file with decord (PyAV where decord cannot), fetch the N clips by
-  `get_batch`, and resize, centre-crop and normalise frame by frame, torchvision-style.
+- `baseline`: what the peers' evaluation scripts do (`ascnet.bench.baseline`, evaluation
+  mode): a PyTorch `DataLoader` over videos whose workers open each file with decord (PyAV
+  where decord cannot), fetch the N clips by `get_batch`, and resize, centre-crop and
+  normalise frame by frame, torchvision-style.
 
 Each loader is timed twice: alone (videos/s it can deliver), and feeding the frozen encoder as
 the extraction does (videos/s of features). A `model` row runs the encoder on synthetic clips
@@ -20,11 +21,15 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
+from ascnet.bench.common import (BackendRow, Meter, Table, bench_manifest, check_at_least, check_backends, check_quiet,
+                                 environment, environment_lines, load_average, load_line, skip_reason, write_json_atomic)
+from ascnet.config import check_choices
 from ascnet.evaluate.features import VIDEO_BAR, resolve_device
+from ascnet.clips import ClipSpec
 from ascnet.manifest import Manifest
+from ascnet.models import Arch
 
 LOADERS = ("nvdec", "dali-cpu", "pyav", "baseline")
 
@@ -34,10 +39,9 @@ class EvalBenchConfig:
     manifest: str
     backends: tuple[str, ...] = LOADERS
     split: str = "test"
-    arch: str = "r3d18"
+    arch: Arch = "r3d18"
     width: int = 64
-    clip_len: int = 16
-    crop_size: int = 112
+    clip: ClipSpec = ClipSpec()  # its clip_len and crop_size: clips at speed 1, centre crop
     clips_per_video: int = 10
     batch_size: int = 8  # clips per forward
     workers: int = 2
@@ -46,89 +50,44 @@ class EvalBenchConfig:
     allow_busy: bool = False  # run even when the machine is loaded (rows are marked busy)
     json: str | None = None
 
+    def check(self) -> "EvalBenchConfig":
+        check_backends(self.backends, LOADERS)
+        check_choices(self)
+        check_at_least(self, {"width": 1, "clips_per_video": 1, "batch_size": 1, "workers": 0, "min_videos": 1, "rounds": 1})
+        if self.clip.crop_size < 8:
+            raise ValueError(f"--crop-size {self.clip.crop_size}: must be 8 or more")
+        return self
+
 
 @dataclass
-class Row:
-    backend: str
-    status: str  # ok / skipped / failed
-    reason: str = ""
+class Row(BackendRow):
     loader_videos_per_s: float | None = None
     features_videos_per_s: float | None = None
     ratio: float | None = None  # features videos/s over the baseline's
     videos: int = 0
     startup_s: float = 0.0
     load: list = field(default_factory=list)  # 1-min load average before and after its runs
-    busy: bool = False  # other processes took more than bench_decode.FOREIGN_BUSY cores during a run
+    busy: bool = False  # other processes took more than common.FOREIGN_BUSY cores during a run
     extra: dict = field(default_factory=dict)
-
-
-# ---- the peers' evaluation loader --------------------------------------------------------
-class BaselineVideos(torch.utils.data.Dataset):
-    """One item per video: (N, 3, T, crop, crop) float32, decoded and transformed per frame."""
-
-    def __init__(self, table, clip_len: int, clips_per_video: int, crop_size: int):
-        self.table, self.clip_len, self.n, self.crop = table, clip_len, clips_per_video, crop_size
-
-    def __len__(self) -> int:
-        return len(self.table)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        from ascnet.pipelines.augment import MEAN, STD
-        from ascnet.sampling import eval_clips
-        from ascnet.tools.baseline_loader import VideoFile
-
-        video = VideoFile(self.table["file"].iat[i])
-        starts = eval_clips(int(self.table["num_frames"].iat[i]), self.clip_len, self.n)
-        mean, std = torch.tensor(MEAN).view(3, 1, 1), torch.tensor(STD).view(3, 1, 1)
-        clips = []
-        for frames in starts:
-            out = []
-            for img in video.clip(frames):  # torchvision-style: Resize(short side) -> CenterCrop -> Normalize
-                x = torch.from_numpy(img).permute(2, 0, 1).float().div(255.0)
-                h, w = x.shape[1:]
-                s = self.crop / min(h, w)
-                x = F.interpolate(x[None], size=(round(h * s), round(w * s)), mode="bilinear", antialias=True,
-                                  align_corners=False)[0]
-                top, left = (x.shape[1] - self.crop) // 2, (x.shape[2] - self.crop) // 2
-                x = x[:, top: top + self.crop, left: left + self.crop]
-                out.append((x - mean) / std)
-            clips.append(torch.stack(out, dim=1))  # (3, T, crop, crop)
-        return torch.stack(clips)
-
-
-def baseline_batches(table, cfg: EvalBenchConfig):
-    """Batches shaped like the evaluation loader's: clips (B, 3, T, crop, crop) + video_index,
-    B = batch_size clips across video boundaries (the same forward sizes as our loader)."""
-    ds = BaselineVideos(table, cfg.clip_len, cfg.clips_per_video, cfg.crop_size)
-    loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=cfg.workers, shuffle=False)
-    clips, index = [], []
-    for vi, video in enumerate(loader):
-        clips += list(video)
-        index += [vi] * len(video)
-        while len(clips) >= cfg.batch_size:
-            yield {"clips": torch.stack(clips[: cfg.batch_size]), "video_index": torch.tensor(index[: cfg.batch_size])}
-            clips, index = clips[cfg.batch_size:], index[cfg.batch_size:]
-    if clips:
-        yield {"clips": torch.stack(clips), "video_index": torch.tensor(index)}
 
 
 # ---- timing ----------------------------------------------------------------------------
 def _batches(name: str, manifest: Manifest, cfg: EvalBenchConfig):
     if name == "baseline":
-        return baseline_batches(manifest.decode_table(), cfg)
+        from ascnet.bench.baseline import build_baseline_eval_loader
+
+        return build_baseline_eval_loader(manifest, cfg.clip, split=cfg.split, batch_size=cfg.batch_size,
+                                          clips_per_video=cfg.clips_per_video, workers=cfg.workers)
     from ascnet.pipelines.loader import build_eval_loader
 
     return build_eval_loader(
-        manifest, split=cfg.split, batch_size=cfg.batch_size, clip_len=cfg.clip_len, crop_size=cfg.crop_size,
-        clips_per_video=cfg.clips_per_video, crops="center", backend=name,
+        manifest, cfg.clip, split=cfg.split, batch_size=cfg.batch_size, clips_per_video=cfg.clips_per_video, crops="center", backend=name,
         device="cuda" if name == "nvdec" else "cpu", workers=cfg.workers,
     )
 
 
 def time_pass(name: str, manifest: Manifest, cfg: EvalBenchConfig, model: torch.nn.Module | None, device):
     """(videos/s after the first batch, start-up seconds, videos timed, Meter of the pass) of one full pass."""
-    from ascnet.tools.bench_decode import Meter
-
     with Meter() as meter:
         rate, startup, videos = _pass(name, manifest, cfg, model, device)
     return rate, startup, videos, meter
@@ -166,7 +125,7 @@ def _pass(name: str, manifest: Manifest, cfg: EvalBenchConfig, model: torch.nn.M
 
 def time_model(model, cfg: EvalBenchConfig, device, videos: int) -> float:
     """Videos/s of the encoder alone, on synthetic clips already on the device."""
-    x = torch.randn(cfg.batch_size, 3, cfg.clip_len, cfg.crop_size, cfg.crop_size, device=device)
+    x = torch.randn(cfg.batch_size, 3, cfg.clip.clip_len, cfg.clip.crop_size, cfg.clip.crop_size, device=device)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
     steps = max(2, -(-videos * cfg.clips_per_video // cfg.batch_size))
     with torch.inference_mode(), autocast:
@@ -185,12 +144,8 @@ def time_model(model, cfg: EvalBenchConfig, device, videos: int) -> float:
 def run_eval_bench(cfg: EvalBenchConfig, echo=print) -> dict:
     """Time each asked loader alone and with the encoder; print the table; returns the JSON doc."""
     from ascnet.models import build_backbone
-    from ascnet.tools.bench_decode import (FOREIGN_BUSY, bench_manifest, check_quiet, environment, load_average, skip_reason,
-                                           write_json_atomic)
 
-    bad = [b for b in cfg.backends if b not in LOADERS]
-    if bad:
-        raise ValueError(f"unknown backend(s) {bad}; allowed: {list(LOADERS)}")
+    cfg.check()
     manifest, reps = bench_manifest(cfg.manifest, cfg.split, cfg.min_videos)
     env = environment(manifest.decode_table())
     device = resolve_device("auto")
@@ -228,7 +183,7 @@ def run_eval_bench(cfg: EvalBenchConfig, echo=print) -> dict:
         foreign = [m.foreign_cores for m in meters[name] if m.foreign_cores is not None]
         rows.append(Row(name, "ok", loader_videos_per_s=loader_rate, features_videos_per_s=feat_rate, videos=int(videos),
                         startup_s=startup, load=[meters[name][0].load[0], meters[name][-1].load[1]],
-                        busy=any(f > FOREIGN_BUSY for f in foreign), extra={"rounds": runs[name], "foreign_cores": foreign}))
+                        busy=any(m.busy for m in meters[name]), extra={"rounds": runs[name], "foreign_cores": foreign}))
     model_rate = float(np.median(model_rates))
     rows.append(Row("model", "ok", features_videos_per_s=model_rate, extra={"rounds": model_rates},
                     reason=f"{cfg.arch} width {cfg.width} on synthetic clips ({device.type}); per round "
@@ -240,9 +195,7 @@ def run_eval_bench(cfg: EvalBenchConfig, echo=print) -> dict:
     echo(format_table(rows, model_rate))
     load = load_average()
     busy = [r.backend for r in rows if r.busy]
-    echo(f"1-min load average {load_before:.2f} at the start, {load:.2f} at the end on {env['cpus']} CPUs; "
-         + (f"BUSY: other processes took more than {FOREIGN_BUSY} cores during {', '.join(busy)}: these figures are "
-            "not a result" if busy else "no other work took CPU during the timed runs"))
+    echo(load_line(load_before, load, busy, where=f" on {env['cpus']} CPUs"))
     doc = {"config": asdict(cfg), "environment": env, "repeat": reps, "device": str(device),
            "load_average": [load_before, load], "busy": bool(busy), "rows": [asdict(r) for r in rows]}
     if cfg.json:
@@ -251,21 +204,17 @@ def run_eval_bench(cfg: EvalBenchConfig, echo=print) -> dict:
 
 
 def _env_lines(env: dict, cfg: EvalBenchConfig, reps: int, videos: int) -> str:
-    from ascnet.tools.bench_decode import environment_lines
-
     return environment_lines(env, cfg.manifest, cfg.split, f"rows repeated x{reps} = {videos} videos",
-                             f"{cfg.arch} width {cfg.width}, {cfg.clips_per_video} clips x {cfg.clip_len}x{cfg.crop_size} "
+                             f"{cfg.arch} width {cfg.width}, {cfg.clips_per_video} clips x {cfg.clip.clip_len}x{cfg.clip.crop_size} "
                              f"center crop per video, batch {cfg.batch_size} clips, workers {cfg.workers}")
 
 
+TABLE = Table((("backend", 9), ("loader videos/s", 15), ("features videos/s", 17), ("x baseline", 10),
+               ("of model-only", 13)))
+
+
 def format_table(rows: list[Row], model_rate: float) -> str:
-    head = (f"{'backend':<9} {'loader videos/s':>15} {'features videos/s':>17} {'x baseline':>10} "
-            f"{'of model-only':>13}  note")
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        if r.status != "ok":
-            lines.append(f"{r.backend:<9} {'-':>15} {'-':>17} {'-':>10} {'-':>13}  {r.status}: {r.reason}")
-            continue
+    def ran(r: Row) -> str:
         loader = f"{r.loader_videos_per_s:.2f}" if r.loader_videos_per_s is not None else "-"
         ratio = f"{r.ratio:.2f}" if r.ratio is not None else "-"
         share = f"{100 * r.features_videos_per_s / model_rate:.0f}%" if r.backend != "model" else "100%"
@@ -273,8 +222,9 @@ def format_table(rows: list[Row], model_rate: float) -> str:
             "features videos/s per round " + ", ".join(f"{x[1]:.2f}" for x in r.extra.get("rounds", [])))
         if r.load:
             note += f"; load {r.load[0]:.1f}/{r.load[1]:.1f}" + (" BUSY" if r.busy else "")
-        lines.append(f"{r.backend:<9} {loader:>15} {r.features_videos_per_s:>17.2f} {ratio:>10} {share:>13}  {note}")
-    return "\n".join(lines)
+        return TABLE.line(r.backend, loader, f"{r.features_videos_per_s:.2f}", ratio, share, note=note)
+
+    return "\n".join(TABLE.render(rows, ran))
 
 
-__all__ = ["EvalBenchConfig", "run_eval_bench", "BaselineVideos"]
+__all__ = ["EvalBenchConfig", "run_eval_bench"]

@@ -3,7 +3,9 @@
 The baseline is what a script would do: one `ffprobe -count_frames` after the other over the
 same files. Every line counts frames by decoding (the only count to trust), so the ratio shows
 what the parallel probing and the manifest bookkeeping give, and what a re-run with every row
-reused costs.
+reused costs. The quiet-machine rule of every benchmark applies (`ascnet.bench.common`): a
+loaded machine is refused unless `allow_busy`, and a method whose timed rounds other work
+disturbed is marked busy.
 """
 from __future__ import annotations
 
@@ -11,14 +13,15 @@ import os
 import platform
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import ffmpeg
 
+from ascnet.bench.common import Meter, check_at_least, check_quiet, load_average, load_line
+from ascnet.config import check_choices
 from ascnet.tools.index import IndexConfig, build_index
-from ascnet.tools.layouts import LayoutError, scan
+from ascnet.tools.layouts import Layout, LayoutError, scan
 
 
 @dataclass
@@ -26,12 +29,18 @@ class BenchIndexConfig:
     """`ascnet-bench index`: one field per command-line option."""
 
     root: str
-    layout: str = "folder"
+    layout: Layout = "folder"
     workers: int = 2
     split: int = 1
     annotations: str | None = None
     generate: int = 0          # first write this many small synthetic videos under ROOT (folder layout)
     repeat: int = 3            # rounds; each method keeps its best time (the machine may be shared)
+    allow_busy: bool = False   # run even when the machine is loaded (rows are marked busy)
+
+    def check(self) -> "BenchIndexConfig":
+        check_choices(self)
+        check_at_least(self, {"workers": 1, "generate": 0, "repeat": 1})
+        return self
 
 
 def generate_videos(root: Path, n: int) -> None:
@@ -56,7 +65,8 @@ def _sequential_ffprobe(files: list[Path]) -> None:
 
 
 def bench_index(cfg: BenchIndexConfig) -> list[dict]:
-    """Rows of the result table: method, videos, seconds, videos/s, ratio to the baseline."""
+    """Rows of the result table: method, videos, seconds, CPU s, videos/s, ratio to the baseline, busy."""
+    cfg.check()
     root = Path(cfg.root)
     if cfg.generate:
         if cfg.layout != "folder":
@@ -67,16 +77,14 @@ def bench_index(cfg: BenchIndexConfig) -> list[dict]:
     if not files:
         raise LayoutError(f"{cfg.layout}: no existing video files under {root}")
     best: dict[str, tuple[float, float]] = {}  # name -> (wall s, CPU s of this process and its ffprobes)
-
-    def cpu() -> float:
-        t = os.times()
-        return t.user + t.system + t.children_user + t.children_system
+    busy: dict[str, bool] = {}  # name -> other work took more than FOREIGN_BUSY cores during one of its rounds
 
     def timed(name, fn):
-        t, c = time.perf_counter(), cpu()
-        fn()
-        got = (time.perf_counter() - t, cpu() - c)
+        with Meter() as meter:
+            fn()
+        got = (meter.wall, meter.tree_cpu if meter.tree_cpu is not None else float("nan"))
         best[name] = min(best.get(name, got), got)
+        busy[name] = busy.get(name, False) or meter.busy
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "m.parquet"
@@ -92,7 +100,19 @@ def bench_index(cfg: BenchIndexConfig) -> list[dict]:
             timed("ascnet-index build --workers 1", lambda: build_index(one))
     base = best["sequential ffprobe loop (baseline)"][0]
     return [{"method": name, "videos": len(files), "seconds": dt, "cpu_s": c, "videos/s": len(files) / dt,
-             "ratio": base / dt} for name, (dt, c) in best.items()]
+             "ratio": base / dt, "busy": busy[name]} for name, (dt, c) in best.items()]
+
+
+def run_index_bench(cfg: BenchIndexConfig, echo=print) -> list[dict]:
+    """Refuse a loaded machine (unless `allow_busy`), time every method, print the table; returns its rows."""
+    cfg.check()
+    load_start = check_quiet(cfg.allow_busy, echo)
+    rows = bench_index(cfg)
+    echo(f"device: {device()}")
+    echo(f"root: {cfg.root} ({cfg.layout}); best of {cfg.repeat} interleaved rounds")
+    echo(format_table(rows))
+    echo(load_line(load_start, load_average(), [r["method"] for r in rows if r["busy"]]))
+    return rows
 
 
 def device() -> str:
@@ -106,5 +126,5 @@ def format_table(rows: list[dict]) -> str:
     width = max(len(r["method"]) for r in rows)
     lines = [f"{'method':<{width}}  {'videos':>6}  {'seconds':>8}  {'CPU s':>7}  {'videos/s':>9}  {'ratio':>7}"]
     lines += [f"{r['method']:<{width}}  {r['videos']:>6}  {r['seconds']:>8.2f}  {r['cpu_s']:>7.2f}  "
-              f"{r['videos/s']:>9.1f}  {r['ratio']:>6.2f}x" for r in rows]
+              f"{r['videos/s']:>9.1f}  {r['ratio']:>6.2f}x" + ("  BUSY" if r.get("busy") else "") for r in rows]
     return "\n".join(lines)

@@ -1,4 +1,4 @@
-"""Unpack wheel bundles carried to a machine without network: `python tools/offline.py unpack PARTS TARGET`.
+"""Unpack wheel bundles carried to a machine without network: `python ascnet/bench/offline.py unpack PARTS TARGET`.
 
 A bundle is a folder of parts (`part-aa`, `part-ab`, ...) of one compressed tar of a
 `pip install --target` tree, with `SHA256SUMS` over the parts and a `MANIFEST.txt` whose
@@ -97,7 +97,7 @@ def unpack(bundle: str | Path, target: str | Path) -> Path:
 
 if __name__ == "__main__":
     if len(sys.argv) != 4 or sys.argv[1] != "unpack":
-        sys.exit("usage: python tools/offline.py unpack PARTS_DIR TARGET_DIR")
+        sys.exit("usage: python ascnet/bench/offline.py unpack PARTS_DIR TARGET_DIR")
     try:
         print(unpack(sys.argv[2], sys.argv[3]))
     except BundleError as e:

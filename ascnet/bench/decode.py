@@ -4,7 +4,7 @@ Every backend loads the same manifest split with the same sampling (`ascnet.samp
 seed) and the same augmentations, in one run, so the figures are comparable as ratios:
 
 - `nvdec`, `dali-cpu`, `pyav`: `ascnet.pipelines.loader.build_pair_loader(backend=...)`;
-- `baseline`: the peers' decord + DataLoader loader (`ascnet.tools.baseline_loader`);
+- `baseline`: the peers' decord + DataLoader loader (`ascnet.bench.baseline`);
 - `torchcodec`: the same loader with torchcodec's `get_frames_at` (the peer's decoder of today),
   where it loads: its wheel links a CUDA build of torch;
 - `ceiling`: libavcodec decode-only frames/s (PyAV, one thread, no colour conversion) on the
@@ -16,11 +16,11 @@ seed) and the same augmentations, in one run, so the figures are comparable as r
 Each loader runs at every worker count of `workers` (default 1..4 on a 2-core machine, up to
 twice the cores elsewhere) and is reported at its own best; the ratio is of bests.
 
-Honest numbers need a quiet machine. The 1-min load average is printed before and after every
-timed run, a run that starts above `MAX_LOAD` is refused unless `allow_busy`, and each timed
-run measures the CPU that other processes took meanwhile (machine-wide busy time from
-/proc/stat minus the loader's own process tree): a row where that exceeds `FOREIGN_BUSY`
-cores is marked busy, in the table and the JSON. CPU time per pair is given both ways (the
+Honest numbers need a quiet machine (`ascnet.bench.common`). The 1-min load average is
+printed before and after every timed run, a run that starts above `MAX_LOAD` is refused unless
+`allow_busy`, and each timed run measures the CPU that other processes took meanwhile
+(machine-wide busy time from /proc/stat minus the loader's own process tree): a row where that
+exceeds `FOREIGN_BUSY` cores is marked busy, in the table and the JSON. CPU time per pair is given both ways (the
 loader's process tree, and the whole machine's busy time) so the one checks the other.
 
 Frames decoded per pair, the decode work independent of the device: counted for pyav (its
@@ -36,21 +36,20 @@ geometry, at quarter resolution (DALI's RGB differs from PyAV's by 2-3 levels).
 """
 from __future__ import annotations
 
-import os
-import platform
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ascnet import atomic
-from ascnet.manifest import Manifest, ManifestError
+from ascnet.bench.common import (BackendRow, Meter, Table, bench_manifest, check_at_least, check_backends, check_quiet,
+                                 environment, environment_lines, load_average, load_line, skip_reason, write_json_atomic)
+from ascnet.clips import ClipSpec
+from ascnet.manifest import Manifest
 from ascnet.sampling import sample_pair
 
 LOADERS = ("nvdec", "dali-cpu", "pyav", "baseline", "torchcodec")
@@ -58,9 +57,7 @@ LOADERS = ("nvdec", "dali-cpu", "pyav", "baseline", "torchcodec")
 # a repeated one), to show what sending each frame once saves; not a backend of the loaders
 VARIANTS = ("dali-cpu-repeats",)
 BACKENDS = LOADERS + VARIANTS + ("ceiling",)
-MAX_LOAD = 0.5       # 1-min load average above which a run is refused (unless allow_busy): a quiet machine
-FOREIGN_BUSY = 0.25  # cores taken by other processes during a timed run that mark it busy
-SPEEDS = (1, 2, 4, 8)
+DEFAULT_BACKENDS = LOADERS + ("ceiling",)  # the variant only on demand
 # A returned frame counts as the named one when its mean absolute difference from it (0..255
 # levels, quarter resolution) is under FRAME_TOLERANCE (DALI's CPU RGB is 2-3 levels off PyAV's;
 # same-geometry resizes agree to < 1) and within MARGIN of the best-matching frame of the whole
@@ -72,13 +69,12 @@ MARGIN = 0.3
 @dataclass
 class DecodeBenchConfig:
     manifest: str
-    backends: tuple[str, ...] = BACKENDS
+    backends: tuple[str, ...] = DEFAULT_BACKENDS
     split: str = "train"
     batch_size: int = 8
     workers: tuple[int, ...] | None = None  # worker counts to sweep; None: default_workers(CPUs)
     seconds: float = 10.0
-    clip_len: int = 16
-    crop_size: int = 112
+    clip: ClipSpec = ClipSpec()  # the pairs every loader makes (augmented as it says for the timing, plain for the check)
     seed: int = 0
     check_pairs: int = 16      # pairs per backend compared frame by frame (0: no check)
     min_videos: int = 256      # a small split is repeated up to this many rows so an epoch outlasts the timing
@@ -86,12 +82,21 @@ class DecodeBenchConfig:
     allow_busy: bool = False   # run even when the machine is loaded (rows are marked busy)
     json: str | None = None
 
+    def check(self) -> "DecodeBenchConfig":
+        check_backends(self.backends, BACKENDS)
+        check_at_least(self, {"batch_size": 1, "check_pairs": 0, "min_videos": 1, "ceiling_files": 1})
+        if self.clip.crop_size < 8:
+            raise ValueError(f"--crop-size {self.clip.crop_size}: must be 8 or more")
+        self.clip = self.clip.check()
+        if self.seconds <= 0:
+            raise ValueError(f"--seconds {self.seconds:g}: must be above 0")
+        if self.workers and min(self.workers) < 1:
+            raise ValueError(f"--workers {','.join(map(str, self.workers))}: worker counts must be 1 or more")
+        return self
+
 
 @dataclass
-class Row:
-    backend: str
-    status: str                 # ok / skipped / failed
-    reason: str = ""
+class Row(BackendRow):
     workers: int = 0                    # the worker count of the best run
     sweep: dict = field(default_factory=dict)  # workers -> pairs/s
     pairs_per_s: float | None = None
@@ -115,99 +120,19 @@ class Row:
 
 
 # ---- the manifest as the benchmark uses it ----------------------------------------------------
-def bench_manifest(path: str, split: str, min_videos: int) -> tuple[Manifest, int]:
-    """(manifest of the split's usable rows, repeated to >= min_videos rows, repeat factor)."""
-    m = Manifest.from_parquet(path).select(split)
-    if len(m) == 0:
-        raise ManifestError(f"{path}: no rows with split '{split}' and status 'ok'; pick another --split")
-    reps = max(1, -(-min_videos // len(m)))
-    if reps == 1:
-        return m, 1
-    df = pd.concat([m.df] * reps, ignore_index=True)
-    df["video_id"] = [f"{v}#{i // len(m)}" for i, v in enumerate(df["video_id"])]
-    return Manifest(df=df, root=m.root, meta=m.meta), reps
-
-
-def environment(table: pd.DataFrame) -> dict:
-    """Device, CPUs, codec mix and library versions, as printed above the table."""
-    import av
-
-    from ascnet import __version__
-    from ascnet.optional import cuda_available, dali_available
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    versions = {"ascnet": __version__, "torch": torch.__version__, "numpy": np.__version__, "av": av.__version__,
-                "libavcodec": ".".join(map(str, av.library_versions.get("libavcodec", ())))}
-    if dali_available():
-        import nvidia.dali
-
-        versions["nvidia-dali"] = nvidia.dali.__version__
-    try:
-        import decord
-
-        versions["decord"] = decord.__version__
-    except ImportError:
-        versions["decord"] = "not installed"
-    files = table.drop_duplicates("file")
-    return {
-        "device": torch.cuda.get_device_name(0) if cuda_available() else "cpu only",
-        "cpu": cpu,
-        "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "codecs": dict(Counter(files["codec"])),
-        "files": len(files),
-        "versions": versions,
-    }
-
-
-# ---- building and timing one loader ----------------------------------------------------------
 def _build(name: str, manifest: Manifest, cfg: DecodeBenchConfig, augment: bool, workers: int):
-    common = dict(split=cfg.split, batch_size=cfg.batch_size, clip_len=cfg.clip_len, crop_size=cfg.crop_size,
-                  speeds=SPEEDS, augment=augment, seed=cfg.seed, workers=workers)
+    clip = replace(cfg.clip, augment=augment and cfg.clip.augment)
+    common = dict(split=cfg.split, batch_size=cfg.batch_size, seed=cfg.seed, workers=workers)
     if name in ("baseline", "torchcodec"):
-        from ascnet.tools.baseline_loader import build_baseline_loader
+        from ascnet.bench.baseline import build_baseline_loader
 
-        return build_baseline_loader(manifest, decoder="decord" if name == "baseline" else name, **common)
+        return build_baseline_loader(manifest, clip, decoder="decord" if name == "baseline" else name, **common)
     from ascnet.pipelines.loader import build_pair_loader
 
     device = "cuda" if name == "nvdec" else "cpu"
     if name == "dali-cpu-repeats":
-        return build_pair_loader(manifest, backend="dali-cpu", device=device, distinct_frames=False, **common)
-    return build_pair_loader(manifest, backend=name, device=device, **common)
-
-
-def skip_reason(name: str, codecs: list[str]) -> str | None:
-    """Why a loader backend cannot run here, or None."""
-    from ascnet.optional import cuda_available, dali_available
-
-    if name == "baseline":
-        return None
-    if name == "torchcodec":
-        try:
-            import torchcodec.decoders  # noqa: F401
-        except ImportError as e:
-            return f"torchcodec is not installed ({e}); pip install torchcodec (it needs a CUDA build of torch)"
-        except Exception as e:  # its libraries fail to load, e.g. libnvrtc beside a CPU build of torch
-            return f"needs a CUDA torch: torchcodec's libraries do not load here ({str(e).splitlines()[-1][:160]})"
-        return None
-    if name == "nvdec" and not cuda_available():
-        return "no CUDA GPU on this machine (NVDEC decodes on the GPU)"
-
-    if not dali_available():
-        return "NVIDIA DALI is not installed (pip install 'ascnet[dali]')"
-    from ascnet.pipelines.backends import BackendError, choose_backend
-
-    try:
-        choose_backend(name.replace("-repeats", ""), "cuda" if name == "nvdec" else "cpu", codecs)
-    except BackendError as e:
-        return str(e)
-    return None
+        return build_pair_loader(manifest, clip, backend="dali-cpu", device=device, distinct_frames=False, **common)
+    return build_pair_loader(manifest, clip, backend=name, device=device, **common)
 
 
 def _batches(loader):
@@ -216,92 +141,6 @@ def _batches(loader):
     while True:
         yield from loader.epoch(epoch)
         epoch += 1
-
-
-def tree_cpu_seconds() -> float | None:
-    """User + system CPU seconds of this process and all its descendants, living or reaped (Linux /proc), or None.
-
-    The difference between two readings is the CPU the loader spent in between, however busy the
-    machine is, also when its worker processes ended in between (a pass of the evaluation loader).
-    """
-    try:
-        stats = {}
-        for d in Path("/proc").iterdir():
-            if d.name.isdigit():
-                try:
-                    fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
-                except OSError:
-                    continue
-                # ppid; utime + stime, + cutime + cstime: the children it has reaped (workers that ended)
-                stats[int(d.name)] = (int(fields[1]), sum(int(v) for v in fields[11:15]))
-    except OSError:
-        return None
-    tree, todo = set(), [os.getpid()]
-    while todo:
-        pid = todo.pop()
-        tree.add(pid)
-        todo += [c for c, (ppid, _) in stats.items() if ppid == pid and c not in tree]
-    return sum(stats[p][1] for p in tree if p in stats) / os.sysconf("SC_CLK_TCK")
-
-
-def machine_busy_seconds() -> float | None:
-    """CPU seconds the whole machine has been busy (all CPUs, /proc/stat: not idle, not iowait), or None."""
-    try:
-        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    except (OSError, IndexError):
-        return None
-    user, nice, system, idle, iowait, irq, softirq, steal = (int(v) for v in fields[:8])
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
-def load_average() -> float:
-    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-
-
-class BusyMachineError(ValueError):
-    """The machine is too loaded for a speed figure to mean anything; the message says what to do."""
-
-
-def check_quiet(allow_busy: bool, echo=print, max_load: float = MAX_LOAD) -> float:
-    """The 1-min load average now; refuses a loaded machine unless `allow_busy`."""
-    load = load_average()
-    if load > max_load and not allow_busy:
-        raise BusyMachineError(
-            f"the 1-min load average is {load:.2f} (> {max_load}): the machine is not quiet (other work, or a run that "
-            "just ended), and a loaded machine flatters whichever loader runs more processes. Stop other work and "
-            "wait for the load to fall, or pass --allow-busy to measure anyway (rows are then marked busy)")
-    if load > max_load:
-        echo(f"warning: load average {load:.2f} > {max_load}; measuring anyway (--allow-busy)")
-    return load
-
-
-@dataclass
-class Meter:
-    """Wall time, this process tree's CPU, the machine's busy CPU and the load around a timed run."""
-
-    wall: float = 0.0
-    tree_cpu: float | None = None
-    machine_cpu: float | None = None
-    load: list = field(default_factory=list)
-
-    def __enter__(self):
-        self._t, self._tree, self._machine = time.perf_counter(), tree_cpu_seconds(), machine_busy_seconds()
-        self._load = load_average()
-        return self
-
-    def __exit__(self, *exc):
-        self.wall = time.perf_counter() - self._t
-        tree, machine = tree_cpu_seconds(), machine_busy_seconds()
-        self.tree_cpu = tree - self._tree if None not in (tree, self._tree) else None
-        self.machine_cpu = machine - self._machine if None not in (machine, self._machine) else None
-        self.load = [self._load, load_average()]
-
-    @property
-    def foreign_cores(self) -> float | None:
-        """Cores that processes outside this tree kept busy meanwhile (never below 0)."""
-        if self.tree_cpu is None or self.machine_cpu is None or self.wall <= 0:
-            return None
-        return max(0.0, self.machine_cpu - self.tree_cpu) / self.wall
 
 
 def default_workers(cpus: int) -> tuple[int, ...]:
@@ -335,11 +174,10 @@ def time_loader(name: str, manifest: Manifest, cfg: DecodeBenchConfig, workers: 
         loader.close()
     rate = pairs / meter.wall
     per_pair = lambda x: x / pairs if x is not None else None  # noqa: E731
-    foreign = meter.foreign_cores
-    row = Row(name, "ok", workers=workers, pairs_per_s=rate, frames_per_s=rate * 2 * cfg.clip_len, pairs=pairs,
+    row = Row(name, "ok", workers=workers, pairs_per_s=rate, frames_per_s=rate * 2 * cfg.clip.clip_len, pairs=pairs,
               seconds=meter.wall, startup_s=startup, cpu_s_per_pair=per_pair(meter.tree_cpu),
-              machine_cpu_s_per_pair=per_pair(meter.machine_cpu), foreign_cores=foreign, load=meter.load,
-              busy=foreign is not None and foreign > FOREIGN_BUSY)
+              machine_cpu_s_per_pair=per_pair(meter.machine_cpu), foreign_cores=meter.foreign_cores, load=meter.load,
+              busy=meter.busy)
     if decoded is not None and decoded0 is not None:
         # counted over the timed batches, which the decoder's workers produced ahead of time: the
         # mean per pair is what matters
@@ -360,7 +198,7 @@ def sweep_loader(name: str, manifest: Manifest, cfg: DecodeBenchConfig, counts: 
 def decode_cost(frames, keyframes) -> int:
     """Frames a decoder produces for these indices in this order, reading forward and jumping to the
     keyframe before a frame whenever that skips frames (or when the frame lies behind it)."""
-    from ascnet.pipelines.sources import key_before
+    from ascnet.pipelines.decode import key_before
 
     keys = np.asarray(keyframes, dtype=np.int64)
     cost, pos = 0, None  # pos: the frame the decoder returns next
@@ -390,7 +228,7 @@ def model_frames(manifest: Manifest, cfg: DecodeBenchConfig, epochs: int = 4) ->
     for epoch in range(epochs):
         for vi, row in table.iterrows():
             p = sample_pair(int(vi), int(row.num_frames), float(row.fps), seed=cfg.seed, epoch=epoch,
-                            clip_len=cfg.clip_len, speeds=SPEEDS)
+                            clip_len=cfg.clip.clip_len, speeds=cfg.clip.speeds)
             total.update(modelled_costs(p, row.keyframes))
             n += 1
     return {k: v / n for k, v in total.items()}
@@ -414,7 +252,7 @@ class Reference:
         if (file, scaler) not in self.cache:
             import av
 
-            from ascnet.tools.baseline_loader import resize_center
+            from ascnet.bench.baseline import resize_center
 
             def reduce(frames: list) -> torch.Tensor:
                 x = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float()
@@ -463,7 +301,7 @@ def match_frames(got: torch.Tensor, named, truth: torch.Tensor) -> list[int]:
 def check_frames(name: str, manifest: Manifest, cfg: DecodeBenchConfig, ref: Reference,
                  workers: int = 2) -> tuple[int, int, list, dict]:
     """(frames checked, frames correct, wrong examples, {file: [wrong, checked]}) on `check_pairs` pairs, un-augmented."""
-    from ascnet.pipelines.augment import denormalize
+    from ascnet.clips import denormalize
 
     table = manifest.select(cfg.split).decode_table()
     loader = _build(name, manifest, cfg, augment=False, workers=workers)
@@ -476,7 +314,7 @@ def check_frames(name: str, manifest: Manifest, cfg: DecodeBenchConfig, ref: Ref
                 vi = int(batch["video_index"][r])
                 row = table.iloc[vi]
                 pair = sample_pair(vi, int(row.num_frames), float(row.fps), seed=cfg.seed, epoch=0,
-                                   clip_len=cfg.clip_len, speeds=SPEEDS)
+                                   clip_len=cfg.clip.clip_len, speeds=cfg.clip.speeds)
                 truth = ref.frames(row.file, "swscale" if name == "pyav" else "dali")
                 for clip, named in ((batch["clip_a"][r], pair.frames_a), (batch["clip_b"][r], pair.frames_b)):
                     got = _quarter(denormalize(clip.float().cpu()).permute(1, 0, 2, 3))  # (T, 3, h, w)
@@ -490,7 +328,7 @@ def check_frames(name: str, manifest: Manifest, cfg: DecodeBenchConfig, ref: Ref
                         counts[0] += 1
                         if len(wrong) < 8:
                             wrong.append((Path(row.file).name, k, best))
-                if checked >= cfg.check_pairs * 2 * cfg.clip_len:
+                if checked >= cfg.check_pairs * 2 * cfg.clip.clip_len:
                     break
             else:
                 continue
@@ -558,7 +396,7 @@ def ceiling(manifest: Manifest, cfg: DecodeBenchConfig, cores: int) -> tuple[Row
     for epoch in range(4):
         for vi, row in rows.iterrows():
             p = sample_pair(int(vi), int(row.num_frames), float(row.fps), seed=cfg.seed, epoch=epoch,
-                            clip_len=cfg.clip_len, speeds=SPEEDS)
+                            clip_len=cfg.clip.clip_len, speeds=cfg.clip.speeds)
             rate, cpu_rate, keys = per_file[row.file]
             cost = pair_cost(p.frames_a, p.frames_b, keys)
             frames += cost
@@ -584,9 +422,7 @@ def ceiling(manifest: Manifest, cfg: DecodeBenchConfig, cores: int) -> tuple[Row
 # ---- the run ---------------------------------------------------------------------------------
 def run_decode_bench(cfg: DecodeBenchConfig, echo=print) -> dict:
     """Time every asked backend at each worker count, check its frames, print the table; returns the JSON document."""
-    bad = [b for b in cfg.backends if b not in BACKENDS]
-    if bad:
-        raise ValueError(f"unknown backend(s) {bad}; allowed: {list(BACKENDS)}")
+    cfg.check()
     manifest, reps = bench_manifest(cfg.manifest, cfg.split, cfg.min_videos)
     table = manifest.decode_table()
     env = environment(table)
@@ -596,7 +432,7 @@ def run_decode_bench(cfg: DecodeBenchConfig, echo=print) -> dict:
     echo(_env_lines(env, cfg, reps, counts))
     model = model_frames(manifest, cfg)
     rows, ceiling_detail = [], None
-    ref = Reference(cfg.crop_size)
+    ref = Reference(cfg.clip.crop_size)
     for name in cfg.backends:
         if name == "ceiling":
             row, ceiling_detail = ceiling(manifest, cfg, cores=env["cpus"])
@@ -626,9 +462,7 @@ def run_decode_bench(cfg: DecodeBenchConfig, echo=print) -> dict:
     load_end = load_average()
     echo(format_table(rows, cfg))
     busy = [r.backend for r in rows if r.busy]
-    echo(f"1-min load average {load_start:.2f} at the start, {load_end:.2f} at the end; "
-         + (f"BUSY: other processes took more than {FOREIGN_BUSY} cores during {', '.join(busy)}: "
-            "these figures are not a result" if busy else "no other work took CPU during the timed runs"))
+    echo(load_line(load_start, load_end, busy))
     doc = {"config": asdict(cfg), "environment": env, "repeat": reps, "worker_counts": list(counts),
            "load_average": [load_start, load_end], "busy": bool(busy), "frames_model": model,
            "rows": [asdict(r) for r in rows], "ceiling": ceiling_detail}
@@ -637,31 +471,21 @@ def run_decode_bench(cfg: DecodeBenchConfig, echo=print) -> dict:
     return doc
 
 
-def environment_lines(env: dict, manifest: str, split: str, rows: str, settings: str) -> str:
-    """The header every benchmark prints: device, manifest and codec mix, settings, versions."""
-    v = ", ".join(f"{k} {x}" for k, x in env["versions"].items())
-    mix = ", ".join(f"{c} x{n}" for c, n in sorted(env["codecs"].items()))
-    return (f"device: {env['device']}; CPU: {env['cpu']} ({env['cpus']} available)\n"
-            f"manifest: {manifest} split {split}: {env['files']} files ({mix}), {rows}\n{settings}\n{v}")
-
-
 def _env_lines(env: dict, cfg: DecodeBenchConfig, reps: int, counts) -> str:
     return environment_lines(env, cfg.manifest, cfg.split, f"rows repeated x{reps}",
                              f"batch {cfg.batch_size}, workers {', '.join(map(str, counts))} (each loader at its best), "
-                             f"{cfg.clip_len}x{cfg.crop_size}, speeds {list(SPEEDS)}, {cfg.seconds:g} s per run")
+                             f"{cfg.clip.clip_len}x{cfg.clip.crop_size}, speeds {list(cfg.clip.speeds)}, {cfg.seconds:g} s per run")
+
+
+TABLE = Table((("backend", 16), ("workers", 7), ("pairs/s", 8), ("x baseline", 10), ("CPU ms/pair", 11),
+               ("machine", 8), ("frames/pair", 13), ("ideal", 6), ("correct", 9), ("load", 9)))
 
 
 def format_table(rows: list[Row], cfg: DecodeBenchConfig) -> str:
-    head = (f"{'backend':<16} {'workers':>7} {'pairs/s':>8} {'x baseline':>10} {'CPU ms/pair':>11} {'machine':>8} "
-            f"{'frames/pair':>13} {'ideal':>6} {'correct':>9} {'load':>9}  note")
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        if r.status != "ok":
-            lines.append(f"{r.backend:<16} {'-':>7} {'-':>8} {'-':>10} {'-':>11} {'-':>8} {'-':>13} {'-':>6} {'-':>9} "
-                         f"{'-':>9}  {r.status}: {r.reason}")
-            continue
-        num = lambda x, f: format(x, f) if x is not None else "-"  # noqa: E731
-        ms = lambda x: format(1000 * x, ".0f") if x is not None else "-"  # noqa: E731
+    num = lambda x, f: format(x, f) if x is not None else "-"  # noqa: E731
+    ms = lambda x: format(1000 * x, ".0f") if x is not None else "-"  # noqa: E731
+
+    def ran(r: Row) -> str:
         decoded = f"{num(r.decoded_per_pair, '.0f')} {r.decoded_how[:5]}" if r.decoded_per_pair is not None else "-"
         check = f"{r.frames_correct}/{r.frames_checked}" if r.frames_checked else "-"
         load = f"{r.load[0]:.1f}/{r.load[1]:.1f}" if r.load else "-"
@@ -675,14 +499,12 @@ def format_table(rows: list[Row], cfg: DecodeBenchConfig) -> str:
         if r.wrong_by_file:
             note += "; wrong frames in " + ", ".join(f"{f} ({w}/{n})" for f, (w, n) in r.wrong_by_file.items())
         workers = str(r.workers) if r.workers else "-"
-        lines.append(f"{r.backend:<16} {workers:>7} {r.pairs_per_s:>8.1f} {num(r.ratio, '.2f'):>10} "
-                     f"{ms(r.cpu_s_per_pair):>11} {ms(r.machine_cpu_s_per_pair):>8} {decoded:>13} "
-                     f"{num(r.ideal_per_pair, '.0f'):>6} {check:>9} {load:>9}  {note}")
+        return TABLE.line(r.backend, workers, f"{r.pairs_per_s:.1f}", num(r.ratio, ".2f"), ms(r.cpu_s_per_pair),
+                          ms(r.machine_cpu_s_per_pair), decoded, num(r.ideal_per_pair, ".0f"), check, load, note=note)
+
+    lines = TABLE.render(rows, ran)
     lines.append("pairs/s at each loader's best worker count (sweep: workers:pairs/s); x baseline: ratio of bests. "
                  "CPU ms/pair: the loader's process tree; machine: all CPUs' busy time (/proc/stat) per pair. "
                  "frames/pair: frames decoded per pair (counted, or modelled from the keyframe table); ideal: the "
                  "frames the two clips span. load: 1-min load average before/after the best run.")
     return "\n".join(lines)
-
-
-write_json_atomic = atomic.write_json

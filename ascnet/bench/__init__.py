@@ -1,0 +1,14 @@
+"""The benchmarks and the GPU check; nothing heavy is imported here. Each benchmark runs the
+peers' approach beside ours in one run and reports ratios; the `ascnet-bench` commands call them,
+them, never the other way round.
+
+- `common`:    the quiet-machine rule (`check_quiet`, `--allow-busy`), the `Meter` CPU
+               accounting, the environment header, the table layout
+- `baseline`:  the peers' decord + DataLoader loader, pairs and evaluation clips
+- `decode`:    `ascnet-bench decode`: pairs/s per decoder backend, the ceiling, a frame check
+- `eval`:      `ascnet-bench eval`: feature-extraction videos/s per backend
+- `train`:     `ascnet-bench train`: training step, real against synthetic batches
+- `index`:     `ascnet-bench index`: `ascnet-index build` against a sequential ffprobe loop
+- `gpu_check`: the GPU check's parts, run by `gpu_check.sh` (from a plain checkout), which
+               unpacks wheel bundles with `offline.py` (standard library only)
+"""
