@@ -26,6 +26,11 @@ import click
 import numpy as np
 
 from ascnet.demo import DemoConfig, eval_fields, late_mean, make_data, make_index, run_pretrain, say
+from ascnet.evaluate.linear import LinearConfig, linear_probe
+from ascnet.evaluate.report import _pyplot, markdown_table, save_figure, write_text_atomic
+from ascnet.evaluate.retrieval import RetrievalConfig, retrieval
+from ascnet.manifest import Manifest
+from ascnet.runlog import read_metrics
 
 def cell_key(p: float, seed: int, variant: str, scp_weight: float, scale: float) -> str:
     return f"p={p:g} seed={seed} {variant} lambda={scp_weight:g} steps x{scale:g}"
@@ -34,9 +39,6 @@ def cell_key(p: float, seed: int, variant: str, scp_weight: float, scale: float)
 def run_cells(out: Path, p: float, seed: int, runs: list[tuple[str, float, float]], base: DemoConfig, done: set) -> list[dict]:
     """Pretrain and evaluate the runs (variant, lambda, multiple of the demo's steps) of one
     (p, seed) not yet done; returns one result row per run."""
-    from ascnet.evaluate.linear import LinearConfig, linear_probe
-    from ascnet.evaluate.retrieval import RetrievalConfig, retrieval
-    from ascnet.runlog import read_metrics
 
     todo = [r for r in runs if cell_key(p, seed, *r) not in done]
     if not todo:
@@ -79,7 +81,6 @@ def demo_steps(cfg, manifest: Path) -> int:
     """The steps of the demo's own schedule for this config: max_steps, or its epochs of full batches."""
     if cfg.max_steps:
         return cfg.max_steps
-    from ascnet.manifest import Manifest
 
     return cfg.epochs * (len(Manifest.from_parquet(manifest).select("train")) // cfg.batch_size)
 
@@ -127,8 +128,6 @@ def gains(groups: dict, p: float, scp_weight: float, scale: float) -> dict | Non
 
 
 def write_report(out: Path, rows: list[dict]) -> Path:
-    from ascnet.evaluate.report import markdown_table, write_text_atomic
-
     groups = summarise(rows)
     ps = sorted({r["p"] for r in rows})
     lines = ["# When does SCP help? The demo's ablation over scene correlation", "",
@@ -179,8 +178,6 @@ def write_report(out: Path, rows: list[dict]) -> Path:
 
 
 def plot(groups: dict, ps: list[float], path: Path) -> Path:
-    from ascnet.evaluate.report import _pyplot, save_figure
-
     plt = _pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
     for variant, w in (("ACP+SCP", 1.0), ("ACP only", 0.0), ("random init", 0.0)):

@@ -19,6 +19,7 @@ from typing import Iterable
 import torch
 
 from ascnet.atomic import atomic_path
+from ascnet.models import ARCHS, build_backbone
 
 
 class CheckpointError(ValueError):
@@ -109,7 +110,6 @@ def load_backbone_state(path: str | Path) -> dict:
 def export_backbone(run: str | Path, out: str | Path) -> Path:
     """The online encoder of a run (its newest checkpoint, or a given .pt) as a backbone file:
     kind="backbone", arch, width, input_size [T, H, W], feature_dim, state_dict."""
-    from ascnet.models import ARCHS, build_backbone
 
     run = Path(run)
     if run.is_dir():

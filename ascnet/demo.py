@@ -33,8 +33,20 @@ from pathlib import Path
 import click
 import numpy as np
 
+from ascnet.checkpoint import checkpoint_paths
 from ascnet.clips import ClipSpec
-from ascnet.train import PretrainConfig
+from ascnet.evaluate.features import FrozenEvalConfig, frozen_features, load_splits
+from ascnet.evaluate.finetune import CHECKPOINT, FinetuneConfig, finetune
+from ascnet.evaluate.linear import LinearConfig, fit_linear, linear_probe, logits_of, standardise, video_logits
+from ascnet.evaluate.report import _pyplot, markdown_table, save_figure, write_text_atomic
+from ascnet.evaluate.retrieval import RetrievalConfig, retrieval, video_means
+from ascnet.manifest import Manifest
+from ascnet.pipelines.backends import choose_backend
+from ascnet.preview import PreviewConfig, preview
+from ascnet.runlog import read_metrics
+from ascnet.tools.demo_data import DemoDataConfig, generate, read_digits
+from ascnet.tools.index import IndexConfig, build_index, summary
+from ascnet.train import PretrainConfig, pretrain
 
 SUPERVISED = "supervised (labels)"
 GOAL_POINTS = 10.0  # pretrained must beat random init by this much (linear top-1, retrieval top-1)
@@ -130,8 +142,6 @@ def step(name: str, timings: dict, log: Path):
 
 # ---- the steps ------------------------------------------------------------------------------
 def make_data(cfg: DemoConfig) -> Path:
-    from ascnet.tools.demo_data import DemoDataConfig, generate
-
     return generate(DemoDataConfig(
         out=str(cfg.data_dir), num_videos=cfg.videos, size=cfg.size, min_frames=cfg.min_frames,
         max_frames=cfg.max_frames, redraw_every=cfg.redraw_every, jump=cfg.jump, speed_range=tuple(cfg.speed_range),
@@ -140,8 +150,6 @@ def make_data(cfg: DemoConfig) -> Path:
 
 
 def make_index(cfg: DemoConfig, data: Path) -> Path:
-    from ascnet.tools.index import IndexConfig, build_index, summary
-
     result = build_index(IndexConfig(
         root=str(data), layout="ucf101", out=str(Path(cfg.out) / "manifest.parquet"), workers=cfg.workers,
         min_frames=cfg.clip.clip_len, progress=cfg.progress,
@@ -159,8 +167,6 @@ def pretrain_config(cfg: DemoConfig, manifest: Path, run_dir: Path, scp_weight: 
 
 def run_pretrain(cfg: DemoConfig, manifest: Path, run_dir: Path, scp_weight: float) -> Path:
     """Pretrain into run_dir; a finished run with the same config is reused. Returns the checkpoint."""
-    from ascnet.checkpoint import checkpoint_paths
-    from ascnet.train import pretrain
 
     pcfg = pretrain_config(cfg, manifest, run_dir, scp_weight)
     want = json.loads(json.dumps(asdict(pcfg), default=list))
@@ -182,7 +188,6 @@ def run_supervised(cfg: DemoConfig, manifest: Path, out: Path) -> Path:
     """Fine-tune the architecture from random init on the training labels (no augmentation: a
     random crop of a 32-pixel canvas often cuts the sprite off); reused when finished with the
     same settings. Returns the checkpoint, which --init reads like a pretrained one."""
-    from ascnet.evaluate.finetune import CHECKPOINT, FinetuneConfig, finetune
 
     fcfg = FinetuneConfig(
         manifest=str(manifest), out=str(out), init="random", arch=cfg.pretrain.arch, width=cfg.pretrain.width,
@@ -220,7 +225,6 @@ def pca_2d(x: np.ndarray) -> np.ndarray:
 
 def probe_digit(train, test, digits_train: np.ndarray, digits_test: np.ndarray) -> float:
     """Video top-1 (%) of a linear probe on the digit drawn in each video: appearance, the nuisance."""
-    from ascnet.evaluate.linear import fit_linear, logits_of, standardise, video_logits
 
     xtr, xte = standardise(train.features, test.features)
     layer = fit_linear(xtr, digits_train[train.video_index], 10, epochs=30, weight_decay=1e-3)
@@ -230,7 +234,6 @@ def probe_digit(train, test, digits_train: np.ndarray, digits_test: np.ndarray) 
 
 def plot_projection(panels: list[tuple[str, np.ndarray, np.ndarray]], class_names: list[str], path: Path) -> Path:
     """One scatter per encoder of (N, 2) points coloured by class."""
-    from ascnet.evaluate.report import _pyplot, save_figure
 
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4), squeeze=False)
@@ -251,8 +254,6 @@ def plot_losses(runs: list[tuple[str, Path]], path: Path) -> Path:
     """Total, ACP and SCP loss, the appearance projections' spread (collapse monitor), the ACP
     margin (is ACP matching anything video-specific?) and the share of SCP positives of the
     query's class (against chance) against step for each pretraining run."""
-    from ascnet.evaluate.report import _pyplot, save_figure
-    from ascnet.runlog import read_metrics
 
     plt = _pyplot()
     keys = ("loss", "acp", "scp", "app_spread", "acp_margin", "scp_pos_same_class")
@@ -281,12 +282,6 @@ def plot_losses(runs: list[tuple[str, Path]], path: Path) -> Path:
 def write_report(cfg: DemoConfig, *, manifest: Path, inits: dict[str, str], runs: list[tuple[str, Path]],
                  linear: dict, retrieval: dict, timings: dict, backend: str) -> Path:
     """OUT/REPORT.md and its PNGs; returns the report's path."""
-    from ascnet.evaluate.features import FrozenEvalConfig, frozen_features, load_splits
-    from ascnet.evaluate.report import markdown_table
-    from ascnet.evaluate.retrieval import video_means
-    from ascnet.manifest import Manifest
-    from ascnet.preview import PreviewConfig, preview
-    from ascnet.tools.demo_data import read_digits
 
     out = Path(cfg.out)
     names = {v: k for k, v in inits.items()}  # init string -> row name
@@ -333,7 +328,6 @@ def write_report(cfg: DemoConfig, *, manifest: Path, inits: dict[str, str], runs
     gap_ret = ret["ASCNet (ACP+SCP)"]["metrics"]["top1"] - ret["random init"]["metrics"]["top1"]
     met = gap_lin >= GOAL_POINTS and gap_ret >= GOAL_POINTS
     ntr, nte = len(splits.train), len(splits.test)
-    from ascnet.runlog import read_metrics
 
     rows = read_metrics(runs[0][1])
     last, mean_same = rows[-1], late_mean(rows, "scp_pos_same_class")
@@ -396,7 +390,6 @@ def write_report(cfg: DemoConfig, *, manifest: Path, inits: dict[str, str], runs
         "`eval/linear/results.json` and `eval/retrieval/results.json`.",
         "",
     ]
-    from ascnet.evaluate.report import write_text_atomic
 
     write_text_atomic(out / "summary.json", json.dumps({
         "rows": [dict(zip(header, r)) for r in body], "gap_linear_top1": gap_lin, "gap_retrieval_top1": gap_ret,
@@ -429,8 +422,6 @@ def machine() -> str:
 # ---- the whole demo ---------------------------------------------------------------------------
 def run_demo(cfg: DemoConfig) -> Path:
     """Generate, index, pretrain, evaluate and report; returns the path of REPORT.md."""
-    from ascnet.evaluate.linear import LinearConfig, linear_probe
-    from ascnet.evaluate.retrieval import RetrievalConfig, retrieval
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -461,9 +452,6 @@ def run_demo(cfg: DemoConfig) -> Path:
                                                ks=(1, 5, 10)))
         say(table)
     with step("6/6 report", timings, log):
-        from ascnet.manifest import Manifest
-        from ascnet.pipelines.backends import choose_backend
-
         table = Manifest.from_parquet(manifest).decode_table()
         backend = choose_backend(cfg.backend, "cuda" if machine().endswith("(CUDA)") else "cpu", table["codec"])[0]
         report = write_report(cfg, manifest=manifest, inits=inits, runs=runs, linear=lin, retrieval=ret,

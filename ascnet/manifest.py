@@ -16,6 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ascnet import __version__
 from ascnet.atomic import atomic_path
 
 SCHEMA_VERSION = 1
@@ -172,7 +173,6 @@ class Manifest:
         if problems:
             raise ManifestError(f"refusing to write {path}: " + "; ".join(problems))
         info = {"schema_version": SCHEMA_VERSION, **self.meta, "root": str(self.root)}
-        from ascnet import __version__
 
         info.setdefault("tool_version", __version__)
         lists = {c: pa.array([np.asarray(v, np.int64) for v in self.df[c]], type=pa.list_(pa.int64()))

@@ -17,8 +17,11 @@ import click
 import numpy as np
 
 from ascnet.cli.options import config_options, from_options
-from ascnet.clips import CLIP_HELP, ClipSpec
+from ascnet.clips import CLIP_HELP, ClipSpec, denormalize
+from ascnet.manifest import Manifest, ManifestError
 from ascnet.pipelines.backends import Backend
+from ascnet.pipelines.loader import build_pair_loader
+from ascnet.sampling import SamplingError
 
 
 @dataclass
@@ -48,8 +51,6 @@ def pair_batch(cfg: PreviewConfig) -> tuple[dict, list[str], str]:
 
     Returns (batch, video ids of its rows, backend): clip_a, clip_b (n, 3, T, H, W) normalised.
     """
-    from ascnet.manifest import Manifest
-    from ascnet.pipelines.loader import build_pair_loader
 
     manifest = Manifest.from_parquet(cfg.manifest)
     loader = build_pair_loader(
@@ -72,7 +73,6 @@ def draw_pairs(batch: dict, video_ids: list[str], out: str | Path, max_frames: i
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ascnet.clips import denormalize
 
     a = denormalize(batch["clip_a"].float()).clamp(0, 255).byte().numpy()
     b = denormalize(batch["clip_b"].float()).clamp(0, 255).byte().numpy()
@@ -127,8 +127,6 @@ HELP = {
 @config_options(PreviewConfig, HELP)
 def preview_command(**options):
     """Contact sheet of training pairs (both clips at their speeds, after augmentation)."""
-    from ascnet.manifest import ManifestError
-    from ascnet.sampling import SamplingError
 
     try:
         path = preview(from_options(PreviewConfig, options))

@@ -28,9 +28,12 @@ from ascnet.checkpoint import CheckpointError, checkpoint_paths
 from ascnet.clips import ClipSpec
 from ascnet.config import Device, check_choices
 from ascnet.losses import OBJECTIVE
+from ascnet.manifest import Manifest
 from ascnet.method import ASCNet, ascnet_loss, ema_update
 from ascnet.models import Arch, build_backbone
 from ascnet.pipelines.backends import Backend
+from ascnet.pipelines.loader import build_pair_loader
+from ascnet.pipelines.synthetic import SyntheticPairs
 from ascnet.queue import MemoryQueue
 from ascnet.runlog import RunLog, plot_run
 from ascnet.runtime import Runtime, StopRequest, agreed_stop, gather, rng_state, set_rng_state, setup_runtime
@@ -115,11 +118,7 @@ def config_from_dict(d: dict) -> PretrainConfig:
 def build_loader(cfg: PretrainConfig, rt: Runtime, exclude=()):
     """This rank's shard of pairs: the manifest's videos, or random clips (data="synthetic")."""
     if cfg.data == "synthetic":
-        from ascnet.pipelines.synthetic import SyntheticPairs
-
         return SyntheticPairs(cfg.clip, batch_size=cfg.batch_size, seed=cfg.seed, shard_id=rt.rank, num_shards=rt.world)
-    from ascnet.manifest import Manifest
-    from ascnet.pipelines.loader import build_pair_loader
 
     return build_pair_loader(
         Manifest.from_parquet(cfg.manifest), cfg.clip, split=cfg.split, batch_size=cfg.batch_size, backend=cfg.backend,

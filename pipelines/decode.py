@@ -11,6 +11,7 @@ from fractions import Fraction
 
 import numpy as np
 
+from ascnet.clips import apply_colour, center_box, pixel_box, short_side_size
 from ascnet.pipelines.schedules import MAX_STAND_INS, first_usable
 
 
@@ -182,7 +183,6 @@ def _run_graph(graph, frames) -> np.ndarray:
 
 def cut_clip(frames: list, cut: Cut, params: np.ndarray | None) -> np.ndarray:
     """(T, S, S, 3) uint8 (modes augment/center) or (T, h, w, 3) (short) from T av.VideoFrames."""
-    from ascnet.clips import apply_colour, center_box, pixel_box, short_side_size
 
     h, w = frames[0].height, frames[0].width
     if cut.mode == "short":

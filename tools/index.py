@@ -17,9 +17,9 @@ from tqdm import tqdm
 
 from ascnet import __version__
 from ascnet.manifest import STATUSES, Manifest, ManifestError, schema_problems
-from ascnet.tools.layouts import LAYOUTS, LayoutError, scan
+from ascnet.tools.layouts import LAYOUTS, Layout, LayoutError, scan
 from ascnet.tools.probe import PROBE_FIELDS, classify, probe
-from ascnet.tools.transcode import CODECS, TranscodeError, copy_path, scaled_size, transcode
+from ascnet.tools.transcode import CODECS, Codec, TranscodeError, copy_path, scaled_size, transcode
 
 # Besides the contract's columns, each row keeps the original file's own verdict (`probe_status`,
 # `probe_error`): `status` is the verdict on what the decoders will read, the copy where one exists.
@@ -32,14 +32,14 @@ class IndexConfig:
     """`ascnet-index build`: one field per command-line option."""
 
     root: str
-    layout: str
+    layout: Layout
     out: str
     split: int = 1                    # split number (UCF-101 / HMDB-51 have 1..3)
     annotations: str | None = None    # annotation folder or file; default: the layout's usual place
     workers: int = 2                  # ffprobe / ffmpeg processes at once
     min_frames: int = 16              # fewer decodable frames -> too_short
     max_decode_errors: int = 0        # more errors while decoding -> corrupt
-    transcode: str | None = None      # h264 | vp9: write decoder-friendly copies
+    transcode: Codec | None = None    # h264 | vp9: write decoder-friendly copies
     transcode_dir: str | None = None
     short_side: int | None = None     # resize copies to this short side (pixels)
     strict: bool = False              # any non-ok row -> failure

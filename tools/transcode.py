@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal, get_args
 
 import ffmpeg
 
-CODECS = ("h264", "vp9")
+Codec = Literal["h264", "vp9"]  # h264 for NVDEC, vp9 for DALI's CPU decoder
+CODECS = get_args(Codec)
 SUFFIX = {"h264": ".mp4", "vp9": ".webm"}
 GOP = 16
 

@@ -46,10 +46,14 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ascnet.bench.common import (BackendRow, Meter, Table, bench_manifest, check_at_least, check_backends, check_quiet,
-                                 environment, environment_lines, load_average, load_line, skip_reason, write_json_atomic)
-from ascnet.clips import ClipSpec
+from ascnet.bench.baseline import build_baseline_loader, resize_center
+from ascnet.bench.common import (BackendRow, Meter, Table, bench_manifest, check_at_least, check_backends,
+                                 check_quiet, environment, environment_lines, load_average, load_line, skip_reason,
+                                 write_json_atomic)
+from ascnet.clips import ClipSpec, denormalize
 from ascnet.manifest import Manifest
+from ascnet.pipelines.decode import key_before
+from ascnet.pipelines.loader import build_pair_loader
 from ascnet.sampling import sample_pair
 
 LOADERS = ("nvdec", "dali-cpu", "pyav", "baseline", "torchcodec")
@@ -124,10 +128,7 @@ def _build(name: str, manifest: Manifest, cfg: DecodeBenchConfig, augment: bool,
     clip = replace(cfg.clip, augment=augment and cfg.clip.augment)
     common = dict(split=cfg.split, batch_size=cfg.batch_size, seed=cfg.seed, workers=workers)
     if name in ("baseline", "torchcodec"):
-        from ascnet.bench.baseline import build_baseline_loader
-
         return build_baseline_loader(manifest, clip, decoder="decord" if name == "baseline" else name, **common)
-    from ascnet.pipelines.loader import build_pair_loader
 
     device = "cuda" if name == "nvdec" else "cpu"
     if name == "dali-cpu-repeats":
@@ -198,7 +199,6 @@ def sweep_loader(name: str, manifest: Manifest, cfg: DecodeBenchConfig, counts: 
 def decode_cost(frames, keyframes) -> int:
     """Frames a decoder produces for these indices in this order, reading forward and jumping to the
     keyframe before a frame whenever that skips frames (or when the frame lies behind it)."""
-    from ascnet.pipelines.decode import key_before
 
     keys = np.asarray(keyframes, dtype=np.int64)
     cost, pos = 0, None  # pos: the frame the decoder returns next
@@ -252,7 +252,6 @@ class Reference:
         if (file, scaler) not in self.cache:
             import av
 
-            from ascnet.bench.baseline import resize_center
 
             def reduce(frames: list) -> torch.Tensor:
                 x = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float()
@@ -301,7 +300,6 @@ def match_frames(got: torch.Tensor, named, truth: torch.Tensor) -> list[int]:
 def check_frames(name: str, manifest: Manifest, cfg: DecodeBenchConfig, ref: Reference,
                  workers: int = 2) -> tuple[int, int, list, dict]:
     """(frames checked, frames correct, wrong examples, {file: [wrong, checked]}) on `check_pairs` pairs, un-augmented."""
-    from ascnet.clips import denormalize
 
     table = manifest.select(cfg.split).decode_table()
     loader = _build(name, manifest, cfg, augment=False, workers=workers)

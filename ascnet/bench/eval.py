@@ -23,13 +23,16 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ascnet.bench.common import (BackendRow, Meter, Table, bench_manifest, check_at_least, check_backends, check_quiet,
-                                 environment, environment_lines, load_average, load_line, skip_reason, write_json_atomic)
+from ascnet.bench.baseline import build_baseline_eval_loader
+from ascnet.bench.common import (BackendRow, Meter, Table, bench_manifest, check_at_least, check_backends,
+                                 check_quiet, environment, environment_lines, load_average, load_line, skip_reason,
+                                 write_json_atomic)
+from ascnet.clips import ClipSpec
 from ascnet.config import check_choices
 from ascnet.evaluate.features import VIDEO_BAR, resolve_device
-from ascnet.clips import ClipSpec
 from ascnet.manifest import Manifest
-from ascnet.models import Arch
+from ascnet.models import Arch, build_backbone
+from ascnet.pipelines.loader import build_eval_loader
 
 LOADERS = ("nvdec", "dali-cpu", "pyav", "baseline")
 
@@ -74,11 +77,8 @@ class Row(BackendRow):
 # ---- timing ----------------------------------------------------------------------------
 def _batches(name: str, manifest: Manifest, cfg: EvalBenchConfig):
     if name == "baseline":
-        from ascnet.bench.baseline import build_baseline_eval_loader
-
         return build_baseline_eval_loader(manifest, cfg.clip, split=cfg.split, batch_size=cfg.batch_size,
                                           clips_per_video=cfg.clips_per_video, workers=cfg.workers)
-    from ascnet.pipelines.loader import build_eval_loader
 
     return build_eval_loader(
         manifest, cfg.clip, split=cfg.split, batch_size=cfg.batch_size, clips_per_video=cfg.clips_per_video, crops="center", backend=name,
@@ -143,7 +143,6 @@ def time_model(model, cfg: EvalBenchConfig, device, videos: int) -> float:
 
 def run_eval_bench(cfg: EvalBenchConfig, echo=print) -> dict:
     """Time each asked loader alone and with the encoder; print the table; returns the JSON doc."""
-    from ascnet.models import build_backbone
 
     cfg.check()
     manifest, reps = bench_manifest(cfg.manifest, cfg.split, cfg.min_videos)

@@ -22,6 +22,7 @@ from ascnet.bench.common import Meter, check_at_least, check_quiet, load_average
 from ascnet.config import check_choices
 from ascnet.tools.index import IndexConfig, build_index
 from ascnet.tools.layouts import Layout, LayoutError, scan
+from ascnet.tools.synthetic import CODECS, write_pattern_video
 
 
 @dataclass
@@ -45,7 +46,6 @@ class BenchIndexConfig:
 
 def generate_videos(root: Path, n: int) -> None:
     """n pattern videos (128x96, 60..135 frames, VP9 / H.264 / MPEG-4 in turn) in 4 class folders."""
-    from ascnet.tools.synthetic import CODECS, write_pattern_video
 
     if root.exists() and any(root.iterdir()):
         raise LayoutError(f"--generate writes into an empty ROOT; {root} is not empty")

@@ -21,6 +21,8 @@ from ascnet.clips import ClipSpec
 from ascnet.config import Device
 from ascnet.models import Arch
 from ascnet.pipelines.backends import Backend
+from ascnet.runtime import setup_runtime
+from ascnet.train import PretrainConfig, build_loader, build_model, train_step
 
 
 @dataclass
@@ -71,8 +73,6 @@ def _time_steps(step, batches, n_warmup: int, n_steps: int, device: torch.device
 def bench_train(cfg: BenchTrainConfig) -> dict:
     """Both sides' step time, pairs/s and clips/s (2 clips per pair), and real/synthetic ratio."""
     cfg.check()
-    from ascnet.runtime import setup_runtime
-    from ascnet.train import PretrainConfig, build_loader, build_model, train_step
 
     pcfg = PretrainConfig(manifest=cfg.manifest, data="manifest" if cfg.manifest else "synthetic", split=cfg.split,
                           arch=cfg.arch, width=cfg.width, clip=cfg.clip, batch_size=cfg.batch_size, backend=cfg.backend,

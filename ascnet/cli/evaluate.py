@@ -9,11 +9,15 @@ import sys
 
 import click
 
+from ascnet.checkpoint import CheckpointError
 from ascnet.cli.options import config_options, from_options
 from ascnet.clips import CLIP_HELP
-from ascnet.evaluate.finetune import FinetuneConfig
-from ascnet.evaluate.linear import LinearConfig
-from ascnet.evaluate.retrieval import RetrievalConfig
+from ascnet.evaluate.features import EvalError
+from ascnet.evaluate.finetune import FinetuneConfig, finetune as run_finetune
+from ascnet.evaluate.linear import LinearConfig, linear_probe
+from ascnet.evaluate.report import compare_table
+from ascnet.evaluate.retrieval import RetrievalConfig, retrieval as run_retrieval
+from ascnet.manifest import ManifestError
 
 # the help of every config field the commands take as an option
 HELP = {
@@ -60,9 +64,6 @@ init_option = click.option(
 
 def run(fn, cfg):
     """Call the library function; turn input errors into one readable line and exit code 2."""
-    from ascnet.checkpoint import CheckpointError
-    from ascnet.evaluate.features import EvalError
-    from ascnet.manifest import ManifestError
 
     try:
         _, table = fn(cfg)
@@ -86,7 +87,6 @@ def linear(inits, **kw):
 
     Example: ascnet-eval linear --init runs/k400/checkpoint.pt --init random --manifest ucf101.parquet --out runs/eval/linear
     """
-    from ascnet.evaluate.linear import linear_probe
 
     run(linear_probe, from_options(LinearConfig, kw, inits=tuple(inits)))
 
@@ -99,7 +99,6 @@ def retrieval(inits, **kw):
 
     Example: ascnet-eval retrieval --init runs/k400/checkpoint.pt --init random --manifest ucf101.parquet --out runs/eval/retrieval
     """
-    from ascnet.evaluate.retrieval import retrieval as run_retrieval
 
     run(run_retrieval, from_options(RetrievalConfig, kw, inits=tuple(inits)))
 
@@ -117,7 +116,6 @@ def finetune(inits, **kw):
     """
     import signal
 
-    from ascnet.evaluate.finetune import finetune as run_finetune
 
     if len(inits) != 1:
         click.echo("error: finetune takes exactly one --init (CKPT or random); compare runs with 'ascnet-eval compare'", err=True)
@@ -143,7 +141,6 @@ def compare(run_dirs):
 
     Example: ascnet-eval compare runs/eval/linear runs/eval/retrieval runs/eval/finetune
     """
-    from ascnet.evaluate.report import compare_table
 
     try:
         click.echo(compare_table(list(run_dirs)), nl=False)

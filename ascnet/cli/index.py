@@ -3,7 +3,10 @@ import sys
 
 import click
 
-from ascnet.manifest import ManifestError
+from ascnet.cli.options import config_options, from_options
+from ascnet.manifest import Manifest, ManifestError
+from ascnet.tools.index import IndexConfig, build_index, summary, validate as check
+from ascnet.tools.layouts import LayoutError
 
 
 def _fail(message: str) -> None:
@@ -16,30 +19,29 @@ def main():
     """ascnet-index: dataset layout -> probed parquet manifest (build / show / validate)."""
 
 
+HELP = {
+    "root": "",
+    "layout": "how ROOT is organised and annotated",
+    "out": "manifest to write (.parquet)",
+    "split": "split number (UCF-101 / HMDB-51: 1..3)",
+    "annotations": "annotation folder or file; default: the layout's usual place in or beside ROOT",
+    "workers": "ffprobe/ffmpeg processes at once",
+    "min_frames": "fewer decodable frames -> too_short",
+    "max_decode_errors": "more decoder errors (mid-stream damage) -> corrupt; raise it to accept slightly damaged files",
+    "transcode": "also write decoder-friendly copies: h264 (NVDEC) or vp9 (DALI CPU)",
+    "transcode_dir": "where the copies go",
+    "short_side": "resize the copies to this short side (pixels)",
+    "strict": "exit 1 when any video is not ok",
+    "progress": "show a progress bar",
+}
+
+
 @main.command()
-@click.argument("root", type=click.Path(file_okay=False))
-@click.option("--layout", required=True, type=click.Choice(["ucf101", "hmdb51", "kinetics", "folder"]),
-              help="How ROOT is organised and annotated.")
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Manifest to write (.parquet).")
-@click.option("--split", default=1, show_default=True, help="Split number (UCF-101 / HMDB-51: 1..3).")
-@click.option("--annotations", type=click.Path(), default=None,
-              help="Annotation folder or file; default: the layout's usual place in or beside ROOT.")
-@click.option("--workers", default=2, show_default=True, help="ffprobe/ffmpeg processes at once.")
-@click.option("--min-frames", default=16, show_default=True, help="Fewer decodable frames -> too_short.")
-@click.option("--max-decode-errors", default=0, show_default=True,
-              help="More decoder errors (mid-stream damage) -> corrupt; raise it to accept slightly damaged files.")
-@click.option("--transcode", type=click.Choice(["h264", "vp9"]), default=None,
-              help="Also write decoder-friendly copies: h264 (NVDEC) or vp9 (DALI CPU).")
-@click.option("--transcode-dir", type=click.Path(file_okay=False), default=None, help="Where the copies go.")
-@click.option("--short-side", type=int, default=None, help="Resize the copies to this short side (pixels).")
-@click.option("--strict", is_flag=True, help="Exit 1 when any video is not ok.")
-@click.option("--no-progress", "progress", is_flag=True, flag_value=False, default=True, help="No progress bar.")
+@config_options(IndexConfig, HELP, arguments=("root",), required=("layout", "out"))
 def build(**options):
     """Index the videos under ROOT into a manifest; unchanged files of an earlier run are reused."""
-    from ascnet.tools.index import IndexConfig, build_index, summary
-    from ascnet.tools.layouts import LayoutError
 
-    cfg = IndexConfig(**options)
+    cfg = from_options(IndexConfig, options)
     try:
         result = build_index(cfg)
     except (LayoutError, ManifestError) as e:
@@ -55,8 +57,6 @@ def build(**options):
 @click.argument("manifest", type=click.Path(dir_okay=False))
 def show(manifest):
     """Print the summary of MANIFEST."""
-    from ascnet.manifest import Manifest
-    from ascnet.tools.index import summary
 
     try:
         m = Manifest.from_parquet(manifest)
@@ -69,7 +69,6 @@ def show(manifest):
 @click.argument("manifest", type=click.Path(dir_okay=False))
 def validate(manifest):
     """Check MANIFEST's schema and that its files are present and unchanged; one line per problem."""
-    from ascnet.tools.index import validate as check
 
     problems = check(manifest)
     for p in problems:

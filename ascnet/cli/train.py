@@ -11,10 +11,11 @@ import signal
 import sys
 import click
 
-from ascnet.checkpoint import CheckpointError
+from ascnet.checkpoint import CheckpointError, export_backbone
 from ascnet.cli.options import config_options, from_options
 from ascnet.clips import CLIP_HELP
-from ascnet.train import PretrainConfig
+from ascnet.runlog import plot_run
+from ascnet.train import PretrainConfig, TrainingDiverged, pretrain as run
 
 # every PretrainConfig field is one option, with this help
 HELP = {
@@ -67,7 +68,6 @@ def main():
 @config_options(PretrainConfig, HELP)
 def pretrain(**options):
     """Pretrain ASCNet (ACP + SCP) on a manifest; runs under torchrun as well."""
-    from ascnet.train import TrainingDiverged, pretrain as run
 
     cfg = from_options(PretrainConfig, options)
     try:
@@ -87,7 +87,6 @@ def pretrain(**options):
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="backbone file to write (.pt)")
 def export(run, out):
     """The backbone of RUN (a run directory or one of its checkpoints) as a standalone file."""
-    from ascnet.checkpoint import export_backbone
 
     try:
         path = export_backbone(run, out)
@@ -100,7 +99,6 @@ def export(run, out):
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 def plot(run_dir):
     """Write RUN_DIR/curves.png (loss and lr against step) from RUN_DIR/metrics.jsonl."""
-    from ascnet.runlog import plot_run
 
     try:
         path = plot_run(run_dir)

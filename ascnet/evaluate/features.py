@@ -21,8 +21,9 @@ from ascnet.checkpoint import CheckpointError, checkpoint_paths, load_backbone_s
 from ascnet.clips import CROPS_PER_CLIP, ClipSpec
 from ascnet.config import Device
 from ascnet.manifest import Manifest, ManifestError
-from ascnet.models import Arch
+from ascnet.models import Arch, build_backbone
 from ascnet.pipelines.backends import Backend
+from ascnet.pipelines.loader import build_eval_loader
 from ascnet.runtime import autocast, resolve_device
 
 CACHE_VERSION = 1
@@ -83,7 +84,6 @@ def load_encoder(init: str, arch: str | None = None, width: int | None = None, s
     With a checkpoint, arch and width come from it; an `arch`/`width` that contradicts it, or
     weights that do not fit the named architecture, raise CheckpointError naming both.
     """
-    from ascnet.models import build_backbone
 
     if init == "random":
         if not arch:
@@ -260,7 +260,6 @@ def run_model(
 
 def eval_batches(split_rows: Manifest, settings: ClipSettings, *, batch_size: int, device: torch.device, workers: int):
     """The pipelines' evaluation loader over one split's rows."""
-    from ascnet.pipelines.loader import build_eval_loader
 
     return build_eval_loader(
         split_rows, settings.clip, split=split_rows.df["split"].iloc[0], batch_size=batch_size,

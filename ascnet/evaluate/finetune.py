@@ -29,12 +29,14 @@ from torch import nn
 from ascnet.checkpoint import CheckpointError, check_resume, load, save_atomic
 from ascnet.clips import ClipSpec, Crops
 from ascnet.config import Device
-from ascnet.evaluate.features import CROPS_PER_CLIP, ClipSettings, EvalError, check_classes, eval_batches, load_encoder, run_model, split_of
+from ascnet.evaluate.features import (CROPS_PER_CLIP, ClipSettings, EvalError, check_classes, eval_batches,
+                                      load_encoder, run_model, split_of)
 from ascnet.evaluate.linear import accuracy_report
 from ascnet.evaluate.report import plot_curves, write_results
 from ascnet.manifest import Manifest
 from ascnet.models import Arch
 from ascnet.pipelines.backends import Backend
+from ascnet.pipelines.loader import build_clip_loader
 from ascnet.runtime import Runtime, StopRequest, agreed_stop, rng_state, set_rng_state, setup_runtime
 from ascnet.schedule import cosine_lr
 from ascnet.skips import ON_ERROR, OnError, SkipLog, read_skipped
@@ -100,7 +102,6 @@ def finetune(cfg: FinetuneConfig) -> tuple[dict, str]:
     """Train, checkpoint, test; writes results (and curves) in cfg.out. Returns (results, table)."""
     from tqdm import tqdm
 
-    from ascnet.pipelines.loader import build_clip_loader
 
     try:  # before any decoding or model building
         clip = cfg.clip.check()
