@@ -10,7 +10,8 @@ one seed: ASCNet (ACP+SCP), ACP alone (lambda 0) and the random init, each evalu
 demo's linear probe and retrieval on the motion label, with `scp_pos_same_class` (the share of
 SCP's retrieved positives of the query's class, from the labels, never used in training) over
 the last tenth of the steps. `--lambdas` and `--step-scales` add ACP+SCP runs with another
-lambda or another number of steps at the correlation `--at`.
+lambda or another number of steps at the correlation `--at` (each against the same seed's
+random init and ACP alone at the demo's steps).
 
 A finished cell is a line of OUT/results.jsonl; a second call skips it, so an interrupted
 sweep goes on where it stopped and later calls add cells. Every call rewrites OUT/ABLATION.md
@@ -215,7 +216,7 @@ def sweep(out: Path, base: DemoConfig, *, correlations=(0.0, 0.3, 0.6), seeds=(0
     for w in lambdas:
         plan.setdefault(at_p, []).append(("ACP+SCP", w, 1.0))
     for scale in step_scales:
-        plan.setdefault(at_p, []).extend([("ACP+SCP", 1.0, scale), ("ACP only", 0.0, scale)])
+        plan.setdefault(at_p, []).append(("ACP+SCP", 1.0, scale))
     for p, runs in plan.items():
         for seed in seeds:
             done = {r["key"] for r in read_results(out)}
@@ -229,7 +230,7 @@ def sweep(out: Path, base: DemoConfig, *, correlations=(0.0, 0.3, 0.6), seeds=(0
 @click.option("--correlations", default="0,0.3,0.6", show_default=True, help="scene correlations p of the main grid ('' for none)")
 @click.option("--seeds", default="0,1,2", show_default=True)
 @click.option("--lambdas", default="", help="ACP+SCP also at these lambdas, at --at")
-@click.option("--step-scales", default="", help="ACP+SCP and ACP only also at these multiples of the demo's steps, at --at")
+@click.option("--step-scales", default="", help="ACP+SCP also at these multiples of the demo's steps, at --at")
 @click.option("--at", "at_p", type=float, default=0.0, show_default=True, help="the p of --lambdas and --step-scales")
 def main(out, correlations, seeds, lambdas, step_scales, at_p):
     """The demo's ablation: ACP+SCP against ACP only and the random init, over scene correlation."""

@@ -19,7 +19,7 @@ def test_sweep_runs_each_cell_once_and_reports_them(tmp_path):
     keys = {r["key"] for r in rows}
     assert keys == {f"p={p} seed=0 {v} lambda={w} steps x1" for p in (0, 1)
                     for v, w in (("ACP+SCP", 1), ("ACP only", 0), ("random init", 0))} | \
-                   {"p=1 seed=0 ACP+SCP lambda=1 steps x2", "p=1 seed=0 ACP only lambda=0 steps x2"}
+                   {"p=1 seed=0 ACP+SCP lambda=1 steps x2"}
     by_key = {r["key"]: r for r in rows}
     assert by_key["p=1 seed=0 ACP+SCP lambda=1 steps x2"]["steps"] == 4
     assert by_key["p=1 seed=0 ACP+SCP lambda=1 steps x1"]["steps"] == 2

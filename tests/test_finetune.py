@@ -102,7 +102,7 @@ def test_clip_loader_passes_crop_scale_and_flip_p(dataset):
 def test_finetune_uses_and_records_its_augmentation_and_resume_checks_it(dataset, tmp_path, monkeypatch):
     import pytest
 
-    import ascnet.pipelines.loader as loader_module
+    import ascnet.evaluate.finetune as loader_module  # the module whose build_clip_loader finetune calls
     from ascnet.checkpoint import CheckpointError
     from ascnet.evaluate.features import EvalError
     from ascnet.evaluate.finetune import FinetuneConfig, finetune
@@ -144,10 +144,10 @@ def test_finetune_uses_and_records_its_augmentation_and_resume_checks_it(dataset
 
 
 def test_finetune_cli_passes_the_augmentation_options(tmp_path, monkeypatch):
-    import ascnet.evaluate.finetune as ft
+    import ascnet.cli.evaluate as cli
 
     got = []
-    monkeypatch.setattr(ft, "finetune", lambda cfg: (got.append(cfg) or {}, "table\n"))
+    monkeypatch.setattr(cli, "run_finetune", lambda cfg: (got.append(cfg) or {}, "table\n"))
     common = ["--init", "random", "--manifest", tmp_path / "m.parquet", "--out", tmp_path / "out"]
     r = invoke("finetune", *common, "--no-augment", "--crop-scale", "0.8,1.0", "--flip-p", "0")
     assert r.exit_code == 0, r.output
@@ -221,7 +221,7 @@ def _resume_and_compare(dataset, FT, stopped, straight, ckpt, step):
 
 def test_a_signal_stops_finetune_at_the_next_step(dataset, tmp_path, monkeypatch):
     """In-process: the handler sets the flag; the step in progress completes, then checkpoint and return."""
-    import ascnet.pipelines.loader as loader_module
+    import ascnet.evaluate.finetune as loader_module  # the module whose build_clip_loader finetune calls
     from ascnet.evaluate.finetune import FinetuneConfig, finetune
 
     real = loader_module.build_clip_loader

@@ -18,7 +18,7 @@ WORKER = textwrap.dedent("""
     import torch.distributed as dist
     import ascnet.evaluate.finetune as ft
     from ascnet.clips import ClipSpec
-    import ascnet.pipelines.loader as loader_module
+    import ascnet.evaluate.finetune as loader_module  # the module whose build_clip_loader finetune calls
 
     manifest, out, report = sys.argv[1:4]
     opts = json.loads(sys.argv[4]) if len(sys.argv) > 4 else {}  # epochs, resume, signal_epoch (rank 1 only)
