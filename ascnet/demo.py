@@ -32,16 +32,19 @@ from pathlib import Path
 
 import click
 import numpy as np
+from click.core import ParameterSource
 
 from ascnet.checkpoint import checkpoint_paths
+from ascnet.cli.options import config_options, from_options
 from ascnet.clips import ClipSpec
+from ascnet.config import Device
 from ascnet.evaluate.features import FrozenEvalConfig, frozen_features, load_splits
 from ascnet.evaluate.finetune import CHECKPOINT, FinetuneConfig, finetune
 from ascnet.evaluate.linear import LinearConfig, fit_linear, linear_probe, logits_of, standardise, video_logits
 from ascnet.evaluate.report import _pyplot, markdown_table, save_figure, write_text_atomic
 from ascnet.evaluate.retrieval import RetrievalConfig, retrieval, video_means
 from ascnet.manifest import Manifest
-from ascnet.pipelines.backends import choose_backend
+from ascnet.pipelines.backends import Backend, choose_backend
 from ascnet.preview import PreviewConfig, preview
 from ascnet.runlog import read_metrics
 from ascnet.tools.demo_data import DemoDataConfig, generate, read_digits
@@ -94,8 +97,8 @@ class DemoConfig:
     # evaluation
     clips_per_video: int = 5
     # running
-    backend: str = "auto"
-    device: str = "auto"
+    backend: Backend = "auto"
+    device: Device = "auto"
     workers: int = 2
     seed: int = 0
     progress: bool = True
@@ -459,30 +462,51 @@ def run_demo(cfg: DemoConfig) -> Path:
     return report
 
 
+HELP = {
+    "out": "output folder",
+    "data": "dataset folder (default OUT/data)",
+    "videos": "dataset size",
+    "size": "canvas side in pixels",
+    "min_frames": "frames per video, at least",
+    "max_frames": "frames per video, at most",
+    "redraw_every": "frames between re-draws of digit, colour, size and background (0: one appearance per video)",
+    "jump": "at each re-draw the sprite's path goes on from a random point",
+    "speed_range": "sprite speed per frame: min,max fractions of the canvas",
+    "scene_correlation": "chance that a video's background comes from its class's texture family",
+    "data_seed": "seed of the dataset",
+    "ablation": "also pretrain ACP only (lambda 0) and report it",
+    "supervised_epochs": "epochs of the supervised reference (0: skip it)",
+    "supervised_lr": "SGD lr of the supervised reference",
+    "clips_per_video": "evaluation clips per video",
+    "backend": "decoder backend of the data pipeline",
+    "device": "auto picks cuda when present",
+    "workers": "data loader workers and encoding processes",
+    "seed": "seed of weights, sampling, the random init and the supervised run",
+    "progress": "show progress bars",
+}
+
+
 @click.command()
-@click.option("--out", default=DemoConfig.out, show_default=True, type=click.Path(file_okay=False), help="output folder")
-@click.option("--fast", is_flag=True, help=f"a smaller run ({', '.join(f'{k}={v}' for k, v in FAST.items())}, epochs={FAST_EPOCHS})")
-@click.option("--ablation/--no-ablation", default=None, help=f"also pretrain ACP only (lambda=0) and report it (default: {'on' if DemoConfig.ablation else 'off'}; off with --fast)")
-@click.option("--videos", type=int, default=None, help=f"dataset size (default {DemoConfig.videos})")
+@config_options(DemoConfig, HELP, skip=("pretrain",))
+@click.option("--fast", is_flag=True, help=f"a smaller run ({', '.join(f'{k}={v}' for k, v in FAST.items())}, "
+              f"epochs={FAST_EPOCHS}) where those options are not given")
 @click.option("--epochs", type=int, default=None, help=f"pretraining epochs (default {DEMO['epochs']})")
 @click.option("--width", type=int, default=DEMO["width"], show_default=True, help="backbone base channels")
 @click.option("--augment/--no-augment", default=True, show_default=True, help="the pretraining augmentation")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--backend", type=click.Choice(["auto", "nvdec", "dali-cpu", "pyav"]), default="auto", show_default=True)
-@click.option("--scene-correlation", type=click.FloatRange(0, 1), default=DemoConfig.scene_correlation, show_default=True,
-              help="chance that a video's background comes from its class's texture family")
 @click.option("--scp-weight", type=float, default=PretrainConfig.scp_weight, show_default=True,
               help="lambda: SCP's weight relative to ACP, per clip")
-@click.option("--seed", type=int, default=0, show_default=True)
-def main(out, fast, ablation, videos, epochs, width, augment, device, backend, scene_correlation, scp_weight, seed):
-    """The main job end to end on the embedded demo dataset; prints the report's path."""
-    cfg = DemoConfig(out=out, device=device, backend=backend, scene_correlation=scene_correlation, seed=seed)
+@click.pass_context
+def main(ctx, fast, epochs, width, augment, scp_weight, **options):
+    """The main job end to end on the embedded demo dataset; prints the report's path.
+
+    Every DemoConfig field is an option; --epochs, --width, --augment and --scp-weight change
+    the pretraining recipe (DEMO)."""
+    if fast:  # what --fast sets, unless given
+        options.update({k: v for k, v in FAST.items() if ctx.get_parameter_source(k) is ParameterSource.DEFAULT})
+    cfg = from_options(DemoConfig, options, skip=("pretrain",))
     epochs = epochs or (FAST_EPOCHS if fast else cfg.pretrain.epochs)
     cfg = replace(cfg, pretrain=replace(cfg.pretrain, width=width, clip=replace(cfg.clip, augment=augment),
                                         scp_weight=scp_weight, epochs=epochs))
-    if fast:
-        cfg = replace(cfg, **FAST)
-    cfg = replace(cfg, **{k: v for k, v in (("videos", videos), ("ablation", ablation)) if v is not None})
     t0 = time.perf_counter()
     try:
         report = run_demo(cfg)
@@ -494,7 +518,7 @@ def main(out, fast, ablation, videos, epochs, width, augment, device, backend, s
     click.echo(f"\nreport: {report}")
 
 
-assert {f.name for f in fields(DemoConfig)} >= set(FAST)
+assert {f.name for f in fields(DemoConfig)} >= set(FAST) and set(HELP) == {f.name for f in fields(DemoConfig)} - {"pretrain"}
 
 if __name__ == "__main__":
     main()

@@ -92,3 +92,24 @@ def test_a_failing_step_is_named(tmp_path):
     with pytest.raises(DemoError, match=r"step '1/6 data: digits in motion' failed: BadParameter: .*need at least 12"):
         run_demo(cfg)
     assert "Traceback" in (tmp_path / "run" / "demo-error.log").read_text()
+
+
+def test_cli_maps_options_and_fast_keeps_what_is_given(tmp_path, monkeypatch):
+    import ascnet.demo as demo
+
+    seen = []
+
+    def fake_run(cfg):
+        seen.append(cfg)
+        raise DemoError("stop here")
+
+    monkeypatch.setattr(demo, "run_demo", fake_run)
+    r = CliRunner().invoke(demo.main, ["--out", str(tmp_path), "--fast", "--videos", "120", "--speed-range", "0.05,0.07",
+                                       "--scene-correlation", "0.6", "--scp-weight", "0.5", "--backend", "pyav"])
+    assert r.exit_code == 1 and "stop here" in r.output
+    cfg = seen[-1]
+    assert (cfg.videos, cfg.ablation, cfg.supervised_epochs) == (120, False, 50)  # --videos given, the rest from --fast
+    assert cfg.speed_range == (0.05, 0.07) and cfg.scene_correlation == 0.6 and cfg.backend == "pyav"
+    assert cfg.pretrain.scp_weight == 0.5 and cfg.pretrain.epochs == 39 and cfg.clip == demo.DEMO_CLIP
+    r = CliRunner().invoke(demo.main, ["--out", str(tmp_path), "--backend", "ffmpeg"])
+    assert r.exit_code == 2 and "'ffmpeg' is not one of" in r.output

@@ -21,7 +21,8 @@ def _leaves(cls, skip=()) -> list[tuple[str, str | None, object, object, tuple |
             continue
         tp = types[f.name]
         if is_dataclass(tp):
-            inner_types, inner_allowed, default = hints(tp), choices(tp), f.default
+            inner_types, inner_allowed = hints(tp), choices(tp)
+            default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
             out += [(g.name, f.name, inner_types[g.name], getattr(default, g.name), inner_allowed.get(g.name))
                     for g in fields(tp) if g.name not in skip]
         else:
@@ -79,11 +80,11 @@ def _parse(name: str, tp, value):
         raise click.BadParameter(f"{value!r}: give {what} separated by commas, e.g. {example}", param_hint=hint) from None
 
 
-def from_options(cls, options: dict, **extra):
-    """The config of `cls` from a command's options (tuples parsed, inner dataclasses built); `extra`
-    sets fields that are not options."""
+def from_options(cls, options: dict, *, skip=(), **extra):
+    """The config of `cls` from a command's options (tuples parsed, inner dataclasses built); `skip`
+    as given to `config_options`; `extra` sets fields that are not options."""
     top, inner = {}, {}
-    for name, outer, tp, _, _ in _leaves(cls):
+    for name, outer, tp, _, _ in _leaves(cls, skip):
         if name not in options:
             continue
         value = _parse(name, tp, options[name])
