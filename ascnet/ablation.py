@@ -86,6 +86,52 @@ def demo_steps(cfg, manifest: Path) -> int:
     return cfg.epochs * (len(Manifest.from_parquet(manifest).select("train")) // cfg.batch_size)
 
 
+def what_the_queue_retrieves(run_dir: str | Path, manifest: str | Path, data_dir: str | Path) -> dict:
+    """What SCP's positives share with their queries, read from the last checkpoint's memory queue.
+
+    Every queued clip is a query; its positive is the entry of the same speed from another video
+    with the most similar appearance (`MemoryQueue.retrieve`, as in training). Returns, against
+    the same for random pairs of queued videos: the share of positives with the query's class,
+    background texture family (None without families) and digit; the mean correlation of the
+    two backgrounds; the mean distance of the sprite colours (RGB 0..1) and sizes (pixels).
+    """
+    from ascnet.checkpoint import checkpoint_paths, load
+    from ascnet.queue import MemoryQueue
+    from ascnet.tools.demo_data import DemoDataConfig, background, video_specs
+
+    state = load(checkpoint_paths(run_dir)[-1])["queue"]
+    queue = MemoryQueue(*state["appearance"].shape)
+    queue.load_state_dict(state)
+    _, valid, index = queue.retrieve(queue.appearance, queue.speed, queue.video)
+    stamp = json.loads((Path(data_dir) / "demo_data.json").read_text())
+    params = {k: tuple(v) if isinstance(v, list) else v for k, v in stamp.items() if k != "generator_version"}
+    by_path = {s["path"]: s for s in video_specs(DemoDataConfig(out=str(data_dir), **params))}
+    paths = Manifest.from_parquet(manifest).select("train").df["path"].tolist()  # the loader's video index -> path
+    spec = [by_path[paths[v]] if v >= 0 else None for v in queue.video.tolist()]
+    queries = [n for n in range(len(spec)) if spec[n] is not None and bool(valid[n])]
+    pairs = {"positive": [(n, int(index[n])) for n in queries],
+             "random": list(zip(queries, np.random.default_rng(0).permutation(queries).tolist()))}
+    seg = lambda s: s["segments"][0]  # noqa: E731
+    grounds = {}
+
+    def ground(s):
+        if s["path"] not in grounds:
+            g = background(np.random.default_rng(seg(s)["seed"]), s["size"], seg(s).get("family")).mean(axis=2)
+            grounds[s["path"]] = ((g - g.mean()) / (g.std() + 1e-9)).ravel()
+        return grounds[s["path"]]
+
+    measures = {
+        "same class": lambda a, b: a["motion"] == b["motion"],
+        "same texture family": (lambda a, b: seg(a)["family"] == seg(b)["family"]) if params.get("scene_correlation") else None,
+        "same digit": lambda a, b: a["digit"][0] == b["digit"][0],
+        "background correlation": lambda a, b: float(np.mean(ground(a) * ground(b))),
+        "colour distance": lambda a, b: float(np.linalg.norm(np.subtract(seg(a)["colours"][0], seg(b)["colours"][0]))),
+        "size difference (px)": lambda a, b: abs(seg(a)["scale"] - seg(b)["scale"]) * 8,
+    }
+    return {name: None if f is None else {kind: float(np.mean([f(spec[i], spec[j]) for i, j in pairs[kind]])) for kind in pairs}
+            for name, f in measures.items()}
+
+
 def read_results(out: Path) -> list[dict]:
     path = out / "results.jsonl"
     if not path.exists():
@@ -173,9 +219,38 @@ def write_report(out: Path, rows: list[dict]) -> Path:
         lines += [f"## ACP+SCP by {title}", "",
                   markdown_table(["p", "lambda", "steps", "− random, linear", "retrieval", "− ACP only, linear", "retrieval",
                                   "SCP pos. same class (%)"], body), ""]
+    lines += queue_section(out, rows)
     plot(groups, ps, out / "ablation.png")
     lines += ["![ablation](ablation.png)", "", f"{len(rows)} cells in `results.jsonl`.", ""]
     return write_text_atomic(out / "ABLATION.md", "\n".join(lines))
+
+
+def queue_section(out: Path, rows: list[dict]) -> list[str]:
+    """The report's look at what SCP's queue retrieves: ACP+SCP (lambda 1, the demo's steps) per p, over seeds."""
+    body = []
+    for p in sorted({r["p"] for r in rows}):
+        found = []
+        for seed in sorted({r["seed"] for r in rows if r["p"] == p}):
+            run = out / f"p{p:g}" / f"seed{seed}" / "ACP-SCP-l1-x1"
+            if (run / "checkpoints").is_dir():
+                found.append(what_the_queue_retrieves(run, out / f"p{p:g}" / "manifest.parquet", out / f"data-p{p:g}"))
+        if not found:
+            continue
+        for name in found[0]:
+            if found[0][name] is None:
+                continue
+            pos = [f[name]["positive"] for f in found]
+            rnd = [f[name]["random"] for f in found]
+            scale = 100 if name.startswith("same") else 1
+            body.append([f"{p:g}", name, f"{scale * np.mean(pos):.3g}", f"{scale * np.mean(rnd):.3g}", len(found)])
+    if not body:
+        return []
+    from ascnet.evaluate.report import markdown_table
+
+    return ["## What the queue retrieves", "",
+            "Each clip in the last checkpoint's queue as a query, its SCP positive retrieved as in training; beside it, "
+            "random pairs of the queued videos (shares in %, means over seeds):", "",
+            markdown_table(["p", "positive vs query", "SCP positive", "random pair", "seeds"], body), ""]
 
 
 def plot(groups: dict, ps: list[float], path: Path) -> Path:
