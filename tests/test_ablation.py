@@ -5,7 +5,7 @@ import pytest
 
 from dataclasses import replace
 
-from ascnet.ablation import read_results, sweep
+from ascnet.ablation import read_results, sweep, what_the_queue_retrieves
 from ascnet.demo import DEMO_CLIP, DemoConfig
 
 
@@ -32,6 +32,15 @@ def test_sweep_runs_each_cell_once_and_reports_them(tmp_path):
             assert r["scp_pos_chance"] == pytest.approx(1 / 6)
     text = report.read_text()
     assert "by scene correlation p" in text and "ACP+SCP by steps" in text and (tmp_path / "ablation.png").is_file()
+    # the queue's positives, mapped back to the videos they came from: at p = 1 a video's texture
+    # family is its class, so the two shares agree; at p = 0 there are no families
+    assert "## What the queue retrieves" in text
+    full = what_the_queue_retrieves(tmp_path / "p1" / "seed0" / "ACP-SCP-l1-x1", tmp_path / "p1" / "manifest.parquet",
+                                    tmp_path / "data-p1")
+    assert full["same texture family"] == full["same class"] and 0 <= full["same class"]["positive"] <= 1
+    none = what_the_queue_retrieves(tmp_path / "p0" / "seed0" / "ACP-SCP-l1-x1", tmp_path / "p0" / "manifest.parquet",
+                                    tmp_path / "data-p0")
+    assert none["same texture family"] is None and abs(none["background correlation"]["positive"]) <= 1
     # a second call finds every cell done and runs nothing
     sweep(tmp_path, base, correlations=(0.0, 1.0), seeds=(0,), step_scales=(2,), at_p=1.0)
     assert len(read_results(tmp_path)) == len(rows)
