@@ -221,7 +221,10 @@ def write_report(out: Path, rows: list[dict]) -> Path:
                                   "SCP pos. same class (%)"], body), ""]
     lines += queue_section(out, rows)
     plot(groups, ps, out / "ablation.png")
-    lines += ["![ablation](ablation.png)", "", f"{len(rows)} cells in `results.jsonl`.", ""]
+    lines += ["![ablation](ablation.png)", ""]
+    if plot_knobs(groups, out / "ablation-knobs.png"):
+        lines += ["![lambda and steps](ablation-knobs.png)", ""]
+    lines += [f"{len(rows)} cells in `results.jsonl`.", ""]
     return write_text_atomic(out / "ABLATION.md", "\n".join(lines))
 
 
@@ -272,6 +275,42 @@ def plot(groups: dict, ps: list[float], path: Path) -> Path:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     axes[2].legend(fontsize=8)
+    save_figure(fig, path)
+    plt.close(fig)
+    return path
+
+
+def plot_knobs(groups: dict, path: Path) -> Path | None:
+    """ACP+SCP's gain over the random init against lambda and against the number of steps, where
+    the sweep has more than one value of either (mean and sd over seeds)."""
+    from ascnet.evaluate.report import _pyplot, save_figure
+
+    keys = [k for k in groups if k[1] == "ACP+SCP"]
+    panels = []
+    for knob, pick, x_of in (("lambda", lambda k: k[3] == 1.0, lambda k, cells: k[2]),
+                             ("steps", lambda k: k[2] == 1.0, lambda k, cells: cells[0]["steps"])):
+        by_p: dict = {}
+        for k in keys:
+            if pick(k):
+                by_p.setdefault(k[0], []).append(k)
+        for p, ks in sorted(by_p.items()):
+            if len(ks) > 1:
+                panels.append((knob, p, sorted(ks, key=lambda k: x_of(k, groups[k])), x_of))
+    if not panels:
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
+    for ax, (knob, p, ks, x_of) in zip(axes[0], panels):
+        xs = [x_of(k, groups[k]) for k in ks]
+        for m, label in (("linear_top1", "linear top-1"), ("retrieval_top1", "retrieval top-1")):
+            g = [gains(groups, p, k[2], k[3]) for k in ks]
+            ax.errorbar(xs, [np.mean(v[m]) for v in g], yerr=[np.std(v[m]) for v in g], marker="o", capsize=3, label=label)
+        ax.axhline(10, color="tab:gray", ls="--", lw=0.8, label="the demo's goal (+10)")
+        ax.set(xlabel=knob, ylabel="ACP+SCP − random init (points)", title=f"{knob}, at scene correlation p = {p:g}")
+        if knob == "lambda":
+            ax.set_xscale("log", base=2)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
     save_figure(fig, path)
     plt.close(fig)
     return path

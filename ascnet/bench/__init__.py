@@ -1,5 +1,5 @@
 """The benchmarks and the GPU check; nothing heavy is imported here. Each benchmark runs the
-peers' approach beside ours in one run and reports ratios; the `ascnet-bench` commands call them,
+peers' approach beside ours in one run and reports ratios; the `ascnet-bench` commands call
 them, never the other way round.
 
 - `common`:    the quiet-machine rule (`check_quiet`, `--allow-busy`), the `Meter` CPU
