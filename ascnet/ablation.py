@@ -204,8 +204,11 @@ def write_report(out: Path, rows: list[dict]) -> Path:
               markdown_table(["p", "ACP+SCP − random, linear", "retrieval", "ACP+SCP − ACP only, linear", "retrieval"], body), ""]
     extra = sorted({(r["p"], r["scp_weight"], r["scale"]) for r in rows if r["variant"] == "ACP+SCP"})
     for title, pick in (("lambda", lambda k: k[2] == 1.0), ("steps", lambda k: k[1] == 1.0)):
-        keys = [k for k in extra if pick(k)]
-        if len({k[1] if title == "lambda" else k[2] for k in keys}) < 2:
+        knob = (lambda k: k[1]) if title == "lambda" else (lambda k: k[2])  # noqa: E731
+        # the correlations where this knob took more than one value
+        swept = {p for p in {k[0] for k in extra} if len({knob(k) for k in extra if pick(k) and k[0] == p}) > 1}
+        keys = [k for k in extra if pick(k) and k[0] in swept]
+        if not keys:
             continue
         body = []
         for p, w, scale in keys:
