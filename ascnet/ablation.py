@@ -72,7 +72,8 @@ def run_cells(out: Path, p: float, seed: int, runs: list[tuple[str, float, float
     results = []
     for key, init in inits.items():
         same, chance = metrics.get(key, (float("nan"), None))
-        results.append({"key": cell_key(p, seed, *key), "p": p, "seed": seed, "variant": key[0], "scp_weight": key[1],
+        results.append({"key": cell_key(p, seed, *key), "p": p, "seed": seed, "grating_contrast": cfg.grating_contrast,
+                        "variant": key[0], "scp_weight": key[1],
                         "scale": key[2], "steps": steps.get(key, 0), "linear_top1": lin_by[init], "retrieval_top1": ret_by[init],
                         "scp_pos_same_class": same, "scp_pos_chance": chance})
     return results
@@ -177,7 +178,9 @@ def gains(groups: dict, p: float, scp_weight: float, scale: float) -> dict | Non
 def write_report(out: Path, rows: list[dict]) -> Path:
     groups = summarise(rows)
     ps = sorted({r["p"] for r in rows})
+    contrast = {r.get("grating_contrast", 0.04) for r in rows}
     lines = ["# When does SCP help? The demo's ablation over scene correlation", "",
+             f"Background grating contrast (the texture family's cue): {', '.join(map(str, sorted(contrast)))}.", "",
              "Percent top-1 on the motion label (6 classes, chance 16.7), mean ± sd over seeds; 'SCP pos. same class': the "
              "share of SCP's retrieved positives of the query's class over the last tenth of the steps (labels used for "
              "this diagnostic only).", ""]
@@ -349,9 +352,11 @@ def sweep(out: Path, base: DemoConfig, *, correlations=(0.0, 0.3, 0.6), seeds=(0
 @click.option("--lambdas", default="", help="ACP+SCP also at these lambdas, at --at")
 @click.option("--step-scales", default="", help="ACP+SCP also at these multiples of the demo's steps, at --at")
 @click.option("--at", "at_p", type=float, default=0.0, show_default=True, help="the p of --lambdas and --step-scales")
-def main(out, correlations, seeds, lambdas, step_scales, at_p):
+@click.option("--grating-contrast", type=float, default=DemoConfig.grating_contrast, show_default=True,
+              help="the background grating's amplitude for every cell (a stronger texture family cue); one value per --out")
+def main(out, correlations, seeds, lambdas, step_scales, at_p, grating_contrast):
     """The demo's ablation: ACP+SCP against ACP only and the random init, over scene correlation."""
-    report = sweep(Path(out), DemoConfig(progress=False), correlations=floats(correlations),
+    report = sweep(Path(out), DemoConfig(progress=False, grating_contrast=grating_contrast), correlations=floats(correlations),
                    seeds=[int(s) for s in floats(seeds)], lambdas=floats(lambdas), step_scales=floats(step_scales), at_p=at_p)
     click.echo(report.read_text())
 

@@ -47,7 +47,7 @@ from ascnet.manifest import Manifest
 from ascnet.pipelines.backends import Backend, choose_backend
 from ascnet.preview import PreviewConfig, preview
 from ascnet.runlog import read_metrics
-from ascnet.tools.demo_data import DemoDataConfig, generate, read_digits
+from ascnet.tools.demo_data import GRATING_CONTRAST, DemoDataConfig, generate, read_digits
 from ascnet.tools.index import IndexConfig, build_index, summary
 from ascnet.train import PretrainConfig, pretrain
 
@@ -87,6 +87,7 @@ class DemoConfig:
     jump: bool = True  # with a re-draw: the path goes on from a random point at each one
     speed_range: tuple[float, float] = (0.04, 0.08)  # sprite speed, fractions of the canvas per frame
     scene_correlation: float = 0.0  # chance that a video's background is its class's texture family
+    grating_contrast: float = GRATING_CONTRAST  # the background grating's amplitude (the texture family's cue)
     data_seed: int = 0
     # pretraining: the recipe above; manifest, out, device, backend, workers, seed and progress are set per run
     pretrain: PretrainConfig = field(default_factory=lambda: replace(PretrainConfig(), **DEMO))
@@ -148,7 +149,8 @@ def make_data(cfg: DemoConfig) -> Path:
     return generate(DemoDataConfig(
         out=str(cfg.data_dir), num_videos=cfg.videos, size=cfg.size, min_frames=cfg.min_frames,
         max_frames=cfg.max_frames, redraw_every=cfg.redraw_every, jump=cfg.jump, speed_range=tuple(cfg.speed_range),
-        scene_correlation=cfg.scene_correlation, seed=cfg.data_seed, workers=cfg.workers,
+        scene_correlation=cfg.scene_correlation, grating_contrast=cfg.grating_contrast, seed=cfg.data_seed,
+        workers=cfg.workers,
     ), progress=cfg.progress)
 
 
@@ -473,6 +475,7 @@ HELP = {
     "jump": "at each re-draw the sprite's path goes on from a random point",
     "speed_range": "sprite speed per frame: min,max fractions of the canvas",
     "scene_correlation": "chance that a video's background comes from its class's texture family",
+    "grating_contrast": "amplitude of the background grating (0..1 grey levels): how strong the texture family cue is",
     "data_seed": "seed of the dataset",
     "ablation": "also pretrain ACP only (lambda 0) and report it",
     "supervised_epochs": "epochs of the supervised reference (0: skip it)",

@@ -261,3 +261,18 @@ def test_scene_correlation_ties_backgrounds_to_classes(p, share):
     plain = video_specs(DemoDataConfig(out="x", **dict(SMALL, num_videos=600, min_frames=2, max_frames=2)))
     assert [(s["digit"], s["speed"], s["segments"][0]["colours"]) for s in specs] == \
            [(s["digit"], s["speed"], s["segments"][0]["colours"]) for s in plain]
+
+
+def test_grating_contrast_scales_the_texture_cue_and_leaves_the_default_data_alone():
+    def fine_power(contrast):  # the background's power above the smooth field's frequencies
+        img = background(np.random.default_rng(3), 64, family=2, contrast=contrast).mean(axis=2)
+        power = np.abs(np.fft.fftshift(np.fft.fft2(img - img.mean()))) ** 2
+        ky, kx = np.mgrid[-32:32, -32:32]
+        return power[np.hypot(ky, kx) >= 64 / 13].max()
+
+    assert fine_power(0.16) > 10 * fine_power(0.04)  # the grating's peak grows with the square of its amplitude
+    assert "grating_contrast" not in DemoDataConfig(out="x", **SMALL).identity()
+    strong = DemoDataConfig(out="x", grating_contrast=0.16, **SMALL)
+    assert strong.identity()["grating_contrast"] == 0.16
+    with pytest.raises(click.BadParameter, match="grating_contrast=0.9"):
+        DemoDataConfig(out="x", grating_contrast=0.9, **SMALL).check()

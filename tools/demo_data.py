@@ -57,6 +57,7 @@ CODECS = {
 # Three 60-degree orientation bands x two period bands tile the whole range a background draws
 # from, so a background of a random family is a background as drawn without families
 FAMILIES = [(k % 3, k // 3) for k in range(len(MOTIONS))]
+GRATING_CONTRAST = 0.04  # the grating's amplitude on 0..1 grey levels: low, so the digit is the strongest signal
 STAMP = "demo_data.json"
 GENERATOR_VERSION = 6
 
@@ -72,6 +73,7 @@ class DemoDataConfig:
     sprites: int = 1          # digits per video (1 or 2), moving together
     redraw_every: int = 0     # frames between re-draws of digit, colour, size and background; 0 = never
     scene_correlation: float = 0.0  # chance that a background comes from its class's texture family
+    grating_contrast: float = GRATING_CONTRAST  # the background grating's amplitude: how strong the texture (family) cue is
     jump: bool = True         # at each re-draw the path goes on from a random point of the canvas
     speed_range: tuple[float, float] = (0.04, 0.08)  # sprite speed per frame, as fractions of the canvas side
     test_fraction: float = 0.3
@@ -103,6 +105,9 @@ class DemoDataConfig:
                                      param_hint="speed_range")
         if self.sprites not in (1, 2):
             raise click.BadParameter(f"sprites={self.sprites}: use 1 or 2", param_hint="sprites")
+        if not 0.0 <= self.grating_contrast <= 0.5:
+            raise click.BadParameter(f"grating_contrast={self.grating_contrast}: use 0..0.5 (grey levels 0..1)",
+                                     param_hint="grating_contrast")
         if not 0.0 <= self.scene_correlation <= 1.0:
             raise click.BadParameter(f"scene_correlation={self.scene_correlation}: use a probability in [0, 1]",
                                      param_hint="scene_correlation")
@@ -116,6 +121,8 @@ class DemoDataConfig:
         d.pop("workers")
         if not d["scene_correlation"]:
             d.pop("scene_correlation")  # p = 0: the data as it was before the option, under the same stamp
+        if d["grating_contrast"] == GRATING_CONTRAST:
+            d.pop("grating_contrast")
         return json.loads(json.dumps({"generator_version": GENERATOR_VERSION, **d}))  # as the stamp reads back (lists)
 
 
@@ -146,8 +153,10 @@ def family_of(theta: float, period: float) -> int:
     return FAMILIES.index((min(int(theta // (math.pi / 3)), 2), min(int((period - 4) // 4), 1)))
 
 
-def background(rng: np.random.Generator, size: int, family: int | None = None) -> np.ndarray:
-    """A smooth random colour field with a grating (of `family`'s bands, or any) and fine noise over it."""
+def background(rng: np.random.Generator, size: int, family: int | None = None,
+               contrast: float = GRATING_CONTRAST) -> np.ndarray:
+    """A smooth random colour field with a grating (of `family`'s bands, or any; amplitude
+    `contrast`) and fine noise over it."""
     # low contrast on purpose: the moving digit, not the texture, should be the strongest signal
     grey = rng.uniform(0.15, 0.45, (4, 4, 1)) + rng.uniform(-0.05, 0.05, (4, 4, 3))  # mostly grey, a faint tint
     field = _upsample(grey, size, size)
@@ -155,7 +164,7 @@ def background(rng: np.random.Generator, size: int, family: int | None = None) -
     theta, period = grating_of(rng.uniform(0, math.pi), rng.uniform(4, 12), family)
     grating = np.sin(2 * math.pi * (xx * math.cos(theta) + yy * math.sin(theta)) / period + rng.uniform(0, 2 * math.pi))
     noise = _upsample(rng.normal(0, 1, (size // 2, size // 2, 1)), size, size)
-    tex = 0.04 * grating[..., None] + 0.02 * noise
+    tex = contrast * grating[..., None] + 0.02 * noise
     return np.clip(field + tex, 0, 1).astype(np.float32)
 
 
@@ -214,7 +223,7 @@ def render_video(spec: dict) -> np.ndarray:
     frames = np.empty((T, size, size, 3), np.uint8)
     segs = spec["segments"]
     for k, seg in enumerate(segs):
-        bg = background(np.random.default_rng(seg["seed"]), size, seg.get("family"))
+        bg = background(np.random.default_rng(seg["seed"]), size, seg.get("family"), spec.get("contrast", GRATING_CONTRAST))
         layers = _sprite_layers(seg, size)
         end = segs[k + 1]["start"] if k + 1 < len(segs) else T
         sy, sx = seg["shift"]
@@ -254,6 +263,7 @@ def video_specs(cfg: DemoDataConfig) -> list[dict]:
             "phase": float(r.uniform(0, 2 * math.pi)),
             "radius": float(r.uniform(0.15, 0.3)) * cfg.size,
             "centre": (float(r.uniform(0, cfg.size)), float(r.uniform(0, cfg.size))),
+            "contrast": cfg.grating_contrast,
         }
         # the first change at a random frame, so that changes do not line up with clip starts
         first = int(r.integers(1, cfg.redraw_every + 1)) if cfg.redraw_every else 0
@@ -437,6 +447,8 @@ def read_digits(root: str | Path) -> dict[str, int]:
               help="frames between re-draws of digit, colour, size and background (0: never)")
 @click.option("--scene-correlation", default=DemoDataConfig.scene_correlation, show_default=True,
               help="chance that a video's background comes from its class's texture family (0: no link)")
+@click.option("--grating-contrast", default=DemoDataConfig.grating_contrast, show_default=True,
+              help="amplitude of the background grating (0..1 grey levels): how strong the texture family cue is")
 @click.option("--speed-range", nargs=2, type=float, default=DemoDataConfig.speed_range, show_default=True,
               help="sprite speed per frame: min max, as fractions of the canvas side")
 @click.option("--jump/--no-jump", default=DemoDataConfig.jump, show_default=True,
