@@ -69,7 +69,8 @@ class MemoryQueue(nn.Module):
     @torch.no_grad()
     def same_label_share(self, index: torch.Tensor, valid: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
         """The share of valid queries whose retrieved positive (`index`, from `retrieve`) has the
-        query's label, counting only pairs where both labels are known -> scalar; NaN when none."""
+        query's label, counting only pairs where both labels are known -> scalar; NaN (0/0) when
+        none. No host sync: it runs inside the training step."""
         known = valid & (label >= 0) & (self.label[index] >= 0)
         same = (self.label[index] == label) & known
-        return same.sum().float() / known.sum() if known.any() else label.new_tensor(float("nan"), dtype=torch.float)
+        return same.sum().float() / known.sum().float()

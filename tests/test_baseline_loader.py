@@ -12,6 +12,7 @@ from ascnet.clips import ClipSpec
 from ascnet.manifest import Manifest
 from ascnet.clips import denormalize
 from ascnet.sampling import eval_clips, sample_pair
+import ascnet.bench.baseline as baseline_module
 from ascnet.bench.baseline import (
     VideoFile,
     _gray,
@@ -128,6 +129,22 @@ def test_draw_params_follow_the_recipe():
         assert abs(got - p) < 0.04, name
     jit = np.array([d.jitter[1:] for d in draws if d.jitter])
     assert jit[:, :3].min() >= 0.6 and jit[:, :3].max() <= 1.4 and np.abs(jit[:, 3]).max() <= 0.1
+
+
+def test_the_peers_loader_takes_the_clip_specs_crop_range_and_flip(pattern):
+    """The same augmentation as ours: a ClipSpec's crop_scale and flip_p reach the peers' draws."""
+    loader = build_baseline_loader(pattern, ClipSpec(clip_len=T, crop_size=CROP, crop_scale=(0.9, 1.0), flip_p=0.0),
+                                   batch_size=2, workers=0)
+    seen = []
+    real = baseline_module.draw_params
+    try:
+        baseline_module.draw_params = lambda *a, **kw: seen.append(kw) or real(*a, **kw)
+        next(iter(loader.epoch(0)))
+    finally:
+        baseline_module.draw_params = real
+    assert seen and all(kw == {"scale": (0.9, 1.0), "flip_p": 0.0} for kw in seen)
+    draws = [draw_params(random.Random(i), 240, 320, scale=(0.9, 1.0), flip_p=0.0) for i in range(200)]
+    assert not any(d.flip for d in draws) and min(d.height * d.width for d in draws) >= 0.89 * 240 * 320
 
 
 def test_colour_ops_match_their_definitions():

@@ -180,7 +180,8 @@ class ClipParams:
     gray: bool
 
 
-def draw_params(rng: random.Random, height: int, width: int, *, scale=(0.4, 1.0), ratio=(3 / 4, 4 / 3)) -> ClipParams:
+def draw_params(rng: random.Random, height: int, width: int, *, scale=(0.4, 1.0), ratio=(3 / 4, 4 / 3),
+                flip_p: float = 0.5) -> ClipParams:
     """RandomResizedCrop.get_params, RandomHorizontalFlip, RandomApply(ColorJitter), RandomGrayscale."""
     area = height * width
     log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
@@ -202,7 +203,7 @@ def draw_params(rng: random.Random, height: int, width: int, *, scale=(0.4, 1.0)
         else:
             w, h = width, height
         box = ((height - h) // 2, (width - w) // 2, h, w)
-    flip = rng.random() < 0.5
+    flip = rng.random() < flip_p
     jitter = None
     if rng.random() < 0.8:
         order = list(range(4))
@@ -290,7 +291,7 @@ class PairDataset(torch.utils.data.Dataset):
 
     def _clip(self, frames: np.ndarray, rng: random.Random) -> torch.Tensor:
         if self.augment:
-            p = draw_params(rng, frames.shape[1], frames.shape[2])
+            p = draw_params(rng, frames.shape[1], frames.shape[2], scale=self.clip.crop_scale, flip_p=self.clip.flip_p)
             out = [augment_frame(f, p, self.crop_size, self.mean, self.std) for f in frames]
         else:
             out = [plain_frame(f, self.crop_size, self.mean, self.std) for f in frames]
