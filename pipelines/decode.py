@@ -6,6 +6,8 @@ Sources are module-level classes so DALI can send them to worker processes.
 """
 from __future__ import annotations
 
+import functools
+import os
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -31,6 +33,28 @@ def key_before(index: int, keyframes: np.ndarray) -> int:
     return int(keyframes[max(np.searchsorted(keyframes, index, side="right") - 1, 0)])
 
 
+@functools.lru_cache(maxsize=256)
+def packet_table(file: str, mtime_ns: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(the presentation time of every frame in decode order, whether its packet is a keyframe), read
+    from the container's packets without decoding; None where that cannot stand for the frames (a
+    packet without a time, two frames with the same time). `mtime_ns` keys the cache."""
+    import av
+
+    try:
+        with av.open(file, metadata_errors="ignore") as c:
+            stream = c.streams.video[0]
+            packets = [(p.pts, p.is_keyframe) for p in c.demux(stream) if p.size and not p.is_discard]
+    except Exception:  # the reader's own open names the failure
+        return None
+    if not packets or any(pts is None for pts, _ in packets):
+        return None
+    packets.sort()
+    pts = np.array([p for p, _ in packets], np.int64)
+    if (np.diff(pts) == 0).any():
+        return None
+    return pts, np.array([k for _, k in packets], bool)
+
+
 class FrameReader:
     """One open video, read forward; `read(frames)` returns the frames at those indices.
 
@@ -38,10 +62,16 @@ class FrameReader:
     counted them. With the file's keyframe table (the manifest's `keyframes`), the reader
     jumps to the keyframe before a wanted frame whenever that skips frames, and reads on
     otherwise; so a pair whose clips lie apart costs two short runs, not one long one, and a
-    reader kept open serves the next request from where it stopped. A jump is trusted only when
-    the frame it lands on is a keyframe of the table and the timestamps that follow step one
-    frame at a time; otherwise (e.g. HMDB-51's DivX .avi files, whose timestamps are out of
-    order) the reader goes back to frame 0 and counts, and stops jumping in this file.
+    reader kept open serves the next request from where it stopped.
+
+    Exactness: a jump goes to the keyframe's own timestamp, taken from the container's packets
+    (`packet_table`, read once per file, no decoding), and the frame it lands on is named by
+    looking its timestamp up in that table, never by timestamp x fps; each frame after it must
+    carry the next time of the table. So a missing timestamp slot, a variable rate, a first
+    timestamp that is not 0 or an edit list cannot shift the frames. Where the packets do not
+    match the frames the indexer counted (their keyframes differ from the table), or a frame
+    disagrees after a jump (e.g. HMDB-51's DivX .avi files, whose packets carry several frames),
+    the reader counts from frame 0 instead, and stops jumping in this file.
     """
 
     def __init__(self, file: str, fps: float, keyframes=(), *, threads: int = 1):
@@ -55,10 +85,10 @@ class FrameReader:
         except Exception as e:  # PyAV raises many types (InvalidDataError, OSError, ...)
             raise DecodeError(f"{file}: cannot open it: {type(e).__name__}: {e}") from e
         self.stream.codec_context.thread_count = threads
-        self.t0 = self.stream.start_time or 0
-        self.scale = float(self.stream.time_base) * fps if fps > 0 and self.stream.time_base else 0.0
-        self.can_jump = len(self.keys) > 1 and self.scale > 0
+        self.can_jump = len(self.keys) > 1
+        self.times: np.ndarray | None = None  # each frame's presentation time, once a jump needs them
         self.frames, self.pos, self.checked = None, 0, False  # pos: the index the decoder returns next
+        self.landed = -1  # the keyframe of the last jump: never jumped to twice for one frame
 
     def read(self, frames) -> dict:
         """{index: av.VideoFrame} for the distinct indices in `frames`."""
@@ -67,7 +97,7 @@ class FrameReader:
         try:
             while len(got) < len(wanted):
                 t = wanted[len(got)]
-                if self.frames is None or t < self.pos or (self.can_jump and key_before(t, self.keys) > self.pos):
+                if self.frames is None or t < self.pos or self._worth_a_jump(t):
                     self._jump(t)
                 frame = next(self.frames, None)
                 if frame is None:
@@ -80,38 +110,61 @@ class FrameReader:
                 if self.pos == t:
                     got[t] = frame
                 self.pos += 1
-        except DecodeError:
-            raise
         except Exception as e:
+            self.frames = None  # a decoder that raised is spent: the next read starts afresh
+            if isinstance(e, DecodeError):
+                raise
             raise DecodeError(f"{self.file}: cannot decode frames {_window(np.asarray(wanted))}: {type(e).__name__}: {e}") from e
         missing = [f for f in wanted if f not in got]
         if missing:
+            self.frames = None
             raise DecodeError(
                 f"{self.file}: frames {_window(np.asarray(wanted))} requested, but frame {missing[0]} is not in the file "
                 f"(it ended or is damaged); re-index it (ascnet-index build) so the manifest matches the file")
         return got
 
+    def _worth_a_jump(self, t: int) -> bool:
+        if not self.can_jump:
+            return False
+        key = key_before(t, self.keys)
+        return key > self.pos and key != self.landed
+
+    def _table(self) -> bool:
+        """Whether the packets' times can name the frames: their keyframes are the indexer's."""
+        if self.times is None:
+            try:
+                table = packet_table(self.file, os.stat(self.file).st_mtime_ns)
+            except OSError:
+                table = None
+            ok = table is not None and self.keys[-1] < len(table[0]) and table[1][self.keys].all()
+            self.times = table[0] if ok else np.zeros(0, np.int64)
+        return len(self.times) > 0
+
     def _jump(self, t: int) -> None:
-        """To the keyframe before frame t (trusted only once its timestamps agree), or to frame 0."""
+        """To the keyframe before frame t (trusted once its time is found in the table), or to frame 0."""
         key = key_before(t, self.keys) if self.can_jump else 0
+        if key > 0 and not self._table():
+            self.can_jump, key = False, 0
         if key > 0:
-            self.container.seek(self.t0 + int(round(key / self.scale)), stream=self.stream, backward=True, any_frame=False)
-            self.pos, self.checked = None, True
+            self.container.seek(int(self.times[key]), stream=self.stream, backward=True, any_frame=False)
+            self.pos, self.checked, self.landed = None, True, key
         else:
-            if self.frames is not None:
+            if self.frames is not None or self.decoded:
                 self.container.seek(0)
-            self.pos, self.checked = 0, False
+            self.pos, self.checked, self.landed = 0, False, -1
         self.frames = self.container.decode(self.stream)
 
     def _trust(self, frame, t: int) -> bool:
-        """After a jump: the landing frame is a keyframe of the table at or before t, and each frame's
-        timestamp says the index the count says."""
-        idx = int(np.floor((frame.pts - self.t0) * self.scale + 0.5)) if frame.pts is not None else -1
+        """After a jump: the landing frame's time is in the table at or before t, and each frame after
+        it carries the table's next time."""
+        if frame.pts is None:
+            return False
         if self.pos is None:
-            if not (frame.key_frame and idx <= t and idx in self.keys):
+            idx = int(np.searchsorted(self.times, frame.pts))
+            if idx > t or idx >= len(self.times) or self.times[idx] != frame.pts:
                 return False
             self.pos = idx
-        return idx == self.pos
+        return self.pos < len(self.times) and self.times[self.pos] == frame.pts
 
     def close(self) -> None:
         self.container.close()

@@ -1,0 +1,100 @@
+"""Frame exactness on a zoo of hard files (tests/zoo.py): for random windows, every backend returns
+exactly the frames that counting from frame 0 in decode order gives."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ascnet.pipelines.decode import FrameReader
+from ascnet.tools.probe import probe
+from ascnet.tools.synthetic import read_index
+from tests.zoo import make_zoo, truth, upright
+
+DALI_FILES = ("start_offset.webm", "odd_size.webm", "vfr_cfr.webm", "mjpeg_gap.mkv")
+
+
+@pytest.fixture(scope="module")
+def zoo(tmp_path_factory) -> dict:
+    """name -> (file, its probe, the true index of each frame)."""
+    out = {}
+    for name, path in make_zoo(tmp_path_factory.mktemp("zoo")).items():
+        info = probe(path)
+        out[name] = (path, info, truth(path, info.get("rotation", 0)))
+    return out
+
+
+def windows(rng: np.random.Generator, n: int, count: int) -> list[np.ndarray]:
+    """Random requests: a window of 1..8 frames at stride 1..3, sometimes two apart (a pair)."""
+    out = []
+    for _ in range(count):
+        parts = []
+        for _ in range(1 + int(rng.random() < 0.3)):
+            length, stride = int(rng.integers(1, 9)), int(rng.integers(1, 4))
+            start = int(rng.integers(0, max(n - (length - 1) * stride, 1)))
+            parts.append(np.minimum(start + stride * np.arange(length), n - 1))
+        out.append(np.concatenate(parts))
+    return out
+
+
+def test_the_zoo_is_what_it_says(zoo):
+    for name, (_, info, true) in zoo.items():
+        assert info["status"] == "ok", (name, info["error"])
+        assert len(true) == info["num_frames"] and min(true) >= 0, name
+    assert zoo["edit_list.mp4"][2][0] > 0  # the cut starts past its pre-roll
+    assert zoo["mjpeg_gap.mkv"][1]["vfr"] == 0 and zoo["vfr.mp4"][1]["vfr"] == 1
+    assert len(zoo["mjpeg_gap.mkv"][1]["keyframes"]) == zoo["mjpeg_gap.mkv"][1]["num_frames"]  # intra-only
+
+
+def test_pyav_returns_the_counted_frames_on_random_windows(zoo):
+    rng = np.random.default_rng(0)
+    wrong = []
+    for name, (path, info, true) in sorted(zoo.items()):
+        reader = FrameReader(str(path), info["fps"], info["keyframes"])  # kept open: forward reads and jumps
+        try:
+            for want in windows(rng, info["num_frames"], 25):
+                got = reader.read(want)
+                seen = [read_index(upright(got[int(f)].to_ndarray(format="rgb24"), info.get("rotation", 0))) for f in want]
+                if seen != [true[f] for f in want]:
+                    wrong.append((name, want.tolist(), seen))
+        finally:
+            reader.close()
+    assert not wrong, f"{len(wrong)} of 250 windows hold other frames, e.g. {wrong[:3]}"
+
+
+def dali_read(path: Path, requests: list[np.ndarray]) -> list[list[int]]:
+    """The indices drawn in the frames DALI's CPU decoder returns for each request (distinct, increasing)."""
+    from nvidia.dali import fn, pipeline_def
+
+    data = np.fromfile(path, dtype=np.uint8)
+    batch = 10
+
+    @pipeline_def(batch_size=batch, num_threads=1, device_id=None)
+    def pipe():
+        src = fn.external_source(source=feed, num_outputs=2, batch=True, batch_info=True)
+        return fn.decoders.video(src[0], device="cpu", frames=src[1], pad_mode="none")
+
+    def feed(info):
+        chunk = requests[info.iteration * batch:(info.iteration + 1) * batch]
+        if len(chunk) < batch:
+            raise StopIteration
+        return [data] * batch, [c.astype(np.int32) for c in chunk]
+
+    p = pipe()
+    p.build()
+    out = []
+    for _ in range(len(requests) // batch):
+        (frames,) = p.run()
+        out += [[read_index(f) for f in np.asarray(frames[i])] for i in range(batch)]
+    return out
+
+
+def test_dali_cpu_returns_the_counted_frames_on_random_windows(zoo):
+    rng = np.random.default_rng(1)
+    wrong = []
+    for name in DALI_FILES:
+        path, info, true = zoo[name]
+        want = [np.unique(w) for w in windows(rng, info["num_frames"], 50)]
+        for w, seen in zip(want, dali_read(path, want)):
+            if seen != [true[f] for f in w]:
+                wrong.append((name, w.tolist(), seen))
+    assert not wrong, f"{len(wrong)} of 200 windows hold other frames, e.g. {wrong[:3]}"
