@@ -55,8 +55,9 @@ COLUMNS: dict[str, str] = {
 # int64 lists (unknown: empty): the keyframe indices (in decode order) of the file and of its copy.
 LIST_COLUMNS = ("keyframes", "decode_keyframes")
 # ints (unknown: -1): errors the decoder, its parser and the demuxer reported while counting frames;
-# vfr: 1 when the frames' display times stray from a constant rate by more than a frame, else 0
-OPTIONAL_INT_COLUMNS = ("decode_errors", "vfr")
+# vfr: 1 when the frames' display times stray from a constant rate by more than a frame, else 0;
+# rotation: degrees counter-clockwise (0/90/180/270) the display matrix turns the decoded frames to show them upright
+OPTIONAL_INT_COLUMNS = ("decode_errors", "vfr", "rotation")
 
 _ARROW = {"str": pa.string(), "int": pa.int64(), "float": pa.float64()}
 _DEFAULTS = {"str": "", "int": 0, "float": 0.0}
@@ -215,12 +216,15 @@ class Manifest:
         return Manifest(df=df.reset_index(drop=True), root=self.root, meta=self.meta)
 
     def decode_table(self) -> pd.DataFrame:
-        """What a decoder needs, per row: absolute `file`, `num_frames`, `fps`, `codec`, size, `keyframes`.
+        """What a decoder needs, per row: absolute `file`, `num_frames`, `fps`, `codec`, `keyframes`, `rotation`
+        and the size of the frames shown upright (`width`, `height`: the coded size turned by `rotation`).
 
-        The decoder-friendly copy is used where one exists, else the original.
+        The decoder-friendly copy is used where one exists (it is upright: rotation 0), else the original.
         """
         df = self.df
         copy = df["decode_path"] != ""
+        rotation = np.where(copy, 0, df["rotation"].clip(lower=0)).astype(np.int64)  # unknown (-1): as stored
+        turned = (rotation // 90) % 2 == 1
         files = [str(self.resolve(d if c else p)) for p, d, c in zip(df["path"], df["decode_path"], copy)]
         pick = lambda a, b: np.where(copy, df[b], df[a])  # noqa: E731
         return pd.DataFrame(
@@ -230,8 +234,9 @@ class Manifest:
                 "num_frames": pick("num_frames", "decode_num_frames").astype(np.int64),
                 "fps": pick("fps", "decode_fps").astype(np.float64),
                 "codec": pick("codec", "decode_codec"),
-                "width": pick("width", "decode_width").astype(np.int64),
-                "height": pick("height", "decode_height").astype(np.int64),
+                "width": np.where(turned, pick("height", "decode_height"), pick("width", "decode_width")).astype(np.int64),
+                "height": np.where(turned, pick("width", "decode_width"), pick("height", "decode_height")).astype(np.int64),
+                "rotation": rotation,
                 "keyframes": [d if c else k for k, d, c in zip(df["keyframes"], df["decode_keyframes"], copy)],
                 "label": df["label"].to_numpy(),
             }

@@ -1,11 +1,15 @@
 """A long run's record of the videos it could not decode: `skipped.jsonl` in the run directory.
 
 The loader passes over a video that fails to decode and uses a stand-in drawn from the seed
-and the position (`pipelines.schedules`), so batches stay full and a resumed run is the same.
-This log keeps each such video once (file, frames' epoch and step, the decoder's reason), feeds
-them back to the loader on `--resume` so they are not tried again, counts the skips of the
-current epoch over all ranks, and stops the run when more than `max_fraction` of an epoch is
-skipped: then the dataset or the decoder is broken, not one file.
+and the position (`pipelines.schedules`), so batches stay full. One rule, in a run straight
+through and after `--resume` alike: a video is tried wherever it is drawn, whatever failed
+before, and gives way to its stand-in where it fails. So a video damaged only near its end still
+serves the windows that decode, and a batch is a function of the files, the seed and its
+position, never of the run's history (a resumed run is the same as one run through). This log
+keeps each such video once (file, frames' epoch and step, the decoder's reason; on `--resume` the
+videos already listed are not written again), counts the skips of the current epoch over all
+ranks, and stops the run when more than `max_fraction` of an epoch is skipped: then the dataset
+or the decoder is broken, not one file.
 """
 from __future__ import annotations
 

@@ -38,7 +38,7 @@ from ascnet.queue import MemoryQueue
 from ascnet.runlog import RunLog, plot_run
 from ascnet.runtime import Runtime, StopRequest, agreed_stop, gather, rng_state, set_rng_state, setup_runtime
 from ascnet.schedule import cosine_lr, ema_momentum, scaled_lr
-from ascnet.skips import OnError, SkipLog, read_skipped
+from ascnet.skips import OnError, SkipLog
 
 Data = Literal["manifest", "synthetic"]
 Optimizer = Literal["sgd", "adamw"]
@@ -115,7 +115,7 @@ def config_from_dict(d: dict) -> PretrainConfig:
 
 
 # ---- the data ----------------------------------------------------------------------------
-def build_loader(cfg: PretrainConfig, rt: Runtime, exclude=()):
+def build_loader(cfg: PretrainConfig, rt: Runtime):
     """This rank's shard of pairs: the manifest's videos, or random clips (data="synthetic")."""
     if cfg.data == "synthetic":
         return SyntheticPairs(cfg.clip, batch_size=cfg.batch_size, seed=cfg.seed, shard_id=rt.rank, num_shards=rt.world)
@@ -123,7 +123,7 @@ def build_loader(cfg: PretrainConfig, rt: Runtime, exclude=()):
     return build_pair_loader(
         Manifest.from_parquet(cfg.manifest), cfg.clip, split=cfg.split, batch_size=cfg.batch_size, backend=cfg.backend,
         device=rt.device.type, seed=cfg.seed, shard_id=rt.rank, num_shards=rt.world, workers=cfg.workers,
-        on_error=cfg.on_error, exclude=exclude,
+        on_error=cfg.on_error,
     )
 
 
@@ -241,8 +241,8 @@ def pretrain(cfg: PretrainConfig, *, loader=None) -> dict:
         step = restore(cfg, model, queue, optimizer, rt.world)
     elif checkpoint_paths(out):
         raise CheckpointError(f"{out} already holds checkpoints: pass --resume to continue it, or choose another --out")
-    skips_known = read_skipped(out) if cfg.resume else {}
-    loader = loader or build_loader(cfg, rt, exclude=skips_known)
+    # a video that failed before is tried again wherever it is drawn, as in a run straight through
+    loader = loader or build_loader(cfg, rt)
     spe = loader.steps_per_epoch
     if spe < 1:
         raise ValueError(f"the loader yields no full batch of {cfg.batch_size} per process: lower --batch-size or add videos")

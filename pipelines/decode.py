@@ -14,7 +14,7 @@ from fractions import Fraction
 import numpy as np
 
 from ascnet.clips import apply_colour, center_box, pixel_box, short_side_size
-from ascnet.pipelines.schedules import MAX_STAND_INS, first_usable
+from ascnet.pipelines.schedules import MAX_STAND_INS, first_usable, place_holder
 
 
 class DecodeError(RuntimeError):
@@ -180,10 +180,11 @@ def read_frames(file: str, frames, fps: float, keyframes=(), *, threads: int = 1
         reader.close()
 
 
-def decode_frames(file: str, frames: np.ndarray, fps: float, keyframes=()) -> np.ndarray:
-    """(len(frames), H, W, 3) uint8 RGB: the frames at these indices, in this order (repeats allowed)."""
+def decode_frames(file: str, frames: np.ndarray, fps: float, keyframes=(), rotation: int = 0) -> np.ndarray:
+    """(len(frames), H, W, 3) uint8 RGB: the frames at these indices, in this order (repeats allowed),
+    upright: turned `rotation` degrees counter-clockwise (the manifest's `rotation`)."""
     got, _ = read_frames(file, frames, fps, keyframes)
-    return np.stack([got[int(f)].to_ndarray(format="rgb24") for f in frames])
+    return np.stack([np.rot90(got[int(f)].to_ndarray(format="rgb24"), rotation // 90) for f in frames])
 
 
 # ---- what the pyav workers hand to DALI: clips cut and scaled by swscale --------------------
@@ -195,24 +196,30 @@ class Cut:
     jitter applied (`ascnet.clips.apply_colour`), in the worker; DALI then flips and normalises.
     mode "center": short side scaled to `size`, centre crop (the un-augmented view).
     mode "short": short side scaled to `size`, nothing cut (evaluation crops are cut in DALI).
-    One swscale filter graph per clip crops, scales (bilinear) and converts to RGB (`_graph`
-    says in which order), so DALI never resizes on the CPU, its costliest step there.
+    One swscale filter graph per clip turns the frames upright (a display rotation), crops, scales
+    (bilinear) and converts to RGB (`_graph` says in which order), so DALI never resizes on the CPU,
+    its costliest step there.
     """
 
     mode: str
     size: int
 
 
-def _graph(frame, box: tuple[int, int, int, int] | None, out_w: int, out_h: int):
-    """crop -> scale -> RGB. Scaled in YUV (chroma at half resolution) only when the output is at most half
+# a display rotation (degrees counter-clockwise) -> the filters that show the frame upright
+TURN = {0: [], 90: [("transpose", "cclock")], 180: [("hflip", ""), ("vflip", "")], 270: [("transpose", "clock")]}
+
+
+def _graph(frame, box: tuple[int, int, int, int] | None, out_w: int, out_h: int, rotation: int = 0):
+    """turn upright -> crop -> scale -> RGB; `box` is on the upright frame. Scaled in YUV (chroma at half resolution) only when the output is at most half
     the box, so that the chroma plane still has every output pixel; otherwise converted to RGB first, as a
     decoder that hands DALI RGB frames would (on small frames the YUV shortcut smears small coloured
     objects: 1.8 levels off on average on the demo's 32x32 videos, against 0.05 converting first)."""
     import av.filter
 
-    w, h = (box[2], box[3]) if box is not None else (frame.width, frame.height)
+    w, h = (box[2], box[3]) if box is not None else _shown(frame, rotation)
     g = av.filter.Graph()
     chain = [g.add_buffer(width=frame.width, height=frame.height, format=frame.format.name, time_base=Fraction(1, 25))]
+    chain += [g.add(name, args) for name, args in TURN[rotation]]
     if w < 2 * out_w or h < 2 * out_h:
         chain.append(g.add("format", "rgb24"))
     if box is not None:
@@ -234,15 +241,21 @@ def _run_graph(graph, frames) -> np.ndarray:
     return np.stack(out)
 
 
-def cut_clip(frames: list, cut: Cut, params: np.ndarray | None) -> np.ndarray:
-    """(T, S, S, 3) uint8 (modes augment/center) or (T, h, w, 3) (short) from T av.VideoFrames."""
+def _shown(frame, rotation: int) -> tuple[int, int]:
+    """(w, h) of the frame upright."""
+    return (frame.height, frame.width) if (rotation // 90) % 2 else (frame.width, frame.height)
 
-    h, w = frames[0].height, frames[0].width
+
+def cut_clip(frames: list, cut: Cut, params: np.ndarray | None, rotation: int = 0) -> np.ndarray:
+    """(T, S, S, 3) uint8 (modes augment/center) or (T, h, w, 3) (short) from T av.VideoFrames, upright
+    (turned `rotation` degrees counter-clockwise: the manifest's `rotation`)."""
+
+    w, h = _shown(frames[0], rotation)
     if cut.mode == "short":
         ow, oh = short_side_size(w, h, cut.size)
-        return _run_graph(_graph(frames[0], None, ow, oh), frames)
+        return _run_graph(_graph(frames[0], None, ow, oh, rotation), frames)
     box = pixel_box(params, h, w) if cut.mode == "augment" else center_box(h, w)
-    clip = _run_graph(_graph(frames[0], box, cut.size, cut.size), frames)
+    clip = _run_graph(_graph(frames[0], box, cut.size, cut.size, rotation), frames)
     return apply_colour(clip, params) if cut.mode == "augment" else clip
 
 
@@ -260,15 +273,16 @@ class PyAVSource:
     to the schedule's next candidate (`candidates`), so training batches stay full and a resumed
     run is the same; a sample with no usable candidate comes out with 0 frames decoded, and the
     loader drops it. `split_pair=True` decodes each clip with its own reader, as the peers do (for
-    benchmarking).
+    benchmarking). `rotations`: each video's display rotation (the decode table's), applied in the cut.
     """
 
     def __init__(self, schedule, files: list[str], fps: np.ndarray, keyframes: list, cut: Cut, *,
                  with_aug: bool = True, split_pair: bool = False, skip_errors: bool = False, threads: int = 1,
-                 exclude: frozenset = frozenset(), keep_open: bool = False):
+                 exclude: frozenset = frozenset(), keep_open: bool = False, rotations=None):
         self.schedule, self.files, self.fps, self.keyframes, self.cut = schedule, files, fps, keyframes, cut
         self.with_aug, self.split_pair, self.skip_errors, self.threads = with_aug, split_pair, skip_errors, threads
         self.exclude, self.keep_open = exclude, keep_open
+        self.rotations = np.zeros(len(files), np.int64) if rotations is None else np.asarray(rotations, np.int64)
         self._open: FrameReader | None = None  # keep_open: the last video, for the next clip of it (evaluation)
 
     def _reader(self, vi: int) -> FrameReader:
@@ -294,12 +308,17 @@ class PyAVSource:
             before = reader.decoded
             try:
                 got = [reader.read(req.frames)] * len(clips)
+            except DecodeError:
+                if reader is self._open:  # closed below: the video's next clip opens it afresh
+                    self._open = None
+                raise
             finally:
                 if reader is not self._open:
                     reader.close()
             decoded = reader.decoded - before
         aug = req.aug if req.aug is not None else [None] * len(clips)
-        return np.concatenate([cut_clip([g[int(f)] for f in c], self.cut, a) for g, c, a in zip(got, clips, aug)]), decoded
+        turn = int(self.rotations[vi])
+        return np.concatenate([cut_clip([g[int(f)] for f in c], self.cut, a, turn) for g, c, a in zip(got, clips, aug)]), decoded
 
     def __call__(self, info):
         failed, messages = [], np.zeros((MAX_STAND_INS, MESSAGE_BYTES), np.uint8)
@@ -330,19 +349,23 @@ class BytesSource:
     """Sample mode: (encoded file bytes uint8, distinct frame indices int32 increasing, order int32, [aug (k, 9)]).
 
     `order` rebuilds the request's frames from the distinct ones: frames == distinct[order]. A video
-    in `exclude` (it failed to decode before) gives way to the schedule's next candidate.
+    in `exclude` (known bad), or a window in `failed` ((epoch, step, row, video): one the decoder lost
+    at this very place before), gives way to the schedule's next candidate. A sample with no usable
+    candidate decodes a place holder (`schedules.place_holder`) that the loader drops.
     distinct=False sends the request's indices as they are (a benchmark of what that costs).
     """
 
     def __init__(self, schedule, files: list[str], *, with_aug: bool = True, distinct: bool = True,
-                 exclude: frozenset = frozenset()):
+                 exclude: frozenset = frozenset(), failed: frozenset = frozenset()):
         self.schedule, self.files, self.with_aug, self.distinct = schedule, files, with_aug, distinct
-        self.exclude = exclude
+        self.exclude, self.failed = exclude, failed
 
     def __call__(self, info):
-        req, _ = first_usable(self.schedule, info.idx_in_epoch, self.exclude)
+        req, _ = first_usable(self.schedule, info.idx_in_epoch, self.exclude, self.failed)
         if req is None:
-            raise DecodeError(f"sample {info.idx_in_epoch}: every candidate video failed to decode earlier in this run")
+            req = place_holder(self.schedule, info.idx_in_epoch, self.exclude, self.failed)
+        if req is None:
+            raise DecodeError(f"sample {info.idx_in_epoch}: no video of the split is left to decode")
         file = self.files[req.video_index]
         try:
             data = np.fromfile(file, dtype=np.uint8)

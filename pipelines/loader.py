@@ -26,9 +26,9 @@ import torch
 from ascnet.manifest import Manifest, ManifestError
 from ascnet.optional import require_dali
 from ascnet.clips import CROPS_PER_CLIP, ClipSpec, eval_short_side
-from ascnet.pipelines.backends import choose_backend
+from ascnet.pipelines.backends import BackendError, choose_backend
 from ascnet.pipelines.decode import BytesSource, Cut, DecodeError, PyAVSource, decode_frames
-from ascnet.pipelines.schedules import EvalSchedule, TrainSchedule, first_usable
+from ascnet.pipelines.schedules import EvalSchedule, TrainSchedule, first_usable, place_holder
 from ascnet.sampling import SamplingError, steps_per_epoch
 
 log = logging.getLogger("ascnet.pipelines")
@@ -52,6 +52,16 @@ def _videos(manifest: Manifest, split: str):
             f"e.g. {missing[0]}: restore them or rebuild the manifest (ascnet-index build)"
         )
     return table
+
+
+def _check_upright(table, backend: str) -> None:
+    """The DALI decoders do not read a display matrix: a rotated video needs its upright copy."""
+    turned = table[table["rotation"] != 0]
+    if backend != "pyav" and len(turned):
+        raise BackendError(
+            f"{len(turned)} video(s) carry a display rotation that backend '{backend}' does not apply (their frames would "
+            f"come out sideways), e.g. {turned['file'].iat[0]} ({turned['rotation'].iat[0]} degrees): re-index with "
+            "--transcode (ascnet-index build; the copies are upright), or use backend='pyav'")
 
 
 def output_device(out) -> str:
@@ -119,7 +129,7 @@ class _DaliRunner:
         except Exception as e:
             text = str(e)
             if self.backend != "pyav" and self.skip_errors and isinstance(e, RuntimeError):
-                where, message = _culprit(batch(), text)
+                where, message = _culprit(batch(), text, self.backend)
                 if where is not None:  # DALI carries on with the next batch; the caller decides about this one
                     return where, message
             self.close()
@@ -128,7 +138,7 @@ class _DaliRunner:
                 raise DecodeError(line.split("Error: ", 1)[1]) from e
             if self.backend == "pyav":
                 raise  # not a decoding failure
-            raise DecodeError(_culprit(batch(), text)[1]) from e
+            raise DecodeError(_culprit(batch(), text, self.backend)[1]) from e
         return [_to_torch(o) for o in outs]
 
     def close(self):
@@ -144,12 +154,41 @@ def _batch_files(table, requests) -> list[tuple[str, np.ndarray, float, np.ndarr
              table["keyframes"].iat[r.video_index]) for r in requests]
 
 
-def _culprit(samples, dali_text: str) -> tuple[int | None, str]:
-    """(position in the batch or None, message): which video of a failed DALI batch is bad, the first
-    one PyAV cannot decode either.
+def _dali_reason(text: str) -> str:
+    """DALI's own reason: the one line of its message that is neither a header nor a traceback."""
+    noise = ("Critical", "Error in", " ", "which", "encountered", "C++", "Current")
+    return next((ln for ln in text.splitlines() if ln.strip() and not ln.startswith(noise)), "")
 
-    DALI loses the whole batch without naming the sample, so each is re-read with PyAV; where
-    PyAV is not installed, DALI's own reason and the batch's files are all there is to say.
+
+def _dali_alone(file: str, frames: np.ndarray, backend: str) -> str | None:
+    """DALI's reason for failing on this one sample decoded alone; None when it decodes."""
+    from nvidia.dali import fn, pipeline_def
+
+    data, distinct = np.fromfile(file, dtype=np.uint8), np.unique(frames).astype(np.int32)
+
+    @pipeline_def(batch_size=1, num_threads=1, device_id=torch.cuda.current_device() if backend == "nvdec" else None)
+    def alone():
+        d, f = fn.external_source(source=lambda: ([data], [distinct]), num_outputs=2, batch=True)
+        return fn.decoders.video(d, device="mixed" if backend == "nvdec" else "cpu", frames=f, pad_mode="none")
+
+    pipe = alone()
+    try:
+        pipe.build()
+        pipe.run()
+    except Exception as e:
+        return _dali_reason(str(e)) or type(e).__name__
+    finally:
+        del pipe
+    return None
+
+
+def _culprit(samples, dali_text: str, backend: str) -> tuple[int | None, str]:
+    """(position in the batch or None, message): which video of a failed DALI batch is bad: the first
+    one PyAV cannot decode either, else the first one DALI fails on when it decodes it alone (PyAV
+    reads it, DALI's decoder does not: e.g. a VP9 stream whose frame size changes midway).
+
+    DALI loses the whole batch without naming the sample, so each is re-read; where PyAV is not
+    installed, DALI's own reason and the batch's files are all there is to say.
     """
     from importlib.util import find_spec
 
@@ -158,11 +197,14 @@ def _culprit(samples, dali_text: str) -> tuple[int | None, str]:
             decode_frames(file, frames, fps, keyframes)
         except DecodeError as e:
             return i, str(e)
-    # DALI's own reason: the one line of its message that is neither a header nor a traceback
-    noise = ("Critical", "Error in", " ", "which", "encountered", "C++", "Current")
-    reason = next((ln for ln in dali_text.splitlines() if ln.strip() and not ln.startswith(noise)), "")
+    for i, (file, frames, *_) in enumerate(samples if find_spec("av") else []):
+        reason = _dali_alone(file, frames, backend)
+        if reason is not None:
+            return i, (f"{file}: frames {frames.min()}..{frames.max()} decode with PyAV but not with DALI's {backend} "
+                       f"decoder ({reason}); re-index with --transcode (ascnet-index build) for a copy it reads, "
+                       "or use backend='pyav'")
     listed = ", ".join(f"{f} (frames {fr.min()}..{fr.max()})" for f, fr, *_ in samples)
-    return None, f"DALI failed to decode a video among {listed}: {reason}"
+    return None, f"DALI failed to decode a video among {listed}: {_dali_reason(dali_text)}"
 
 
 # ---- training: pairs and single clips ----------------------------------------------------
@@ -190,6 +232,7 @@ class TrainLoader:
                 f"such videos too_short) or lower clip_len"
             )
         self.backend, self.reason = choose_backend(backend, device, self.table["codec"])
+        _check_upright(self.table, self.backend)
         n = len(self.table)
         self.steps_per_epoch = steps_per_epoch(n, batch_size, num_shards)
         if self.steps_per_epoch == 0:
@@ -211,8 +254,11 @@ class TrainLoader:
         known_bad = set(exclude)
         # known bad: their stand-ins are used
         self._exclude = {i for i, v in enumerate(self.table["video_id"]) if v in known_bad}
+        # windows a DALI decoder lost, (epoch, step, row, video): the stand-in takes that place only, so
+        # a resumed run, which finds them again at the same places, is the same as one run through
+        self._failed: set[tuple[int, int, int, int]] = set()
         self._skips: list[dict] = []
-        self._found: dict[int, str] = {}  # culprits of lost DALI batches -> their message, until reported
+        self._found: dict[tuple, str] = {}  # those windows -> the culprit's message, until reported
 
         from ascnet.pipelines.train import clip_pipeline
 
@@ -244,9 +290,11 @@ class TrainLoader:
         files, fps, exclude = list(self.table["file"]), self._sched_args["fps"], frozenset(self._exclude)
         if self.backend == "pyav":
             source = PyAVSource(self._sched, files, fps, list(self.table["keyframes"]), self._cut, with_aug=self._augment,
-                                split_pair=self._split_pair, skip_errors=self._skip_errors, exclude=exclude)
+                                split_pair=self._split_pair, skip_errors=self._skip_errors, exclude=exclude,
+                                rotations=self.table["rotation"].to_numpy())
         else:
-            source = BytesSource(self._sched, files, with_aug=self._augment, distinct=self._distinct, exclude=exclude)
+            source = BytesSource(self._sched, files, with_aug=self._augment, distinct=self._distinct, exclude=exclude,
+                                 failed=frozenset(self._failed))
         self._runner.build(source, self.batch_size)
         self._next, self._done = (epoch, start_step), 0
 
@@ -265,19 +313,24 @@ class TrainLoader:
                 if self._next != (epoch, step):
                     self._build(epoch, step)
                 g0 = self._done * self.batch_size
-                picks = [first_usable(self._sched, g, self._exclude) for g in range(g0, g0 + self.batch_size)]
+                gs = range(g0, g0 + self.batch_size)
+                picks = [first_usable(self._sched, g, self._exclude, self._failed) for g in gs]
+                # what the DALI decoders get per sample: the pick, or a place holder that is dropped
+                sent = [r or place_holder(self._sched, g, self._exclude, self._failed) for (r, _), g in zip(picks, gs)]
+                if None in sent:
+                    raise DecodeError(f"epoch {epoch} step {step}: every video of the split failed to decode here")
                 try:
-                    outs = self._runner.run(lambda: _batch_files(self.table, [r for r, _ in picks if r is not None]))
+                    outs = self._runner.run(lambda: _batch_files(self.table, sent))
                 except BaseException:
                     self._next = None  # rebuild on the next call
                     raise
                 if isinstance(outs, list):
                     break
-                # a DALI decoder lost the batch: pass over its culprit from now on and decode the step again
+                # a DALI decoder lost the batch: its culprit's window gives way, and the step is decoded again
                 where, message = outs
-                culprit = [r for r, _ in picks if r is not None][where].video_index
-                self._exclude.add(culprit)
-                self._found[culprit] = message  # reported with the batch that passes it over
+                window = (*self._sched.where(gs[where]), sent[where].video_index)
+                self._failed.add(window)
+                self._found[window] = message  # reported with the batch that passes it over
                 self._next = None
             self._done += 1
             self._next = self._sched.position(self._done)
@@ -294,9 +347,9 @@ class TrainLoader:
                     text = bytes(messages[r, j]).rstrip(b"\0").decode(errors="replace")
                     self._skip(int(info[r, 3 + k + j]), epoch, step, text)
         else:
-            for req, passed in picks:
+            for row, (req, passed) in enumerate(picks):
                 for v in passed:
-                    self._skip(v, epoch, step, self._found.pop(v, ""))
+                    self._skip(v, epoch, step, self._found.pop((epoch, step, row, v), ""))
             ok = np.array([req is not None for req, _ in picks])
             vi = np.array([req.video_index if req else -1 for req, _ in picks])
             speeds = np.array([req.speeds if req else (0,) * self.clips for req, _ in picks])
@@ -350,7 +403,9 @@ def build_pair_loader(
     `.skipped`) a video that fails to decode instead of raising DecodeError. split_pair=True
     decodes the two clips by two seeks instead of one window (pyav; for benchmarking).
     distinct_frames=False sends the DALI decoders the pair's indices with their repeats (benchmarking).
-    exclude: video_ids known not to decode (a resumed run's skipped.jsonl): their stand-ins are used.
+    exclude: video_ids known not to decode: their stand-ins are used wherever they are drawn. A video
+    that fails at run time is not excluded: it is tried wherever it is drawn, and gives way to its
+    stand-in where it fails (README, "Bad files").
     """
     return TrainLoader(manifest, clip, clips=2, split=split, batch_size=batch_size, backend=backend, device=device,
                        seed=seed, shard_id=shard_id, num_shards=num_shards, workers=workers, on_error=on_error,
@@ -398,6 +453,7 @@ class EvalLoader:
         _check("on_error", on_error, ON_ERROR)
         self.table = _videos(manifest, split)
         self.backend, self.reason = choose_backend(backend, device, self.table["codec"])
+        _check_upright(self.table, self.backend)
         self.num_videos = len(self.table)
         self.crops_per_clip = CROPS_PER_CLIP[crops]
         self.num_rows = self.num_videos * clips_per_video * self.crops_per_clip
@@ -427,7 +483,8 @@ class EvalLoader:
         if self.backend == "pyav":
             # a video's clips come one after the other: a worker keeps it open and reads on
             source = PyAVSource(self._sched, files, self.table["fps"].to_numpy(), list(self.table["keyframes"]), self._cut,
-                                with_aug=False, skip_errors=self._runner.skip_errors, keep_open=True)
+                                with_aug=False, skip_errors=self._runner.skip_errors, keep_open=True,
+                                rotations=self.table["rotation"].to_numpy())
         else:
             source = BytesSource(self._sched, files, with_aug=False)
         self._runner.build(source, self._dali_batch)

@@ -16,14 +16,27 @@ from ascnet.sampling import eval_clips, sample_pair, shard_plan, steps_per_epoch
 MAX_STAND_INS = 4  # videos tried for one training sample (its own, then stand-ins) before it is dropped
 
 
-def first_usable(schedule, g: int, exclude) -> tuple["Request | None", list[int]]:
-    """(the first of sample g's candidates whose video is not in `exclude` or None, the videos passed over)."""
+def first_usable(schedule, g: int, exclude, failed=frozenset()) -> tuple["Request | None", list[int]]:
+    """(the first of sample g's candidates whose video is not in `exclude` and whose window is not in
+    `failed` (epoch, step, row, video: a window a DALI decoder lost), or None; the videos passed over)."""
+    where = schedule.where(g) if failed else ()
     passed = []
     for req in schedule.candidates(g):
-        if req.video_index not in exclude:
+        if req.video_index not in exclude and (*where, req.video_index) not in failed:
             return req, passed
         passed.append(req.video_index)
     return None, passed
+
+
+def place_holder(schedule, g: int, exclude, failed=frozenset()) -> "Request | None":
+    """For a sample none of whose candidates is usable: frame 0 (repeated) of the first video that is,
+    so that the DALI decoders have something to decode; the loader drops the sample (the batch shrinks)."""
+    last = list(schedule.candidates(g))[-1]
+    where = schedule.where(g) if failed else ()
+    for vi in range(len(schedule.num_frames)):
+        if vi not in exclude and (*where, vi) not in failed:
+            return Request(vi, np.zeros_like(last.frames), last.speeds, aug=last.aug)
+    return None
 
 
 @dataclass(frozen=True)
@@ -70,6 +83,11 @@ class TrainSchedule:
             self._plans = {epoch: shard_plan(len(self.num_frames), seed=self.seed, epoch=epoch, batch_size=self.batch_size,
                                              shard_id=self.shard_id, num_shards=self.num_shards)}
         return self._plans[epoch]
+
+    def where(self, g: int) -> tuple[int, int, int]:
+        """(epoch, step, row) of sample g."""
+        batch, row = divmod(g, self.batch_size)
+        return (*self.position(batch), row)
 
     def request(self, g: int) -> Request:
         batch, row = divmod(g, self.batch_size)

@@ -98,3 +98,70 @@ def test_dali_cpu_returns_the_counted_frames_on_random_windows(zoo):
             if seen != [true[f] for f in w]:
                 wrong.append((name, w.tolist(), seen))
     assert not wrong, f"{len(wrong)} of 200 windows hold other frames, e.g. {wrong[:3]}"
+
+
+# ---- rotation: a phone's portrait video ---------------------------------------------------------
+def test_rotation_is_read_and_frames_come_out_upright(zoo, tmp_path):
+    from ascnet.clips import IDENTITY
+    from ascnet.pipelines.decode import Cut, cut_clip, decode_frames, read_frames
+
+    path, info, _ = zoo["rotated.mp4"]
+    assert (info["rotation"], info["width"], info["height"]) == (90, 64, 48)  # coded sideways
+    assert all(zoo[n][1]["rotation"] == 0 for n in zoo if n != "rotated.mp4")
+    want = np.array([3, 30, 31, 47])
+    frames = decode_frames(str(path), want, info["fps"], info["keyframes"], rotation=90)
+    assert frames.shape == (4, 64, 48, 3)  # portrait, as shown
+    assert [read_index(f) for f in frames] == want.tolist()
+    sideways = decode_frames(str(path), want, info["fps"], info["keyframes"])
+    assert [read_index(f) for f in sideways] != want.tolist()
+    got, _ = read_frames(str(path), want, info["fps"], info["keyframes"])
+    short = cut_clip([got[int(f)] for f in want], Cut("short", 24), None, 90)
+    assert short.shape == (4, 32, 24, 3) and [read_index(f) for f in short] == want.tolist()
+    whole = cut_clip([got[int(f)] for f in want], Cut("augment", 16), IDENTITY, 90)  # the box: the whole frame
+    assert [read_index(f) for f in whole] == want.tolist()
+
+
+def rotated_manifest(zoo, root: Path, codec: str = "h264"):
+    from ascnet.manifest import Manifest
+
+    path, info, _ = zoo["rotated.mp4"]
+    (root / path.name).write_bytes(path.read_bytes())
+    row = dict(video_id=path.name, path=path.name, label=0, label_name="c", split="train", status="ok",
+               **{k: info[k] for k in ("num_frames", "fps", "width", "height", "keyframes", "rotation")}, codec=codec)
+    return Manifest.from_rows([row, {**row, "video_id": "b.mp4", "path": path.name}], root=root)
+
+
+def test_the_loaders_decode_upright_and_the_dali_decoders_ask_for_upright_copies(zoo, tmp_path):
+    from ascnet.clips import ClipSpec, denormalize
+    from ascnet.pipelines.backends import BackendError
+    from ascnet.pipelines.decode import Cut, cut_clip, read_frames
+    from ascnet.pipelines.loader import build_eval_loader, build_pair_loader
+
+    m = rotated_manifest(zoo, tmp_path)
+    table = m.decode_table()
+    assert table[["width", "height", "rotation"]].values.tolist() == [[48, 64, 90]] * 2  # the size shown
+    loader = build_eval_loader(m, ClipSpec(clip_len=4, crop_size=24), split="train", batch_size=2, clips_per_video=1,
+                               crops="center", backend="pyav", workers=1)
+    batch = next(iter(loader))
+    loader.close()
+    got = denormalize(batch["clips"])[0].permute(1, 2, 3, 0).numpy()  # (T, 24, 24, 3)
+    path, info, _ = zoo["rotated.mp4"]
+    frames, _ = read_frames(str(path), range(4), info["fps"], info["keyframes"])
+    shown = cut_clip([frames[i] for i in range(4)], Cut("short", 24), None, 90)  # (4, 32, 24, 3) upright
+    assert np.abs(got - shown[:, 4:28]).mean() < 3  # its centre crop
+    (tmp_path / "vp9").mkdir()
+    with pytest.raises(BackendError, match=r"2 video\(s\) carry a display rotation that backend 'dali-cpu' does not "
+                                           r"apply .*rotated\.mp4 \(90 degrees\): re-index with --transcode"):
+        build_pair_loader(rotated_manifest(zoo, tmp_path / "vp9", "vp9"), ClipSpec(clip_len=4, crop_size=16),
+                          batch_size=2, backend="dali-cpu")
+
+
+def test_transcode_makes_an_upright_copy_of_the_size_shown(zoo, tmp_path):
+    from ascnet.tools.transcode import display_size, scaled_size, transcode
+
+    path, info, true = zoo["rotated.mp4"]
+    size = scaled_size(*display_size(info["width"], info["height"], info["rotation"]), 24)
+    assert size == (24, 32)
+    copy = probe(transcode(path, tmp_path / "up.webm", "vp9", size=size))
+    assert (copy["width"], copy["height"], copy["rotation"], copy["num_frames"]) == (24, 32, 0, info["num_frames"])
+    assert truth(tmp_path / "up.webm") == true  # upright as decoded, no rotation needed

@@ -99,3 +99,81 @@ def test_a_broken_dataset_stops_the_run_with_the_fraction(tmp_path):
     with pytest.raises(TooManySkipped, match=r"of the 8 videos of epoch 0 \(\d+\.\d%\) failed to decode .*--max-skip-fraction 0.2"):
         pretrain(tiny(tmp_path / "run", manifest, max_steps=6))
     assert (tmp_path / "run" / "skipped.jsonl").exists()  # what was found is kept
+
+
+# ---- one rule for a straight and a resumed run -------------------------------------------------
+def cut_near_end(manifest: Path, i: int, keep: float = 0.7) -> Path:
+    """Damage video i after indexing: its last frames are gone, its first ones still decode."""
+    f = manifest.parent / f"v{i}.webm"
+    f.write_bytes(f.read_bytes()[:int(keep * f.stat().st_size)])
+    return manifest
+
+
+@pytest.fixture(scope="module")
+def end_damaged(tmp_path_factory) -> Path:
+    return cut_near_end(videos(tmp_path_factory.mktemp("end_damaged"), 8, bad=[]), 3)
+
+
+def test_a_video_damaged_near_its_end_serves_the_windows_that_decode(end_damaged):
+    got, skips = batches(end_damaged, "pyav", epochs=3)
+    used = sum(3 in b["video_index"].tolist() for b in got)
+    assert used >= 1 and len(skips) >= 1 and {s["video_id"] for s in skips} == {"v3.webm"}  # used, and passed over
+    dali, dali_skips = batches(end_damaged, "dali-cpu", epochs=3)
+    assert [b["video_index"].tolist() for b in dali] == [b["video_index"].tolist() for b in got]
+    assert [(s["epoch"], s["step"]) for s in dali_skips] == [(s["epoch"], s["step"]) for s in skips]
+    # started at epoch 1, as a resumed run is: the same batches as running through
+    with build_pair_loader(Manifest.from_parquet(end_damaged), ClipSpec(clip_len=4, crop_size=16, speeds=(1, 2)),
+                           batch_size=4, backend="pyav", on_error="skip", seed=5, workers=1) as loader:
+        later = [b for e in (1, 2) for b in loader.epoch(e)]
+    assert [b["video_index"].tolist() for b in later] == [b["video_index"].tolist() for b in got[2:]]
+
+
+def test_resume_is_the_straight_run_with_a_video_damaged_near_its_end(end_damaged, tmp_path):
+    straight = pretrain(tiny(tmp_path / "a", end_damaged, max_steps=6))
+    pretrain(tiny(tmp_path / "b", end_damaged, max_steps=6, stop_at=2))
+    resumed = pretrain(tiny(tmp_path / "b", end_damaged, max_steps=6, resume=True))
+    log = [json.loads(line) for line in (tmp_path / "a" / "skipped.jsonl").read_text().splitlines()]
+    assert [r["video_id"] for r in log] == ["v3.webm"]
+    losses = lambda run: [(m["step"], m["loss"]) for m in map(json.loads, (tmp_path / run / "metrics.jsonl").read_text().splitlines()) if "loss" in m]  # noqa: E731
+    assert [x for x in losses("a") if x[0] > 2] == [x for x in losses("b") if x[0] > 2]
+    a = torch.load(straight["checkpoint"], weights_only=True)
+    b = torch.load(resumed["checkpoint"], weights_only=True)
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+
+
+# ---- the DALI decoders under on_error="skip" --------------------------------------------------
+def test_dali_cpu_drops_a_sample_whose_stand_ins_all_fail(tmp_path):
+    """6 of 8 VP9 videos damaged: some samples find no video that decodes; the batch shrinks, as on pyav."""
+    manifest = videos(tmp_path, 8, bad=[0, 1, 2, 4, 5, 6])
+    pyav, _ = batches(manifest, "pyav", epochs=1)
+    dali, skips = batches(manifest, "dali-cpu", epochs=1)
+    assert [b["video_index"].tolist() for b in dali] == [b["video_index"].tolist() for b in pyav]
+    assert any(len(b["video_index"]) < 4 for b in dali)  # a smaller batch, not a DecodeError
+    assert all(set(b["video_index"].tolist()) <= {3, 7} for b in dali) and skips
+
+
+def switch_video(path: Path) -> Path:
+    """A VP9 stream whose frame size changes after 8 frames (two recordings joined): PyAV decodes every
+    frame, DALI's decoder fails on the frames after the change."""
+    import subprocess
+
+    a = write_pattern_video(path.parent / "part_a.webm", 8, "vp9", 48, 32)
+    b = write_pattern_video(path.parent / "part_b.webm", 40, "vp9", 64, 48)
+    lst = path.parent / "parts.txt"
+    lst.write_text(f"file '{a}'\nfile '{b}'\n")
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "concat", "-safe", "0", "-i", str(lst), "-c", "copy", str(path)],
+                   check=True)
+    for p in (a, b, lst):
+        p.unlink()
+    return path
+
+
+def test_dali_cpu_passes_over_a_video_that_only_pyav_decodes(tmp_path):
+    manifest = videos(tmp_path, 8, bad=[])
+    switch_video(tmp_path / "v3.webm")
+    got, skips = batches(manifest, "dali-cpu", epochs=2)
+    assert len(got) == 4 and all(len(b["video_index"]) == 4 for b in got)
+    assert skips and {s["video_id"] for s in skips} == {"v3.webm"}
+    assert "decode with PyAV but not with DALI's dali-cpu decoder" in skips[0]["reason"]
+    assert "re-index with --transcode" in skips[0]["reason"]

@@ -19,7 +19,7 @@ from ascnet import __version__
 from ascnet.manifest import STATUSES, Manifest, ManifestError, schema_problems
 from ascnet.tools.layouts import LAYOUTS, Layout, LayoutError, scan
 from ascnet.tools.probe import PROBE_FIELDS, classify, probe
-from ascnet.tools.transcode import CODECS, Codec, TranscodeError, copy_path, scaled_size, transcode
+from ascnet.tools.transcode import CODECS, Codec, TranscodeError, copy_path, display_size, scaled_size, transcode
 
 # Besides the contract's columns, each row keeps the original file's own verdict (`probe_status`,
 # `probe_error`): `status` is the verdict on what the decoders will read, the copy where one exists.
@@ -104,7 +104,7 @@ def _process(src: Path, row: dict, cfg: IndexConfig, root: Path, threads: int, n
     if not cfg.transcode or not transcodable or row.get("decode_path"):
         return row
     dst = copy_path(row["video_id"], cfg.transcode, cfg.transcode_dir)
-    size = scaled_size(row["width"], row["height"], cfg.short_side)
+    size = scaled_size(*display_size(row["width"], row["height"], row["rotation"]), cfg.short_side)
     # a variable-rate original gets a constant-rate copy at its average fps: sampling maps times by the fps
     opts = dict(size=size if cfg.short_side else None, threads=threads, cfr=row["fps"] if row["vfr"] == 1 else None)
     try:
@@ -153,7 +153,8 @@ def build_index(cfg: IndexConfig) -> IndexResult:
         # --max-decode-errors (its first error is not kept)
         unchanged = (old is not None and old["status"] != "missing" and old["bytes"] == st.st_size
                      and abs(old["mtime"] - st.st_mtime) < 1e-6
-                     and (old["num_frames"] == 0 or (len(old["keyframes"]) and old["decode_errors"] >= 0))
+                     and (old["num_frames"] == 0 or (len(old["keyframes"]) and old["decode_errors"] >= 0
+                                                     and old["rotation"] >= 0))
                      and (old["decode_errors"] <= 0 or old_meta.get("max_decode_errors") == cfg.max_decode_errors))
         if unchanged:
             reused += 1

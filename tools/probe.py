@@ -9,7 +9,10 @@ The same decoding pass gives, per frame, whether it is a keyframe (`keyframes`: 
 in the order the decoder returns frames; the pyav loader seeks with it) and when it is shown
 (`vfr`: 1 when those times stray from a constant rate by more than a frame, so that the average
 fps maps a time to the wrong frame), and every error the decoder, the parser or the demuxer
-reports (`decode_errors`: ffprobe's error lines at `-v error`; a clean file has none).
+reports (`decode_errors`: ffprobe's error lines at `-v repeat+error`, so that N identical errors
+count N, not the two lines "Last message repeated N-1 times" would make of them; a clean file
+has none). `rotation` is the display matrix's turn (degrees counter-clockwise, 0/90/180/270) that
+shows the decoded frames upright, as a phone's portrait video carries it.
 
 Statuses (`error` says why whenever it is not `ok`):
 
@@ -39,7 +42,7 @@ import numpy as np
 # NVDEC and DALI's colour conversion take 8-bit 4:2:0 only.
 SUPPORTED_PIX_FMTS = frozenset({"yuv420p", "yuvj420p", "nv12"})
 PROBE_FIELDS = ("num_frames", "fps", "width", "height", "codec", "pix_fmt", "duration_s", "bytes", "mtime",
-                "status", "error", "keyframes", "decode_errors", "vfr")
+                "status", "error", "keyframes", "decode_errors", "vfr", "rotation")
 _TAG = re.compile(r"^\[[^\]]* @ 0x[0-9a-f]+\]\s*")  # "[mov,mp4,... @ 0x55...] "
 # per frame: keyframe flag, presentation time, duration (pkt_duration_time up to ffmpeg 6, then
 # duration_time; an entry ffprobe does not know is left out); "log": the errors logged while it decoded
@@ -99,7 +102,8 @@ def _ffprobe(path: Path, threads: int) -> tuple[dict, list[str]]:
     `-show_log` also files each under the frame decoded when it was logged, which places it.
     Raises `subprocess.CalledProcessError` (with stderr) when ffprobe cannot read the file.
     """
-    cmd = ["ffprobe", "-v", "error", "-select_streams", "v:0", "-count_frames", "-threads", str(threads),
+    # repeat: every error on its own line (ffprobe would fold repeats into "Last message repeated N times")
+    cmd = ["ffprobe", "-v", "repeat+error", "-select_streams", "v:0", "-count_frames", "-threads", str(threads),
            "-show_entries", _ENTRIES, "-show_log", str(_AV_LOG_ERROR), "-show_streams", "-show_format",
            "-of", "json", str(path)]
     done = subprocess.run(cmd, capture_output=True, check=True)
@@ -128,6 +132,14 @@ def _variable_rate(times: list[float]) -> int:
         return -1
     even = np.linspace(t[0], t[-1], len(t))
     return int(np.abs(t - even).max() > (t[-1] - t[0]) / (len(t) - 1))
+
+
+def _rotation(stream: dict) -> int:
+    """The display matrix's turn in degrees counter-clockwise (ffprobe's side data), as 0, 90, 180 or 270."""
+    for side in stream.get("side_data_list") or []:
+        if "rotation" in side:
+            return int(round(float(side["rotation"]) / 90)) % 4 * 90
+    return 0
 
 
 def _errors_text(count: int, first_frame: int, first: str) -> str:
@@ -161,7 +173,8 @@ def probe(path: str | Path, min_frames: int = 16, threads: int = 0, max_decode_e
     """
     path = Path(path)
     out = {"num_frames": 0, "fps": 0.0, "width": 0, "height": 0, "codec": "", "pix_fmt": "", "duration_s": 0.0,
-           "bytes": 0, "mtime": 0.0, "status": "ok", "error": "", "keyframes": [], "decode_errors": -1, "vfr": -1}
+           "bytes": 0, "mtime": 0.0, "status": "ok", "error": "", "keyframes": [], "decode_errors": -1, "vfr": -1,
+           "rotation": 0}
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -188,11 +201,13 @@ def probe(path: str | Path, min_frames: int = 16, threads: int = 0, max_decode_e
     keyframes = [i for i, k in enumerate(flags) if k] if len(flags) == frames else []
     times, end = _frame_times(decoded, fps)
     # the stream's own duration (Matroska keeps it in a tag); the container's may be the audio's
-    declared = _seconds(s.get("duration")) or _seconds((s.get("tags") or {}).get("DURATION"))
+    # (Matroska's DURATION tag is where the stream ends: its first timestamp taken away)
+    declared = _seconds(s.get("duration")) or max(
+        _seconds((s.get("tags") or {}).get("DURATION")) - _seconds(s.get("start_time")), 0.0)
     duration = declared or _seconds(fmt.get("duration")) or (frames / fps if fps else 0.0)
     out.update(num_frames=frames, keyframes=keyframes, fps=fps, width=int(s.get("width", 0) or 0),
                height=int(s.get("height", 0) or 0), codec=s.get("codec_name", ""), pix_fmt=s.get("pix_fmt", ""),
-               duration_s=duration, decode_errors=len(errors), vfr=_variable_rate(times))
+               duration_s=duration, decode_errors=len(errors), vfr=_variable_rate(times), rotation=_rotation(s))
     # the first error the decoder logged while decoding a frame, else (none placed) ffprobe's first
     first_frame, first = next(((i, f["logs"][0].get("message", "")) for i, f in enumerate(decoded) if f.get("logs")),
                               (len(decoded), errors[0] if errors else ""))

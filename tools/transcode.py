@@ -4,7 +4,9 @@ A random clip costs about `16*s + G/2` decoded frames for keyframe interval G (D
 so copies get a short fixed GOP, no B-frames and 8-bit 4:2:0 (what NVDEC takes): H.264 with
 `-tune fastdecode` for the GPU path, VP9 for DALI's CPU decoder. No audio. Every frame is kept
 as it is, except that a variable-frame-rate original is given a constant rate (its average):
-the pipelines map a time to a frame through the fps.
+the pipelines map a time to a frame through the fps. A copy is upright: ffmpeg turns the frames
+as the original's display matrix says (a phone's portrait video) and the copy carries none, so
+the DALI decoders, which do not read the matrix, get the frames the way they are shown.
 """
 from __future__ import annotations
 
@@ -29,8 +31,14 @@ def copy_path(video_id: str, codec: str, out_dir: str | Path) -> Path:
     return (Path(out_dir) / video_id).with_suffix(SUFFIX[codec])
 
 
+def display_size(width: int, height: int, rotation: int) -> tuple[int, int]:
+    """(w, h) of frames coded `width` x `height` once turned `rotation` degrees (the manifest's `rotation`)."""
+    return (height, width) if (rotation // 90) % 2 == 1 else (width, height)
+
+
 def scaled_size(width: int, height: int, short_side: int | None) -> tuple[int, int]:
-    """(w, h) with the short side `short_side` and the aspect kept; both even (4:2:0 needs it)."""
+    """(w, h) with the short side `short_side` and the aspect kept; both even (4:2:0 needs it).
+    Pass the size shown (`display_size`): the copy's frames are turned before they are scaled."""
     if not short_side:
         return width - width % 2, height - height % 2
     if width <= height:

@@ -39,7 +39,7 @@ from ascnet.pipelines.backends import Backend
 from ascnet.pipelines.loader import build_clip_loader
 from ascnet.runtime import Runtime, StopRequest, agreed_stop, rng_state, set_rng_state, setup_runtime
 from ascnet.schedule import cosine_lr
-from ascnet.skips import ON_ERROR, OnError, SkipLog, read_skipped
+from ascnet.skips import ON_ERROR, OnError, SkipLog
 
 CHECKPOINT = "checkpoint.pt"
 # fields that may change between a run and its --resume (they do not change the result)
@@ -145,7 +145,6 @@ def finetune(cfg: FinetuneConfig) -> tuple[dict, str]:
     loader = build_clip_loader(
         manifest, clip, split=cfg.train_split, batch_size=cfg.batch_size, backend=cfg.backend, device=device.type, seed=cfg.seed,
         shard_id=rt.rank, num_shards=rt.world, workers=cfg.workers, on_error=cfg.on_error,
-        exclude=read_skipped(cfg.out) if cfg.resume else (),
     )
     per_epoch = loader.steps_per_epoch
     skips = SkipLog(cfg.out, max_fraction=cfg.max_skip_fraction, epoch_videos=per_epoch * cfg.batch_size * rt.world,
