@@ -7,7 +7,7 @@ import pytest
 
 from ascnet.pipelines.decode import FrameReader
 from ascnet.tools.probe import probe
-from ascnet.tools.synthetic import read_index
+from ascnet.tools.synthetic import pattern_frame, read_index
 from tests.zoo import make_zoo, truth, upright
 
 DALI_FILES = ("start_offset.webm", "odd_size.webm", "vfr_cfr.webm", "mjpeg_gap.mkv")
@@ -165,3 +165,45 @@ def test_transcode_makes_an_upright_copy_of_the_size_shown(zoo, tmp_path):
     copy = probe(transcode(path, tmp_path / "up.webm", "vp9", size=size))
     assert (copy["width"], copy["height"], copy["rotation"], copy["num_frames"]) == (24, 32, 0, info["num_frames"])
     assert truth(tmp_path / "up.webm") == true  # upright as decoded, no rotation needed
+
+
+# ---- a reader kept open after a failed read (evaluation) ----------------------------------------
+def mid_damaged(path: Path) -> Path:
+    """40 MJPEG frames in AVI whose frame 20 is garbage: the decoder raises there."""
+    import subprocess
+
+    raw = np.stack([pattern_frame(i, 64, 48) for i in range(40)]).tobytes()
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", "64x48", "-framerate", "25",
+                    "-i", "-", "-c:v", "mjpeg", "-q:v", "3", "-pix_fmt", "yuvj420p", str(path)], input=raw, check=True)
+    data = bytearray(path.read_bytes())
+    starts = [i for i in range(len(data) - 2) if data[i:i + 3] == b"\xff\xd8\xff"]
+    data[starts[20]:starts[20] + 400] = bytes(400)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_a_failed_read_leaves_no_broken_reader_behind(tmp_path):
+    from ascnet.pipelines.decode import Cut, DecodeError, PyAVSource
+    from ascnet.pipelines.schedules import EvalSchedule
+
+    path = mid_damaged(tmp_path / "mid.avi")
+    reader = FrameReader(str(path), 25.0, ())
+    with pytest.raises(DecodeError, match="cannot decode frames 16..21: InvalidDataError"):
+        reader.read(range(16, 22))
+    # the next request meets the damage again and says so (not "frame 24 is not in the file")
+    with pytest.raises(DecodeError, match="cannot decode frames 24..25: InvalidDataError"):
+        reader.read([24, 25])
+    got = reader.read([2, 3])
+    assert [read_index(got[i].to_ndarray(format="rgb24")) for i in (2, 3)] == [2, 3]
+    # evaluation keeps a video open for its next clip: a failed clip closes it, the next opens it afresh
+    sched = EvalSchedule(np.array([40]), clip_len=4, clips_per_video=3, batch_size=3)  # clips at 0, 18, 36
+    source = PyAVSource(sched, [str(path)], np.array([25.0]), [()], Cut("short", 16), with_aug=False,
+                        keep_open=True, skip_errors=True)
+    info = lambda g: type("Info", (), {"idx_in_epoch": g})()  # noqa: E731
+    clips, meta, _ = source(info(0))
+    assert source._open is not None and [read_index(f) for f in clips] == [0, 1, 2, 3]
+    clips, meta, messages = source(info(1))  # frames 18..21: the damage
+    assert meta[0] == 0 and b"InvalidDataError" in bytes(messages[0])
+    assert source._open is None  # closed: the video's next clip opens it afresh
+    clips, meta, _ = source(info(0))
+    assert meta[0] > 0 and [read_index(f) for f in clips] == [0, 1, 2, 3]

@@ -171,3 +171,20 @@ def test_variable_frame_rate_is_recorded(tmp_path):
     # 30 fps in WebM's 1 ms timestamps: durations of 33 and 34 ms, a constant rate all the same
     constant = probe(write_pattern_video(tmp_path / "cfr.webm", 40, "vp9", 64, 48, fps=30))
     assert (constant["status"], constant["vfr"]) == ("ok", 0)
+
+
+def test_an_error_repeated_in_many_frames_counts_once_per_occurrence(tmp_path):
+    """Every other MJPEG frame cut short by an early end-of-image marker: 25 damaged frames, most of them
+    logging the one same error, which ffprobe would fold into "Last message repeated N times"."""
+    src = tmp_path / "mj.avi"
+    ffmpeg.input("testsrc2=size=64x48:rate=25:duration=2", f="lavfi").output(
+        str(src), vcodec="mjpeg", **{"q:v": 3}, pix_fmt="yuvj420p").overwrite_output().run(quiet=True)
+    data = bytearray(src.read_bytes())
+    starts = [i for i in range(len(data) - 2) if data[i:i + 3] == b"\xff\xd8\xff"]
+    for s in starts[::2]:
+        scan = data.find(b"\xff\xda", s)
+        data[scan + 60:scan + 62] = b"\xff\xd9"
+    (tmp_path / "bad.avi").write_bytes(bytes(data))
+    got = probe(tmp_path / "bad.avi", max_decode_errors=len(starts[::2]) - 1)
+    assert got["num_frames"] == 50 and got["decode_errors"] >= 25
+    assert got["status"] == "corrupt" and "more than --max-decode-errors 24" in got["error"]
