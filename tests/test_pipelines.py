@@ -396,5 +396,5 @@ def test_a_failed_dali_batch_keeps_dalis_reason_without_pyav(videos, monkeypatch
     samples = [(str(root / rows[0]["path"]), np.arange(8), 25.0, np.array([], np.int64))]
     monkeypatch.setitem(sys.modules, "av", None)  # PyAV not installed (the GPU image)
     text = "Critical error in pipeline:\nError in CPU operator `decoders__Video`,\nUnable to decode frame 42\nCurrent pipeline object"
-    where, msg = _culprit(samples, text)
+    where, msg = _culprit(samples, text, "dali-cpu")
     assert where is None and "Unable to decode frame 42" in msg and "v0.webm (frames 0..7)" in msg
