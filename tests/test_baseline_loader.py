@@ -191,3 +191,23 @@ def test_files_decord_cannot_open_fall_back_to_pyav(tmp_path: Path):
     video = VideoFile(str(av1))
     assert video.backend == "pyav"
     assert [read_index(f) for f in video.clip(np.array([3, 17, 29, 0]))] == [3, 17, 29, 0]
+
+
+def test_the_peers_workers_persist_across_epochs_and_see_each_epoch(pattern):
+    """persistent_workers, as a careful user sets: the same processes serve epoch after epoch, and each
+    epoch's pairs are that epoch's (the epoch travels with the index, not in a copy of the dataset)."""
+    import multiprocessing
+
+    clip, kw = ClipSpec(clip_len=T, crop_size=CROP, augment=False), dict(batch_size=2, seed=5)
+    loader = build_baseline_loader(pattern, clip, workers=2, **kw)
+    try:
+        first = list(loader.epoch(0))
+        workers = {p.pid for p in multiprocessing.active_children()}
+        second = list(loader.epoch(1))
+        assert len(workers) >= 2 and workers <= {p.pid for p in multiprocessing.active_children()}
+    finally:
+        loader.close()
+    inline = build_baseline_loader(pattern, clip, workers=0, **kw)
+    for got, want in ((first, list(inline.epoch(0))), (second, list(inline.epoch(1)))):
+        for a, b in zip(got, want):
+            assert torch.equal(a["clip_a"], b["clip_a"]) and torch.equal(a["video_index"], b["video_index"])

@@ -182,3 +182,67 @@ def test_torchcodec_row_runs_where_it_loads_and_says_why_not_elsewhere(vp9):
     loader = build_baseline_loader(Manifest.from_parquet(vp9), ClipSpec(clip_len=8, crop_size=32, augment=False),
                                    batch_size=2, workers=0, decoder="torchcodec")
     assert loader.backend == "torchcodec" and next(loader.epoch(0))["clip_a"].shape == (2, 3, 8, 32, 32)
+
+
+# ---- the review's faults, each reproduced first ---------------------------------------------
+def _keyed_manifest(tmp: Path, specs, gop: int, codec: str = "h264") -> Path:
+    """Like _manifest, with each file's keyframe table (every `gop` frames, as the encoder wrote them)."""
+    rows = []
+    for i, (n, fps) in enumerate(specs):
+        p = write_pattern_video(tmp / f"k{i}{CODECS[codec][1]}", n, codec, width=64, height=48, fps=fps, gop=gop)
+        rows.append(dict(video_id=p.name, path=p.name, label=i, label_name=f"c{i}", split="train", num_frames=n, fps=fps,
+                         width=64, height=48, codec=codec, status="ok", keyframes=list(range(0, n, gop))))
+    return Manifest.from_rows(rows, root=tmp).write(tmp / "m.parquet")
+
+
+def test_ceiling_charges_what_the_reader_decodes(tmp_path):
+    """A speed-8 clip on a GOP-16 file: the reader jumps to later keyframes inside the clip."""
+    from ascnet.pipelines.decode import read_frames
+
+    m = Manifest.from_parquet(_keyed_manifest(tmp_path, [(200, 25.0)], gop=16))
+    file, keys = str(m.resolve("k0.mp4")), np.arange(0, 200, 16)
+    a, b = np.arange(5, 5 + 16 * 8, 8), np.arange(150, 166)
+    _, counted = read_frames(file, np.concatenate([a, b]), 25.0, keys)
+    assert pair_cost(a, b, keys) == counted
+    assert clip_cost(0, 15, np.array([5, 100])) >= 16
+
+
+def test_ceiling_runs_on_the_loaders_processes_and_the_rate_reaches_every_check(tmp_path):
+    """--workers 1: the ceiling on one core, not all CPUs. --rate native on 30 fps files: the frame
+    check, the frames model and the ceiling sample the same frames as the loaders."""
+    m = _keyed_manifest(tmp_path, [(90, 30.0), (80, 30.0), (70, 30.0)], gop=12)
+    cfg = DecodeBenchConfig(manifest=str(m), backends=("pyav", "ceiling"), batch_size=2, workers=(1,), seconds=0.5,
+                            clip=ClipSpec(clip_len=8, crop_size=32, speeds=(1, 4), rate="native"), min_videos=12,
+                            check_pairs=2, allow_busy=True)
+    doc = run_decode_bench(cfg, echo=lambda *_: None)
+    rows = {r["backend"]: r for r in doc["rows"]}
+    assert rows["pyav"]["frames_correct"] == rows["pyav"]["frames_checked"] == 2 * 2 * 8, rows["pyav"]["wrong"]
+    assert doc["ceiling"]["cores"] == 1
+    # speeds 1 and 4 as strides: clip windows of 8 and 29 frames, so a pair spans at most 37
+    assert rows["pyav"]["ideal_per_pair"] <= 37
+
+
+def test_every_loader_is_warmed_up_alike_timed_in_rounds_on_a_warm_page_cache(vp9):
+    cfg = DecodeBenchConfig(manifest=str(vp9), backends=("pyav", "baseline"), batch_size=2, workers=(1,), seconds=0.3,
+                            clip=ClipSpec(clip_len=8, crop_size=32), min_videos=64, check_pairs=0, rounds=2,
+                            allow_busy=True)
+    doc = run_decode_bench(cfg, echo=lambda *_: None)
+    assert doc["page_cache"]["files"] == 3 and doc["page_cache"]["bytes"] == sum(
+        p.stat().st_size for p in Path(vp9).parent.glob("*.webm"))
+    for r in doc["rows"]:
+        assert r["warmup_batches"] == 2 * 1 + 1  # what a DataLoader of 1 worker has ready: 2 batches, + 1
+        assert len(r["rounds"]["1"]) == 2 and r["pairs_per_s"] == pytest.approx(float(np.median(r["rounds"]["1"])))
+        assert not r["epoch_ended"]  # 64 rows: the epoch outlasts warm-up and timing
+
+
+def test_decord_serves_both_clips_from_one_reader_and_dali_reads_on_up_to_ten_frames():
+    from ascnet.bench.decode import modelled_costs
+    from ascnet.sampling import PairSample
+
+    keys = np.array([0, 16, 32, 100])
+    # clip b right after clip a in the same keyframe interval: decord's reader reads on (no seek)
+    pair = PairSample(0, 1, 2, np.arange(0, 8), np.arange(8, 16))
+    assert modelled_costs(pair, keys)["decord"] == 16
+    # DALI: a frame at most 10 ahead is read on, even past a keyframe (10 -> 18 reads 11..18)
+    pair = PairSample(0, 1, 2, np.array([10, 11]), np.array([18, 19]))
+    assert modelled_costs(pair, keys)["dali"] == 11 + 1 + 7 + 1
