@@ -23,7 +23,7 @@ PEERS_PY   := $(PEERS_VENV)/bin/python
 PEERS_STAMP := $(PEERS_VENV)/.installed
 M          ?=
 BENCH_ARGS ?= --seconds 15 --rounds 3
-EVAL_ARGS  ?= --rounds 3
+EVAL_ARGS  ?= --rounds 3 --width 16 --min-videos 36
 
 .PHONY: demo test setup ffmpeg bench clean peers bench-peers
 
@@ -60,7 +60,7 @@ peers: ffmpeg $(PEERS_STAMP)
 
 bench-peers: peers
 	@if [ -z "$(M)" ]; then echo "give the manifest to benchmark: make bench-peers M=path/to/manifest.parquet"; exit 1; fi
-	$(PEERS_VENV)/bin/ascnet-bench decode $(M) --backends pyav,baseline,torchcodec,torchvision,ceiling $(BENCH_ARGS)
+	$(PEERS_VENV)/bin/ascnet-bench decode $(M) --backends pyav,baseline,torchcodec,torchcodec-approx,torchvision,ceiling $(BENCH_ARGS)
 	$(PEERS_VENV)/bin/ascnet-bench eval $(M) --split train --backends pyav,baseline,torchcodec $(EVAL_ARGS)
 
 demo: setup

@@ -527,10 +527,10 @@ def run_decode_bench(cfg: DecodeBenchConfig, echo=print) -> dict:
     ceiling_detail = None
     if "ceiling" in cfg.backends:
         cpu_rows = [rows[n] for n in runs if n != "nvdec" and rows[n].status == "ok"]
-        if cpu_rows:
-            top = max(cpu_rows, key=lambda r: r.pairs_per_s)
+        top = max(cpu_rows, key=lambda r: r.pairs_per_s) if cpu_rows else None
+        if top is not None and replayed[top.backend].videos:
             videos, cores, source = replayed[top.backend].videos, min(top.workers, cpus), top.backend
-        else:  # no CPU loader ran: the first pairs of epoch 0, on every CPU the sweep would use
+        else:  # no CPU loader timed a pair: the first pairs of epoch 0, on every CPU the sweep would use
             plan = shard_plan(len(table), seed=cfg.seed, epoch=0, batch_size=cfg.batch_size)
             videos, cores, source = plan.reshape(-1)[:256].tolist(), min(max(counts), cpus), "epoch 0's first 256 pairs"
         rows["ceiling"], ceiling_detail = ceiling(table, cfg, videos, cores, source)
