@@ -28,7 +28,7 @@ HELP = {
 @click.option("--workers", default=None, help="comma-separated worker counts to sweep, each loader reported at its "
               "best (default: 1,2,3,4 on 2 CPUs, up to twice the CPUs elsewhere)")
 def decode(workers, **options):
-    """Decode + augment throughput of each backend on MANIFEST, side by side, with ratios to the baseline.
+    """Decode + augment throughput of each backend on MANIFEST, side by side, with ratios to the fastest peer.
 
     Backends that cannot run here (nvdec without a GPU, dali-cpu on codecs other than
     VP8/VP9/MJPEG) are listed as skipped with the reason. Example:
