@@ -191,3 +191,77 @@ def test_files_decord_cannot_open_fall_back_to_pyav(tmp_path: Path):
     video = VideoFile(str(av1))
     assert video.backend == "pyav"
     assert [read_index(f) for f in video.clip(np.array([3, 17, 29, 0]))] == [3, 17, 29, 0]
+
+
+def test_the_peers_workers_persist_across_epochs_and_see_each_epoch(pattern):
+    """persistent_workers, as a careful user sets: the same processes serve epoch after epoch, and each
+    epoch's pairs are that epoch's (the epoch travels with the index, not in a copy of the dataset)."""
+    import multiprocessing
+
+    clip, kw = ClipSpec(clip_len=T, crop_size=CROP, augment=False), dict(batch_size=2, seed=5)
+    loader = build_baseline_loader(pattern, clip, workers=2, **kw)
+    try:
+        first = list(loader.epoch(0))
+        workers = {p.pid for p in multiprocessing.active_children()}
+        second = list(loader.epoch(1))
+        assert len(workers) >= 2 and workers <= {p.pid for p in multiprocessing.active_children()}
+    finally:
+        loader.close()
+    inline = build_baseline_loader(pattern, clip, workers=0, **kw)
+    for got, want in ((first, list(inline.epoch(0))), (second, list(inline.epoch(1)))):
+        for a, b in zip(got, want):
+            assert torch.equal(a["clip_a"], b["clip_a"]) and torch.equal(a["video_index"], b["video_index"])
+
+
+def _torchcodec_or_skip():
+    from ascnet.bench.common import skip_reason
+
+    reason = skip_reason("torchvision", ["vp9"])
+    if reason:
+        pytest.skip(f"torchcodec/torchvision peers not available here: {reason}")
+
+
+@pytest.mark.parametrize("decoder", ["torchcodec", "torchcodec-approximate"])
+def test_torchcodec_peers_give_the_sampled_frames(pattern, decoder):
+    """torchcodec's get_frames_at for the pair (exact and approximate seek) returns the frames the sampling names."""
+    _torchcodec_or_skip()
+    loader = build_baseline_loader(pattern, ClipSpec(clip_len=T, crop_size=CROP, augment=False), batch_size=2, seed=3,
+                                   workers=0, decoder=decoder)
+    table = pattern.decode_table()
+    assert loader.backend == decoder
+    for batch in loader.epoch(1):
+        for r, vi in enumerate(batch["video_index"].tolist()):
+            pair = sample_pair(vi, int(table.num_frames[vi]), float(table.fps[vi]), seed=3, epoch=1, clip_len=T)
+            assert indices(batch["clip_a"][r : r + 1])[0].tolist() == pair.frames_a.tolist()
+            assert indices(batch["clip_b"][r : r + 1])[0].tolist() == pair.frames_b.tolist()
+
+
+def test_the_transforms_v2_recipe_draws_once_per_clip_and_repeats(pattern):
+    """torchvision transforms.v2 on the whole uint8 clip: one draw per clip (a clip of one repeated frame
+    stays one frame), the pair's clips differ, and the same seed gives the same clips in any worker."""
+    _torchcodec_or_skip()
+    clip = ClipSpec(clip_len=T, crop_size=CROP)
+    loader = build_baseline_loader(pattern, clip, batch_size=2, seed=0, workers=0, decoder="torchcodec",
+                                   recipe="transforms-v2")
+    ds = loader.dataset
+    frame = pyav_frames(str(pattern.resolve("v0.webm")), [7])[0]
+    frames = np.repeat(frame[None], T, axis=0)
+    rng = random.Random(11)
+    a, b = ds._clip(frames, rng), ds._clip(frames, rng)
+    assert a.shape == (3, T, CROP, CROP) and a.dtype == torch.float32
+    for t in range(1, T):
+        assert torch.equal(a[:, t], a[:, 0]) and torch.equal(b[:, t], b[:, 0])
+    assert not torch.equal(a, b)
+    inline = next(iter(loader.epoch(0)))
+    forked_loader = build_baseline_loader(pattern, clip, batch_size=2, seed=0, workers=2, decoder="torchcodec",
+                                          recipe="transforms-v2")
+    try:
+        forked = next(iter(forked_loader.epoch(0)))
+    finally:
+        forked_loader.close()
+    assert torch.equal(inline["clip_a"], forked["clip_a"])
+
+
+def test_an_unknown_recipe_is_named(pattern):
+    with pytest.raises(ValueError, match=r"unknown recipe 'kornia'; allowed: \['per-frame', 'transforms-v2'\]"):
+        build_baseline_loader(pattern, recipe="kornia")

@@ -4,8 +4,10 @@ them, never the other way round.
 
 - `common`:    the quiet-machine rule (`check_quiet`, `--allow-busy`), the `Meter` CPU
                accounting, the environment header, the table layout
-- `baseline`:  the peers' decord + DataLoader loader, pairs and evaluation clips
-- `decode`:    `ascnet-bench decode`: pairs/s per decoder backend, the ceiling, a frame check
+- `baseline`:  the peers' loaders (decord, torchcodec; per-frame or transforms.v2
+               augmentation) in a DataLoader, pairs and evaluation clips
+- `decode`:    `ascnet-bench decode`: pairs/s per decoder backend in interleaved rounds, the
+               ceiling (the fastest loader's pairs replayed decode-only), a frame check
 - `eval`:      `ascnet-bench eval`: feature-extraction videos/s per backend
 - `train`:     `ascnet-bench train`: training step, real against synthetic batches
 - `index`:     `ascnet-bench index`: `ascnet-index build` against a sequential ffprobe loop

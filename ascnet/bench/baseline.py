@@ -1,17 +1,28 @@
-"""The loader the peers use (RSPNet / CoCLR / Pace style), kept as the benchmarks' baseline:
-the one place that decodes with decord.
+"""The loaders the peers use (RSPNet / CoCLR / Pace style), kept as the benchmarks' baseline:
+the one place that decodes with decord or torchcodec.
 
 Written as a competent user of those libraries writes it: a `torch.utils.data.Dataset` whose
-`__getitem__` opens the video with decord (`VideoReader(path, num_threads=1)`) and fetches each
-clip of the pair by its own random seek (`get_batch(indices)`), falling back to PyAV for files
-decord cannot open; a `DataLoader(num_workers=N)` runs it in worker processes. Each clip is
-augmented frame by frame, torchvision-style, with the parameters drawn once per clip: random
-resized crop (scale 0.4-1, ratio 3/4-4/3), horizontal flip, colour jitter (0.4, 0.4, 0.4, 0.1)
-with p=0.8 in a random order, grayscale with p=0.2, normalise. torchvision is not a dependency,
-so its functional ops are written here on torch tensors the way torchvision writes them.
+`__getitem__` opens the video and fetches the pair's frames, falling back to PyAV for files
+the decoder cannot open; a `DataLoader(num_workers=N, persistent_workers=True)` runs it in
+worker processes that live from epoch to epoch (the epoch travels with each index, so the
+workers' copy of the dataset never goes stale). The decoders (`Decoder`):
+
+- `decord`, the classic peer: `VideoReader(path, num_threads=1)`, one `get_batch` per clip;
+- `torchcodec` / `torchcodec-approximate`, the peer a user picks today: `VideoDecoder(path,
+  seek_mode="exact" | "approximate", num_ffmpeg_threads=1)` (one FFmpeg thread per worker, as
+  its documentation advises when many decoders run in parallel) and one `get_frames_at` call
+  for both clips of a pair, which sorts the indices and decodes each frame once.
+
+Two augmentation recipes (`Recipe`), both drawing the parameters once per clip (random resized
+crop scale 0.4-1 ratio 3/4-4/3, horizontal flip, colour jitter (0.4, 0.4, 0.4, 0.1) with p=0.8,
+grayscale with p=0.2, normalise):
+- `per-frame`: frame by frame, torchvision-style, its functional ops written here on torch
+  tensors the way torchvision writes them (torchvision is not a dependency of ascnet);
+- `transforms-v2`: what a user writes today, torchvision's `transforms.v2` applied once to the
+  whole uint8 clip (T, C, H, W) (needs torchvision).
 
 The frames come from `ascnet.sampling` (the same definition as our pipelines) and the frame
-count from the manifest, so both loaders decode the same frames and the benchmark compares
+count from the manifest, so every loader decodes the same frames and the benchmark compares
 equal work. The loader mirrors `TrainLoader`'s surface: `steps_per_epoch`, `epoch()`, `close()`.
 
 Its evaluation mode (`build_baseline_eval_loader`) is what the peers' evaluation scripts do:
@@ -23,8 +34,9 @@ from __future__ import annotations
 
 import math
 import random
+import zlib
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Iterator, Literal, Sequence
 
 import numpy as np
 import torch
@@ -62,49 +74,59 @@ def pyav_frames(path: str, indices: Sequence[int]) -> np.ndarray:
     return np.stack([got[i] for i in want])
 
 
-DECODERS = ("decord", "torchcodec")
+Decoder = Literal["decord", "torchcodec", "torchcodec-approximate"]
+DECODERS = ("decord", "torchcodec", "torchcodec-approximate")
+Recipe = Literal["per-frame", "transforms-v2"]
+RECIPES = ("per-frame", "transforms-v2")
 
 
 def decoder_versions() -> dict:
-    """The peers' decoder's version, for the benchmarks' environment line."""
-    try:
-        import decord
-    except ImportError:
-        return {"decord": "not installed"}
-    return {"decord": decord.__version__}
+    """The peers' decoders' versions, for the benchmarks' environment line."""
+    out = {}
+    for name in ("decord", "torchcodec", "torchvision"):
+        try:
+            out[name] = __import__(name).__version__
+        except Exception:  # not installed, or (torchcodec) its libraries do not load beside this torch
+            out[name] = "not available"
+    return out
 
 
 class VideoFile:
-    """One opened video: decord (or torchcodec) where it opens the file, else PyAV (`backend` says which).
+    """One opened video: `decoder` where it opens the file, else PyAV (`backend` says which)."""
 
-    torchcodec is the PyTorch project's decoder, the peer a user picks today: `VideoDecoder(path,
-    seek_mode="exact").get_frames_at(indices)`, one FFmpeg thread per worker like decord here.
-    """
-
-    def __init__(self, path: str, decoder: str = "decord"):
+    def __init__(self, path: str, decoder: Decoder = "decord"):
         self.path = path
         try:
-            if decoder == "torchcodec":
+            if decoder.startswith("torchcodec"):
                 from torchcodec.decoders import VideoDecoder
 
-                self.reader = VideoDecoder(path, seek_mode="exact", num_ffmpeg_threads=1)
+                mode = "approximate" if decoder == "torchcodec-approximate" else "exact"
+                self.reader = VideoDecoder(path, seek_mode=mode, num_ffmpeg_threads=1, dimension_order="NHWC")
             else:
                 import decord
 
                 self.reader = decord.VideoReader(path, num_threads=1)
-            self.backend = decoder
+            self.backend = "torchcodec" if decoder.startswith("torchcodec") else decoder
+        except ImportError:
+            raise
         except Exception:  # decord raises its own DECORDError for files it cannot demux
             self.reader = None
             self.backend = "pyav"
 
     def clip(self, indices: np.ndarray) -> np.ndarray:
-        """(T, H, W, 3) uint8: one random seek and the frames at `indices`."""
-        want = [int(i) for i in indices]
+        """(T, H, W, 3) uint8: the frames at `indices` (decord: one random seek)."""
+        return self.clips(indices)[0]
+
+    def clips(self, *clips: np.ndarray) -> list[np.ndarray]:
+        """[(T, H, W, 3) uint8] per index array: decord reads each clip by its own `get_batch`;
+        torchcodec reads them all by one `get_frames_at`, its batch call."""
         if self.backend == "torchcodec":
-            return self.reader.get_frames_at(want).data.permute(0, 2, 3, 1).numpy()
+            want = np.concatenate(clips)
+            frames = self.reader.get_frames_at([int(i) for i in want]).data.numpy()
+            return np.split(frames, np.cumsum([len(c) for c in clips])[:-1])
         if self.reader is not None:
-            return self.reader.get_batch(want).asnumpy()
-        return pyav_frames(self.path, indices)
+            return [self.reader.get_batch([int(i) for i in c]).asnumpy() for c in clips]
+        return [pyav_frames(self.path, c) for c in clips]
 
 
 # ---- torchvision-style transforms, one frame (3, H, W) float in [0, 1] at a time ------------
@@ -259,51 +281,78 @@ def resize_center(img: torch.Tensor, size: int, antialias: bool = True) -> torch
     return x[..., top : top + size, left : left + size].reshape(*lead, img.shape[-3], size, size)
 
 
+def transforms_v2(clip: ClipSpec):
+    """The recipe a user writes today: torchvision `transforms.v2` on a whole uint8 clip, parameters
+    drawn once per call (per clip). (T, 3, H, W) uint8 -> (T, 3, S, S) float32, normalised."""
+    from torchvision import tv_tensors  # noqa: F401  (the clip is wrapped as a Video below)
+    from torchvision.transforms import v2
+
+    return v2.Compose([
+        v2.RandomResizedCrop(clip.crop_size, scale=clip.crop_scale, ratio=(3 / 4, 4 / 3), antialias=True),
+        v2.RandomHorizontalFlip(clip.flip_p),
+        v2.RandomApply([v2.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
+        v2.RandomGrayscale(0.2),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(MEAN, STD),
+    ])
+
+
+def _check(name: str, value, allowed) -> None:
+    if value not in allowed:
+        raise ValueError(f"unknown {name} '{value}'; allowed: {list(allowed)}")
+
+
 def _decode_table(manifest: Manifest, split: str, decoder: str):
-    if decoder not in DECODERS:
-        raise ValueError(f"unknown decoder '{decoder}'; allowed: {list(DECODERS)}")
+    _check("decoder", decoder, DECODERS)
     return manifest.select(split).decode_table()
 
 
 # ---- Dataset and loader ----------------------------------------------------------------------
 class PairDataset(torch.utils.data.Dataset):
-    """Item i = the pair of video i for the current epoch: a dict of (3, T, S, S) clips."""
+    """Item (epoch, i) = the pair of video i in that epoch: a dict of (3, T, S, S) clips."""
 
-    def __init__(self, table, clip: ClipSpec, *, seed, decoder="decord"):
+    def __init__(self, table, clip: ClipSpec, *, seed, decoder: Decoder = "decord", recipe: Recipe = "per-frame"):
         self.files = table["file"].tolist()
         self.num_frames = table["num_frames"].to_numpy()
         self.fps = table["fps"].to_numpy()
         self.labels = table["label"].to_numpy()
-        self.clip, self.crop_size, self.augment, self.seed, self.decoder = clip, clip.crop_size, clip.augment, seed, decoder
-        self.epoch = 0
+        self.clip, self.crop_size, self.augment, self.seed = clip, clip.crop_size, clip.augment, seed
+        self.decoder, self.recipe = decoder, recipe
         self.mean = torch.tensor(MEAN).view(3, 1, 1)
         self.std = torch.tensor(STD).view(3, 1, 1)
+        self._v2 = None  # the transforms.v2 pipeline, built where it first runs (in the worker)
 
     def __len__(self) -> int:
         return len(self.files)
 
-    def pair(self, i: int):
+    def pair(self, i: int, epoch: int):
         return sample_pair(
-            i, int(self.num_frames[i]), float(self.fps[i]), seed=self.seed, epoch=self.epoch,
+            i, int(self.num_frames[i]), float(self.fps[i]), seed=self.seed, epoch=epoch,
             clip_len=self.clip.clip_len, speeds=self.clip.speeds, rate=self.clip.rate, base_fps=self.clip.base_fps,
             name=self.files[i],
         )
 
     def _clip(self, frames: np.ndarray, rng: random.Random) -> torch.Tensor:
-        if self.augment:
+        if not self.augment:
+            out = [plain_frame(f, self.crop_size, self.mean, self.std) for f in frames]
+        elif self.recipe == "transforms-v2":
+            from torchvision import tv_tensors
+
+            if self._v2 is None:
+                self._v2 = transforms_v2(self.clip)
+            torch.manual_seed(rng.getrandbits(63))  # v2 draws from torch's generator: the same draws in any worker
+            video = tv_tensors.Video(torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2))
+            return self._v2(video).as_subclass(torch.Tensor).permute(1, 0, 2, 3).contiguous()  # (3, T, S, S)
+        else:
             p = draw_params(rng, frames.shape[1], frames.shape[2], scale=self.clip.crop_scale, flip_p=self.clip.flip_p)
             out = [augment_frame(f, p, self.crop_size, self.mean, self.std) for f in frames]
-        else:
-            out = [plain_frame(f, self.crop_size, self.mean, self.std) for f in frames]
         return torch.stack(out, dim=1)  # (3, T, S, S)
 
-    def __getitem__(self, i: int) -> dict:
-        pair = self.pair(i)
-        video = VideoFile(self.files[i], self.decoder)
-        # each clip by its own seek, as the peers' datasets do
-        frames_a = video.clip(pair.frames_a)
-        frames_b = video.clip(pair.frames_b)
-        rng = random.Random(f"{self.seed}/{self.epoch}/{i}")  # the same draws in any worker
+    def __getitem__(self, index: tuple[int, int]) -> dict:
+        epoch, i = index
+        pair = self.pair(i, epoch)
+        frames_a, frames_b = VideoFile(self.files[i], self.decoder).clips(pair.frames_a, pair.frames_b)
+        rng = random.Random(zlib.crc32(f"{self.seed}/{epoch}/{i}".encode()))  # the same draws in any worker
         return {
             "clip_a": self._clip(frames_a, rng),
             "clip_b": self._clip(frames_b, rng),
@@ -314,43 +363,51 @@ class PairDataset(torch.utils.data.Dataset):
         }
 
 
-class _PlanSampler(torch.utils.data.Sampler):
-    def __init__(self, order: np.ndarray):
-        self.order = order
+class _EpochSampler(torch.utils.data.Sampler):
+    """(epoch, video) indices of the epoch set last; read anew by every `iter(DataLoader)`."""
+
+    def __init__(self):
+        self.epoch, self.order = 0, np.zeros(0, np.int64)
 
     def __iter__(self):
-        return iter(self.order.tolist())
+        return iter([(self.epoch, int(i)) for i in self.order])
 
     def __len__(self):
         return len(self.order)
 
 
 class BaselineLoader:
-    """The peers' loader behind `TrainLoader`'s surface (CPU tensors only)."""
+    """The peers' loader behind `TrainLoader`'s surface (CPU tensors only): one DataLoader whose
+    workers persist from epoch to epoch."""
 
     def __init__(self, dataset: PairDataset, *, batch_size, seed, shard_id, num_shards, workers):
         self.dataset = dataset
-        self.backend = "baseline" if dataset.decoder == "decord" else dataset.decoder
+        self.backend = {"decord": "baseline"}.get(dataset.decoder, dataset.decoder)
         self.batch_size, self.seed = batch_size, seed
         self.shard_id, self.num_shards, self.workers = shard_id, num_shards, workers
         self.steps_per_epoch = steps_per_epoch(len(dataset), batch_size, num_shards)
+        self._sampler = _EpochSampler()
+        self.dataloader = torch.utils.data.DataLoader(
+            dataset, batch_size=batch_size, sampler=self._sampler, num_workers=workers, drop_last=True,
+            persistent_workers=workers > 0,
+        )
 
     def epoch(self, epoch: int, start_step: int = 0) -> Iterator[dict]:
         """Batches of the epoch: `clip_a`, `clip_b` (B, 3, T, S, S) float32, `speed_*`, `video_index`, `label` (B,) int64."""
         plan = shard_plan(len(self.dataset), seed=self.seed, epoch=epoch, batch_size=self.batch_size,
                           shard_id=self.shard_id, num_shards=self.num_shards)
-        self.dataset.epoch = epoch
         order = plan[start_step:].reshape(-1)
         if len(order) == 0:
             return
-        loader = torch.utils.data.DataLoader(
-            self.dataset, batch_size=self.batch_size, sampler=_PlanSampler(order), num_workers=self.workers,
-            drop_last=True, persistent_workers=False,
-        )
-        yield from loader
+        self._sampler.epoch, self._sampler.order = epoch, order
+        yield from self.dataloader
 
     def close(self) -> None:
-        pass
+        """Ends the persistent workers."""
+        it = getattr(self.dataloader, "_iterator", None)
+        if it is not None and hasattr(it, "_shutdown_workers"):
+            it._shutdown_workers()
+        self.dataloader._iterator = None
 
 
 def build_baseline_loader(
@@ -363,16 +420,18 @@ def build_baseline_loader(
     shard_id: int = 0,
     num_shards: int = 1,
     workers: int = 2,
-    decoder: str = "decord",
+    decoder: Decoder = "decord",
+    recipe: Recipe = "per-frame",
 ) -> BaselineLoader:
-    """The peers' decord (or torchcodec) + DataLoader loader over `manifest.select(split)` (status ok)."""
+    """The peers' DataLoader over `manifest.select(split)` (status ok): `decoder` decodes, `recipe` augments."""
+    _check("recipe", recipe, RECIPES)
     table = _decode_table(manifest, split, decoder)
     if len(table) < batch_size * num_shards:
         raise ValueError(
             f"split '{split}' has {len(table)} usable videos, fewer than one batch of {batch_size}"
             f" x {num_shards} shard(s): lower --batch-size or use a larger manifest"
         )
-    dataset = PairDataset(table, clip.check(), seed=seed, decoder=decoder)
+    dataset = PairDataset(table, clip.check(), seed=seed, decoder=decoder, recipe=recipe)
     return BaselineLoader(dataset, batch_size=batch_size, seed=seed, shard_id=shard_id, num_shards=num_shards, workers=workers)
 
 
@@ -380,7 +439,7 @@ def build_baseline_loader(
 class ClipsDataset(torch.utils.data.Dataset):
     """Item i = video i's evaluation clips: (N, 3, T, S, S) float32, decoded and transformed per frame."""
 
-    def __init__(self, table, clip: ClipSpec, *, clips_per_video, decoder="decord"):
+    def __init__(self, table, clip: ClipSpec, *, clips_per_video, decoder: Decoder = "decord"):
         self.files = table["file"].tolist()
         self.num_frames = table["num_frames"].to_numpy()
         self.clip_len, self.n, self.crop_size, self.decoder = clip.clip_len, clips_per_video, clip.crop_size, decoder
@@ -391,11 +450,10 @@ class ClipsDataset(torch.utils.data.Dataset):
         return len(self.files)
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        video = VideoFile(self.files[i], self.decoder)
         clips = []
-        for frames in eval_clips(int(self.num_frames[i]), self.clip_len, self.n):
+        for frames in VideoFile(self.files[i], self.decoder).clips(*eval_clips(int(self.num_frames[i]), self.clip_len, self.n)):
             # torchvision-style, frame by frame: Resize(short side) -> CenterCrop -> Normalize
-            out = [plain_frame(f, self.crop_size, self.mean, self.std, antialias=True) for f in video.clip(frames)]
+            out = [plain_frame(f, self.crop_size, self.mean, self.std, antialias=True) for f in frames]
             clips.append(torch.stack(out, dim=1))  # (3, T, S, S)
         return torch.stack(clips)
 
@@ -429,7 +487,7 @@ def build_baseline_eval_loader(
     batch_size: int = 8,
     clips_per_video: int = 10,
     workers: int = 2,
-    decoder: str = "decord",
+    decoder: Decoder = "decord",
 ) -> BaselineEvalLoader:
     """The peers' evaluation loader over `manifest.select(split)` (status ok): N centre-cropped clips per video."""
     dataset = ClipsDataset(_decode_table(manifest, split, decoder), clip, clips_per_video=clips_per_video, decoder=decoder)

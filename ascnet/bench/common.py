@@ -197,13 +197,20 @@ def skip_reason(name: str, codecs: list[str]) -> str | None:
 
     if name == "baseline":
         return None
-    if name == "torchcodec":
+    if name.startswith(("torchcodec", "torchvision")):
         try:
             import torchcodec.decoders  # noqa: F401
         except ImportError as e:
-            return f"torchcodec is not installed ({e}); pip install torchcodec (it needs a CUDA build of torch)"
+            return (f"torchcodec is not installed ({e}); it needs a CUDA build of torch: make peers builds that "
+                    "environment (.venv-peers)")
         except Exception as e:  # its libraries fail to load, e.g. libnvrtc beside a CPU build of torch
-            return f"needs a CUDA torch: torchcodec's libraries do not load here ({str(e).splitlines()[-1][:160]})"
+            return (f"needs a CUDA torch: torchcodec's libraries do not load here ({str(e).splitlines()[-1][:160]}); "
+                    "make peers builds that environment (.venv-peers)")
+        if name == "torchvision":
+            try:
+                import torchvision.transforms.v2  # noqa: F401
+            except Exception as e:
+                return f"torchvision's transforms.v2 do not import ({e}); pip install torchvision (make peers)"
         return None
     if name == "nvdec" and not cuda_available():
         return "no CUDA GPU on this machine (NVDEC decodes on the GPU)"

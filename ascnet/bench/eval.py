@@ -8,7 +8,9 @@ speed-1 clips per video, `ascnet.sampling.eval_clips`, center crop), in one run:
 - `baseline`: what the peers' evaluation scripts do (`ascnet.bench.baseline`, evaluation
   mode): a PyTorch `DataLoader` over videos whose workers open each file with decord (PyAV
   where decord cannot), fetch the N clips by `get_batch`, and resize, centre-crop and
-  normalise frame by frame, torchvision-style.
+  normalise frame by frame, torchvision-style;
+- `torchcodec`: the same with torchcodec (seek mode exact, one `get_frames_at` for a video's
+  N clips), where it loads (a CUDA build of torch: `make bench-peers`).
 
 Each loader is timed twice: alone (videos/s it can deliver), and feeding the frozen encoder as
 the extraction does (videos/s of features). A `model` row runs the encoder on synthetic clips
@@ -34,7 +36,8 @@ from ascnet.manifest import Manifest
 from ascnet.models import Arch, build_backbone
 from ascnet.pipelines.loader import build_eval_loader
 
-LOADERS = ("nvdec", "dali-cpu", "pyav", "baseline")
+LOADERS = ("nvdec", "dali-cpu", "pyav", "baseline", "torchcodec")
+PEERS = {"baseline": "decord", "torchcodec": "torchcodec"}  # backend -> the peers' decoder
 
 
 @dataclass
@@ -76,9 +79,9 @@ class Row(BackendRow):
 
 # ---- timing ----------------------------------------------------------------------------
 def _batches(name: str, manifest: Manifest, cfg: EvalBenchConfig):
-    if name == "baseline":
+    if name in PEERS:
         return build_baseline_eval_loader(manifest, cfg.clip, split=cfg.split, batch_size=cfg.batch_size,
-                                          clips_per_video=cfg.clips_per_video, workers=cfg.workers)
+                                          clips_per_video=cfg.clips_per_video, workers=cfg.workers, decoder=PEERS[name])
 
     return build_eval_loader(
         manifest, cfg.clip, split=cfg.split, batch_size=cfg.batch_size, clips_per_video=cfg.clips_per_video, crops="center", backend=name,
@@ -165,7 +168,7 @@ def run_eval_bench(cfg: EvalBenchConfig, echo=print) -> dict:
             if reason or name in skipped:
                 skipped.setdefault(name, Row(name, "skipped", reason=reason))
                 continue
-            run_device = torch.device("cuda") if name == "nvdec" else (device if name == "baseline" else torch.device("cpu"))
+            run_device = torch.device("cuda") if name == "nvdec" else (device if name in PEERS else torch.device("cpu"))
             try:
                 loader_rate, startup, videos, m1 = time_pass(name, manifest, cfg, None, run_device)
                 feat_rate, _, _, m2 = time_pass(name, manifest, cfg, model.to(run_device), run_device)

@@ -8,7 +8,7 @@ from ascnet.clips import CLIP_HELP
 
 HELP = {
     **CLIP_HELP,
-    "backends": "comma-separated: nvdec, dali-cpu, pyav, baseline",
+    "backends": "comma-separated: nvdec, dali-cpu, pyav, baseline (decord), torchcodec",
     "split": "manifest split to extract",
     "arch": "backbone",
     "width": "64 = the published network",
