@@ -210,7 +210,7 @@ class TrainLoader:
         self.num_classes = int(self._labels[self._labels >= 0].unique().numel())  # 0: unlabelled
         known_bad = set(exclude)
         # known bad: their stand-ins are used
-        self._exclude = {i for i, v in enumerate(self.table["video_id"]) if v in known_bad}
+        self._exclude = {i for i, v in enumerate(self.table["video_id"]) if v in known_bad} if known_bad else set()
         self._skips: list[dict] = []
         self._found: dict[int, str] = {}  # culprits of lost DALI batches -> their message, until reported
 
