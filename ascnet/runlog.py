@@ -9,6 +9,17 @@ from pathlib import Path
 from ascnet.evaluate.report import plot_curves
 
 
+def rss_mb() -> float | None:
+    """This process's resident memory now, in MB (Linux /proc), or None: a long run's should stay flat."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
 class RunLog:
     """Progress bar (loss, clips/s, share of time waiting for data, ...) and metrics.jsonl, rank 0.
 
@@ -40,7 +51,7 @@ class RunLog:
         elapsed, steps = now - self.t0, step - self.prev_step
         row = {"step": step, "epoch": epoch, **{k: float(v.item()) for k, v in stats.items()},
                "lr": lr, "ema": m, "clips_per_s": steps * self.clips_per_step / max(elapsed, 1e-9),
-               "data_wait": self.waited / max(elapsed, 1e-9), "time": time.time()}
+               "data_wait": self.waited / max(elapsed, 1e-9), "rss_mb": rss_mb(), "time": time.time()}
         if self.chance is None:
             row.pop("scp_pos_same_class", None)
         else:

@@ -253,7 +253,7 @@ class TrainLoader:
         self.num_classes = int(self._labels[self._labels >= 0].unique().numel())  # 0: unlabelled
         known_bad = set(exclude)
         # known bad: their stand-ins are used
-        self._exclude = {i for i, v in enumerate(self.table["video_id"]) if v in known_bad}
+        self._exclude = {i for i, v in enumerate(self.table["video_id"]) if v in known_bad} if known_bad else set()
         # windows a DALI decoder lost, (epoch, step, row, video): the stand-in takes that place only, so
         # a resumed run, which finds them again at the same places, is the same as one run through
         self._failed: set[tuple[int, int, int, int]] = set()

@@ -112,7 +112,7 @@ def test_run_dir_contents(tmp_path):
     assert [r["step"] for r in rows] == [1, 2, 3, 4, 5]
     assert rows[0]["scp_valid"] == 0.0  # the queue is empty at the first step: no SCP positive
     assert rows[1]["scp_valid"] > 0
-    assert {"loss", "acp", "scp", "lr", "ema", "clips_per_s", "data_wait", "app_spread", "speed_spread", "acp_margin"} <= rows[0].keys()
+    assert {"loss", "acp", "scp", "lr", "ema", "clips_per_s", "data_wait", "app_spread", "speed_spread", "acp_margin", "rss_mb"} <= rows[0].keys()
     assert all(0 < r["app_spread"] <= 1.5 and 0 < r["speed_spread"] <= 1.5 for r in rows)
     assert rows[-1]["loss"] == pytest.approx(rows[-1]["acp"] + rows[-1]["scp"])
     assert (run / "curves.png").read_bytes()[:4] == b"\x89PNG" and summary["curves"]

@@ -11,6 +11,8 @@ them, never the other way round.
 - `eval`:      `ascnet-bench eval`: feature-extraction videos/s per backend
 - `train`:     `ascnet-bench train`: training step, real against synthetic batches
 - `index`:     `ascnet-bench index`: `ascnet-index build` against a sequential ffprobe loop
+- `growth`:    `ascnet-bench growth`: time per video and peak memory of every stage as the
+               dataset grows (UCF-101- and Kinetics-sized), `replicate_manifest`
 - `gpu_check`: the GPU check's parts, run by `gpu_check.sh` (from a plain checkout), which
                unpacks wheel bundles with `offline.py` (standard library only)
 """

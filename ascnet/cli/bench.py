@@ -15,6 +15,8 @@ from ascnet.manifest import ManifestError
         "train": ("ascnet.cli.bench_train", "train"),
         "index": ("ascnet.cli.bench_index", "index"),
         "eval": ("ascnet.cli.bench_eval", "eval"),
+        "growth": ("ascnet.cli.bench_growth", "growth"),
+        "replicate": ("ascnet.cli.bench_growth", "replicate"),
     },
 )
 def main():
