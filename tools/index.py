@@ -14,6 +14,7 @@ and ffmpeg processes) or, with `scheduler`, to a Dask distributed cluster's exec
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import shutil
 import signal
@@ -41,6 +42,8 @@ from ascnet.tools.transcode import CODECS, Codec, TranscodeError, copy_path, sca
 # `probe_error`): `status` is the verdict on what the decoders will read, the copy where one exists.
 DECODE_FIELDS = ("decode_path", "decode_codec", "decode_num_frames", "decode_width", "decode_height", "decode_fps",
                  "decode_keyframes")
+# files done of all, elapsed < left, files/s (also under one a second: tqdm's default turns it into s/file)
+BAR = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_noinv_fmt}{postfix}]"
 # a job with no answer after this many time limits (one job runs up to five ffprobe/ffmpeg processes,
 # and may wait behind one other job for its slot) was lost with its worker, or hangs outside them
 GIVE_UP_AFTER = 10
@@ -286,25 +289,28 @@ def _run(pool: Executor, slots: Callable[[], int], jobs: list[tuple[int, Path, b
 
     At most twice the executor's slots are in flight, so no dataset becomes a future per file at
     once. A job with no answer `give_up` seconds after it was sent (a lost or hung worker) gets a
-    row that says so; one whose process a stopping signal killed gets none (it is done next time).
+    row that says so. One whose process SIGINT/SIGTERM ended gets none while stopping (the next
+    build does it), and is sent again otherwise.
     """
     todo = iter(jobs)
-    pending: dict[Future, tuple[int, bool, float]] = {}
+    pending: dict[Future, tuple[tuple[int, Path, bool], float]] = {}
     try:
         while True:
             while not stop[0] and len(pending) < 2 * slots() and (job := next(todo, None)):
                 i, src, need = job
-                pending[pool.submit(work, src, rows[i], need)] = (i, need, time.monotonic() + give_up)
+                pending[pool.submit(work, src, rows[i], need)] = job, time.monotonic() + give_up
             if not pending or stop[0]:
                 return
             done, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
             for fut in done:
-                i, _, _ = pending.pop(fut)
+                job, _ = pending.pop(fut)
                 if not isinstance(fut.exception(), timelimit.StoppedError):
-                    yield i, fut.result()
+                    yield job[0], fut.result()
+                elif not stop[0]:  # its process was ended from outside, the build goes on: again
+                    todo = itertools.chain([job], todo)
             now = time.monotonic()
-            for fut in [f for f, (_, _, deadline) in pending.items() if deadline < now]:
-                i, need, _ = pending.pop(fut)
+            for fut in [f for f, (_, deadline) in pending.items() if deadline < now]:
+                (i, _, need), _ = pending.pop(fut)
                 fut.cancel()
                 yield i, _lost(rows[i], need, give_up)
             if not done:
@@ -380,7 +386,7 @@ def build_index(cfg: IndexConfig) -> IndexResult:
     with _signals() as stop, _executor(cfg) as (pool, slots, threads):
         work = functools.partial(_process, cfg=cfg, root=root, threads=threads)
         bar = tqdm(total=len(jobs), unit="file", desc="probing" if not cfg.transcode else f"probing+{cfg.transcode}",
-                   disable=not cfg.progress or not jobs, dynamic_ncols=True)
+                   disable=not cfg.progress or not jobs, dynamic_ncols=True, bar_format=BAR)
         try:
             for got in _run(pool, slots, jobs, rows, work, stop, GIVE_UP_AFTER * cfg.probe_timeout):
                 if got is not None:
@@ -391,8 +397,8 @@ def build_index(cfg: IndexConfig) -> IndexResult:
                 saver.tick()
         finally:
             bar.close()
-            if done < len(jobs):  # stopped, or failed: keep what is done, end what runs
-                saver.save()
+            saver.save()  # all that is done, whatever comes next
+            if done < len(jobs):  # stopped, or failed: end what runs
                 timelimit.stop_all()
     if stop[0]:
         raise BuildStopped(f"stopped by {signal.Signals(stop[0]).name} after {done} of {len(jobs)} files; the "

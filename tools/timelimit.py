@@ -6,6 +6,7 @@ build does not wait for them) and refuses new ones until `reset()`.
 """
 from __future__ import annotations
 
+import signal
 import subprocess
 import threading
 
@@ -23,7 +24,8 @@ class TimeLimitError(RuntimeError):
 
 
 class StoppedError(RuntimeError):
-    """The process was killed, or not started, because the build is stopping."""
+    """The process was not started, or was ended by SIGINT/SIGTERM: the build is stopping (or,
+    where it is not, the job is to be run again)."""
 
 
 def run(cmd: list[str], timeout: float | None) -> subprocess.CompletedProcess:
@@ -50,8 +52,9 @@ def run(cmd: list[str], timeout: float | None) -> subprocess.CompletedProcess:
     finally:
         with _lock:
             _running.discard(proc)
-    if _stopping.is_set():
-        raise StoppedError(f"{cmd[0]} killed: stopping")
+    # ended by stop_all(), or by the SIGINT a terminal's Ctrl-C sends the whole process group
+    if _stopping.is_set() or proc.returncode in (-signal.SIGINT, -signal.SIGTERM):
+        raise StoppedError(f"{cmd[0]} ended: stopping")
     if proc.returncode:
         raise subprocess.CalledProcessError(proc.returncode, cmd, out, err)
     return subprocess.CompletedProcess(cmd, 0, out, err)
