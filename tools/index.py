@@ -18,6 +18,7 @@ import itertools
 import os
 import shutil
 import signal
+import stat
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
@@ -129,7 +130,7 @@ class _Earlier:
         self.index = pd.Index([], dtype=object)
         if not manifests:
             return
-        df = pd.concat([m.df.assign(source=i) for i, m in enumerate(manifests)], ignore_index=True)
+        df = pd.concat([m.df.assign(_source=i) for i, m in enumerate(manifests)], ignore_index=True)
         df = df.drop_duplicates("video_id", keep="last")
         # the original's own verdict (a copy may have made the row ok); before it was kept: the row's
         for name in ("probe_status", "probe_error"):
@@ -160,7 +161,7 @@ class _Earlier:
     def row(self, pos: int) -> tuple[dict, dict]:
         """(the row at `pos`, the metadata of the build that judged it)."""
         row = {c: v[pos] for c, v in self.columns.items()}
-        return row, self.metas[row["source"]]
+        return row, self.metas[row["_source"]]
 
 
 class _Saver:
@@ -463,6 +464,15 @@ def summary(manifest: Manifest, max_problems: int = 10) -> str:
 
 
 # ---- validate --------------------------------------------------------------------------
+def _file_stat(path: Path) -> os.stat_result | None:
+    """The stat of a regular file (links followed); None when there is none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st if stat.S_ISREG(st.st_mode) else None
+
+
 def validate(path: str | Path) -> list[str]:
     """Every problem of a manifest, one line each: schema, then files gone or changed since indexing."""
     path = Path(path)
@@ -481,24 +491,24 @@ def validate(path: str | Path) -> list[str]:
         m = Manifest.from_parquet(path)
     except ManifestError as e:
         return [str(e)]
-    for r in m.df.itertuples():
+    df = m.df  # the five columns it needs, not a tuple of every column per row
+    for path, status, size, mtime, copy in zip(df["path"], df["status"], df["bytes"], df["mtime"], df["decode_path"]):
         try:
-            full = m.resolve(r.path)
+            st = _file_stat(m.resolve(path))
         except ManifestError as e:
-            problems.append(f"{r.path}: {e}")
+            problems.append(f"{path}: {e}")
             continue
-        if r.status == "missing":
-            if full.is_file():
-                problems.append(f"{r.path}: was missing and now exists; re-run 'ascnet-index build'")
+        if status == "missing":
+            if st:
+                problems.append(f"{path}: was missing and now exists; re-run 'ascnet-index build'")
             continue
-        if not full.is_file():
-            problems.append(f"{r.path}: file is gone (indexed with {r.bytes} bytes); re-run 'ascnet-index build'")
+        if not st:
+            problems.append(f"{path}: file is gone (indexed with {size} bytes); re-run 'ascnet-index build'")
             continue
-        st = full.stat()
-        if st.st_size != r.bytes or abs(st.st_mtime - r.mtime) > 1e-6:
-            problems.append(f"{r.path}: changed since indexing (size {r.bytes} -> {st.st_size}, mtime "
-                            f"{r.mtime:.0f} -> {st.st_mtime:.0f}); re-run 'ascnet-index build'")
-        if r.decode_path and not m.resolve(r.decode_path).is_file():
-            problems.append(f"{r.path}: its transcoded copy {r.decode_path} is gone; re-run 'ascnet-index build'")
+        if st.st_size != size or abs(st.st_mtime - mtime) > 1e-6:
+            problems.append(f"{path}: changed since indexing (size {size} -> {st.st_size}, mtime "
+                            f"{mtime:.0f} -> {st.st_mtime:.0f}); re-run 'ascnet-index build'")
+        if copy and not _file_stat(m.resolve(copy)):
+            problems.append(f"{path}: its transcoded copy {copy} is gone; re-run 'ascnet-index build'")
     return problems
 
