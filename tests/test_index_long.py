@@ -80,7 +80,7 @@ def test_a_file_that_hangs_is_stopped_at_its_time_limit_and_the_build_goes_on(ha
     root, out, res, took = hanging
     assert res.exit_code == 0, res.output
     assert res.output.startswith("probed 3, reused 0 unchanged;")
-    assert 2 <= took < 20, took  # the limit, plus starting up on a loaded machine
+    assert 2 <= took < 60, took  # the limit, and the rest on a loaded machine; the guard would fire at 120
     df = Manifest.from_parquet(out).df.set_index("video_id")
     assert df.loc["b/hang.mp4", ["status", "error"]].tolist() == [
         "corrupt", "ffprobe did not finish within 2 s (--probe-timeout): a huge file, a stalled disk or a file that "
@@ -198,7 +198,7 @@ def test_a_dask_cluster_writes_the_rows_the_local_pool_writes(hanging, tmp_path)
         took = time.monotonic() - start
     assert res.exit_code == 0, res.output
     assert res.output.startswith("probed 3, reused 0 unchanged;")
-    assert took < 30  # the time limit holds on the workers too
+    assert took < 60, took  # the time limit holds on the workers too (the error says so, below)
     pd.testing.assert_frame_equal(rows(out), rows(local))
     assert running(str(root / "b/hang.mp4")) == []
 
