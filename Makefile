@@ -33,7 +33,7 @@ $(PY):
 
 $(STAMP): $(PY) setup.py setup.cfg
 	$(PY) -m pip install -q $(TORCH_SPEC)
-	$(PY) -m pip install -q -e ".[test,demo,bench,$(DALI_EXTRA)]"
+	$(PY) -m pip install -q -e ".[test,demo,bench,dist,$(DALI_EXTRA)]"
 	touch $(STAMP)
 
 ffmpeg:

@@ -160,6 +160,8 @@ def test_layout_rows_without_files_are_missing(tmp_path):
     (["--layout", "hmdb51"], r"^ascnet-index: hmdb51: no annotation files \(\*_test_split1\.txt\) found in "),
     (["--layout", "folder", "--transcode", "h264"], r"^ascnet-index: --transcode needs --transcode-dir DIR"),
     (["--layout", "folder", "--max-decode-errors", "-1"], r"^ascnet-index: --max-decode-errors must be 0 or more, got -1"),
+    (["--layout", "folder", "--probe-timeout", "0"], r"^ascnet-index: --probe-timeout must be more than 0 seconds, got 0"),
+    (["--layout", "folder", "--save-every", "-1"], r"^ascnet-index: --save-every must be 0 \(every file\) or more seconds"),
 ])
 def test_bad_arguments_give_one_line_errors(mixed, tmp_path, args, message):
     res = run("build", mixed[0], "--out", tmp_path / "m.parquet", *args)

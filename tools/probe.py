@@ -24,7 +24,7 @@ Statuses (`error` says why whenever it is not `ok`):
   refuses `nvdec` for it and names the transcode.
 - `corrupt`: empty, unreadable, no frame decodes, more decode errors than allowed, or a stream
   that ends well before the duration its container gives (a cut-off file). Frames that an edit
-  list discards are not damage.
+  list discards are not damage. Also a file ffprobe does not finish within its time limit.
 - `too_short`: fewer than `min_frames` decodable frames. `missing`: no file.
 """
 from __future__ import annotations
@@ -39,6 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ascnet.tools.timelimit import TimeLimitError, run
+
 # NVDEC and DALI's colour conversion take 8-bit 4:2:0 only.
 SUPPORTED_PIX_FMTS = frozenset({"yuv420p", "yuvj420p", "nv12"})
 PROBE_FIELDS = ("num_frames", "fps", "width", "height", "codec", "pix_fmt", "duration_s", "bytes", "mtime",
@@ -48,6 +50,8 @@ _TAG = re.compile(r"^\[[^\]]* @ 0x[0-9a-f]+\]\s*")  # "[mov,mp4,... @ 0x55...] "
 # duration_time; an entry ffprobe does not know is left out); "log": the errors logged while it decoded
 _ENTRIES = "frame=key_frame,best_effort_timestamp_time,pkt_duration_time,duration_time:log=message"
 _AV_LOG_ERROR = 16
+# in the error of every file past its time limit: a build with a higher limit probes them again
+TIME_LIMIT = "(--probe-timeout)"
 FIX = "re-index with --transcode h264 (GPU) or vp9 (CPU) to make a decodable copy"
 
 
@@ -95,18 +99,19 @@ def _stderr_lines(stderr: bytes, path: Path) -> list[str]:
     return [ln for ln in lines if ln]
 
 
-def _ffprobe(path: Path, threads: int) -> tuple[dict, list[str]]:
+def _ffprobe(path: Path, threads: int, timeout: float | None = None) -> tuple[dict, list[str]]:
     """ffprobe's JSON (first video stream, format, every decoded frame) and its error lines.
 
     At `-v error` each line on stderr is one error of the decoder, its parser or the demuxer;
     `-show_log` also files each under the frame decoded when it was logged, which places it.
-    Raises `subprocess.CalledProcessError` (with stderr) when ffprobe cannot read the file.
+    Raises `subprocess.CalledProcessError` (with stderr) when ffprobe cannot read the file,
+    `TimeLimitError` when it runs past `timeout` seconds (it is killed).
     """
     # repeat: every error on its own line (ffprobe would fold repeats into "Last message repeated N times")
     cmd = ["ffprobe", "-v", "repeat+error", "-select_streams", "v:0", "-count_frames", "-threads", str(threads),
            "-show_entries", _ENTRIES, "-show_log", str(_AV_LOG_ERROR), "-show_streams", "-show_format",
            "-of", "json", str(path)]
-    done = subprocess.run(cmd, capture_output=True, check=True)
+    done = run(cmd, timeout)
     return json.loads(done.stdout.decode(errors="replace")), _stderr_lines(done.stderr, path)
 
 
@@ -165,11 +170,14 @@ def classify(info: dict, min_frames: int, max_decode_errors: int = 0) -> tuple[s
     return "ok", ""
 
 
-def probe(path: str | Path, min_frames: int = 16, threads: int = 0, max_decode_errors: int = 0) -> dict:
+def probe(path: str | Path, min_frames: int = 16, threads: int = 0, max_decode_errors: int = 0,
+          timeout: float | None = None) -> dict:
     """The manifest fields of one file (`PROBE_FIELDS`); never raises for a bad file.
 
     Statuses as in the module docstring. `threads`: decoder threads of the ffprobe process
     (0: ffmpeg's choice). `decode_errors` and `vfr` are -1 (unknown) where ffprobe read no stream.
+    `timeout`: seconds ffprobe may take (None: no limit); past it the file is `corrupt`, `error`
+    naming the limit (`TIME_LIMIT` in it).
     """
     path = Path(path)
     out = {"num_frames": 0, "fps": 0.0, "width": 0, "height": 0, "codec": "", "pix_fmt": "", "duration_s": 0.0,
@@ -183,7 +191,10 @@ def probe(path: str | Path, min_frames: int = 16, threads: int = 0, max_decode_e
     if st.st_size == 0:
         return {**out, "status": "corrupt", "error": "empty file (0 bytes)"}
     try:
-        info, errors = _ffprobe(path, threads)
+        info, errors = _ffprobe(path, threads, timeout)
+    except TimeLimitError as e:
+        return {**out, "status": "corrupt", "error": f"{e} {TIME_LIMIT}: a huge file, a stalled disk or a file that "
+                "hangs the decoder; raise the limit to give it longer (it is probed again then)"}
     except subprocess.CalledProcessError as e:
         lines = list(dict.fromkeys(_stderr_lines(e.stderr or b"", path)))
         return {**out, "status": "corrupt",

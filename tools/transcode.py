@@ -11,10 +11,13 @@ the DALI decoders, which do not read the matrix, get the frames the way they are
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 from typing import Literal, get_args
 
 import ffmpeg
+
+from ascnet.tools.timelimit import TimeLimitError, run
 
 Codec = Literal["h264", "vp9"]  # h264 for NVDEC, vp9 for DALI's CPU decoder
 CODECS = get_args(Codec)
@@ -55,11 +58,14 @@ def is_finished(src: str | Path, dst: str | Path) -> bool:
 
 
 def transcode(src: str | Path, dst: str | Path, codec: str = "h264", *, size: tuple[int, int] | None = None,
-              gop: int = GOP, crf: int | None = None, threads: int = 0, cfr: float | None = None) -> Path:
+              gop: int = GOP, crf: int | None = None, threads: int = 0, cfr: float | None = None,
+              timeout: float | None = None) -> Path:
     """Write `dst` from `src` (first video stream only) unless a finished copy is there.
 
     `cfr`: a constant frame rate for the copy (frames repeated or dropped to keep it, `fps_mode
     cfr`); None keeps every decoded frame once, so the frame count stays the source's.
+    `timeout`: seconds ffmpeg may take (None: no limit); past it ffmpeg is killed and
+    `TranscodeError` names the limit.
 
     ffmpeg writes a temp name beside `dst` that is renamed when complete, so an interrupted
     run leaves no half copy under the final name and is simply redone next time.
@@ -83,9 +89,12 @@ def transcode(src: str | Path, dst: str | Path, codec: str = "h264", *, size: tu
         opts = dict(f="webm", vcodec="libvpx-vp9", deadline="good", **{"cpu-used": 4, "row-mt": 1, "b:v": 0},
                     crf=30 if crf is None else crf)
     try:
-        video.output(str(tmp), **common, **opts).overwrite_output().run(quiet=True)
+        run(video.output(str(tmp), **common, **opts).overwrite_output().compile(), timeout)
         os.replace(tmp, dst)
-    except ffmpeg.Error as e:
+    except TimeLimitError as e:
+        tmp.unlink(missing_ok=True)
+        raise TranscodeError(f"{src}: the {codec} copy: {e} (--probe-timeout); raise the limit to give it longer") from e
+    except subprocess.CalledProcessError as e:
         tmp.unlink(missing_ok=True)
         lines = [ln for ln in (e.stderr or b"").decode(errors="replace").splitlines() if ln.strip()]
         raise TranscodeError(f"{src}: ffmpeg could not transcode to {codec}: {lines[-1] if lines else e}") from e

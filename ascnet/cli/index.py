@@ -5,7 +5,7 @@ import click
 
 from ascnet.cli.options import config_options, from_options
 from ascnet.manifest import Manifest, ManifestError
-from ascnet.tools.index import IndexConfig, build_index, summary, validate as check
+from ascnet.tools.index import BuildStopped, IndexConfig, build_index, summary, validate as check
 from ascnet.tools.layouts import LayoutError
 
 
@@ -25,12 +25,17 @@ HELP = {
     "out": "manifest to write (.parquet)",
     "split": "split number (UCF-101 / HMDB-51: 1..3)",
     "annotations": "annotation folder or file; default: the layout's usual place in or beside ROOT",
-    "workers": "ffprobe/ffmpeg processes at once",
+    "workers": "ffprobe/ffmpeg processes at once (the local pool; a Dask cluster runs one per worker thread)",
     "min_frames": "fewer decodable frames -> too_short",
     "max_decode_errors": "more decoder errors (mid-stream damage) -> corrupt; raise it to accept slightly damaged files",
     "transcode": "also write decoder-friendly copies: h264 (NVDEC) or vp9 (DALI CPU)",
     "transcode_dir": "where the copies go",
     "short_side": "resize the copies to this short side (pixels)",
+    "probe_timeout": "seconds one ffprobe/ffmpeg run may take; past it the process is killed and the file is "
+                     "corrupt (a re-run with a higher limit tries it again)",
+    "save_every": "seconds between saves of the finished rows to OUT.partial/ (a killed build resumes from them)",
+    "scheduler": "a Dask scheduler's address (tcp://host:8786): run the per-file work on its cluster; "
+                 "needs ascnet[dist]",
     "strict": "exit 1 when any video is not ok",
     "progress": "show a progress bar",
 }
@@ -39,13 +44,17 @@ HELP = {
 @main.command()
 @config_options(IndexConfig, HELP, arguments=("root",), required=("layout", "out"))
 def build(**options):
-    """Index the videos under ROOT into a manifest; unchanged files of an earlier run are reused."""
+    """Index the videos under ROOT into a manifest; unchanged files of an earlier run are reused,
+    and so are the rows a stopped or killed build saved."""
 
     cfg = from_options(IndexConfig, options)
     try:
         result = build_index(cfg)
     except (LayoutError, ManifestError) as e:
         _fail(str(e))
+    except BuildStopped as e:
+        click.echo(f"ascnet-index: {e}", err=True)
+        sys.exit(128 + e.signum)
     click.echo(f"probed {result.probed}, reused {result.reused} unchanged; wrote {result.path}")
     click.echo(summary(result.manifest))
     if cfg.strict and result.not_ok:
