@@ -110,7 +110,7 @@ def test_cli_maps_options_and_fast_keeps_what_is_given(tmp_path, monkeypatch):
     cfg = seen[-1]
     assert (cfg.videos, cfg.ablation, cfg.supervised_epochs) == (120, False, 50)  # --videos given, the rest from --fast
     assert cfg.speed_range == (0.05, 0.07) and cfg.scene_correlation == 0.6 and cfg.backend == "pyav"
-    assert cfg.pretrain.scp_weight == 0.5 and cfg.pretrain.epochs == 39 and cfg.clip == demo.DEMO_CLIP
+    assert cfg.pretrain.scp_weight == 0.5 and cfg.pretrain.epochs == 60 and cfg.clip == demo.DEMO_CLIP
     r = CliRunner().invoke(demo.main, ["--out", str(tmp_path), "--backend", "ffmpeg"])
     assert r.exit_code == 2 and "'ffmpeg' is not one of" in r.output
 
