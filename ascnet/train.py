@@ -64,6 +64,7 @@ class PretrainConfig:
     proj_dim: int = 128
     hidden_dim: int = 2048
     scp_weight: float = 1.0  # lambda in L = L_acp + lambda * L_scp, both means over clips: SCP's weight per clip
+    scp_start: int = 0  # SCP enters the loss from this step (-1: once the queue is full, queue_size / (2 x global batch))
     queue_size: int = 16384
     ema_base: float = 0.99  # EMA momentum, cosine-annealed to ema_final
     ema_final: float = 1.0
@@ -76,6 +77,7 @@ class PretrainConfig:
     warmup_epochs: float = 5.0
     momentum: float = 0.9
     weight_decay: float = 1e-4
+    grad_clip: float = 0.0  # > 0: clip the gradients' global norm to this before each step
     # running
     device: Device = "auto"
     backend: Backend = "auto"
@@ -102,6 +104,10 @@ class PretrainConfig:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
         if self.batch_size < 2:
             raise ValueError("batch_size must be >= 2 (BatchNorm needs more than one sample)")
+        if self.grad_clip < 0:
+            raise ValueError(f"grad_clip={self.grad_clip} must be >= 0 (0: no clipping)")
+        if self.scp_start < -1:
+            raise ValueError(f"scp_start={self.scp_start} must be a step >= 0, or -1 (once the queue is full)")
         if not 0 <= self.max_skip_fraction <= 1:
             raise ValueError(f"max_skip_fraction={self.max_skip_fraction} must be in [0, 1]")
         return self
@@ -129,7 +135,7 @@ def build_loader(cfg: PretrainConfig, rt: Runtime):
 
 # ---- one step ----------------------------------------------------------------------------
 def train_step(net, model: ASCNet, queue: MemoryQueue, optimizer, batch: dict, rt: Runtime, *,
-               lr: float, m: float, scp_weight: float) -> dict:
+               lr: float, m: float, scp_weight: float, grad_clip: float = 0.0) -> dict:
     """One SGD step on a batch of pairs; returns device tensors (no host sync).
 
     batch: clip_a, clip_b (B, 3, T, H, W); speed_a, speed_b, video_index (B,); label (B,), -1
@@ -149,6 +155,8 @@ def train_step(net, model: ASCNet, queue: MemoryQueue, optimizer, batch: dict, r
     stats = ascnet_loss(outputs, queue, speed, video, scp_weight, label)
     optimizer.zero_grad(set_to_none=True)
     stats["loss"].backward()
+    if grad_clip > 0:
+        stats["grad_norm"] = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     optimizer.step()
     ema_update(model.online_modules(), model.target_modules(), m)
     _, _, z_app, z_speed = outputs
@@ -249,6 +257,7 @@ def pretrain(cfg: PretrainConfig, *, loader=None) -> dict:
     total = cfg.max_steps or cfg.epochs * spe
     warmup = min(round(cfg.warmup_epochs * spe), total - 1)
     lr_peak = scaled_lr(cfg.base_lr, cfg.batch_size * rt.world)
+    scp_start = cfg.scp_start if cfg.scp_start >= 0 else -(-cfg.queue_size // (2 * cfg.batch_size * rt.world))
     stop_at = min(cfg.stop_at or total, total)
     if rt.main:
         out.mkdir(parents=True, exist_ok=True)
@@ -272,7 +281,8 @@ def pretrain(cfg: PretrainConfig, *, loader=None) -> dict:
                 if batch is None:
                     break
                 stats = train_step(net, model, queue, optimizer, batch, rt, lr=cosine_lr(step, total, lr_peak, warmup, cfg.final_lr_ratio),
-                                   m=ema_momentum(step, total, cfg.ema_base, cfg.ema_final), scp_weight=cfg.scp_weight)
+                                   m=ema_momentum(step, total, cfg.ema_base, cfg.ema_final),
+                                   scp_weight=cfg.scp_weight if step >= scp_start else 0.0, grad_clip=cfg.grad_clip)
                 bad |= ~torch.isfinite(stats["loss"])
                 skips.add(take_skips(), epoch)
                 step += 1

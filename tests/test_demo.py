@@ -110,6 +110,39 @@ def test_cli_maps_options_and_fast_keeps_what_is_given(tmp_path, monkeypatch):
     cfg = seen[-1]
     assert (cfg.videos, cfg.ablation, cfg.supervised_epochs) == (120, False, 50)  # --videos given, the rest from --fast
     assert cfg.speed_range == (0.05, 0.07) and cfg.scene_correlation == 0.6 and cfg.backend == "pyav"
-    assert cfg.pretrain.scp_weight == 0.5 and cfg.pretrain.epochs == 39 and cfg.clip == demo.DEMO_CLIP
+    assert cfg.pretrain.scp_weight == 0.5 and cfg.pretrain.epochs == 60 and cfg.clip == demo.DEMO_CLIP
     r = CliRunner().invoke(demo.main, ["--out", str(tmp_path), "--backend", "ffmpeg"])
     assert r.exit_code == 2 and "'ffmpeg' is not one of" in r.output
+
+
+@pytest.mark.slow
+def test_seeds_report_each_seed_and_the_spread(tmp_path):
+    cfg = replace(tiny_demo(tmp_path / "run", supervised_epochs=0, ablation=False), seeds=(3, 1))
+    report = run_demo(cfg)
+    summary = json.loads((report.parent / "summary.json").read_text())
+    assert [s["seed"] for s in summary["seeds"]] == [3, 1]  # the first seed makes the table
+    first, second = summary["seeds"]
+    assert first["gap_linear_top1"] == pytest.approx(summary["gap_linear_top1"])
+    assert first["gap_retrieval_top1"] == pytest.approx(summary["gap_retrieval_top1"])
+    assert json.loads((report.parent / "pretrain" / "config.json").read_text())["seed"] == 3
+    # the second seed pretrained and evaluated on its own, against its own random init
+    run1 = report.parent / "seeds" / "seed1"
+    assert json.loads((run1 / "pretrain" / "config.json").read_text())["seed"] == 1
+    linear = json.loads((run1 / "eval" / "linear" / "results.json").read_text())
+    by = {r["init"]: r["metrics"]["video_top1"] for r in linear["rows"]}
+    ckpt = next(k for k in by if k != "random")
+    assert second["gap_linear_top1"] == pytest.approx(by[ckpt] - by["random"])
+    text = report.read_text()
+    assert "## Seeds: 3, 1" in text and re.search(r"ASCNet linear top-1 over random init: [+-]\d+\.\d ± \d+\.\d points", text)
+
+
+def test_seeds_option_parses_and_rejects_repeats(tmp_path, monkeypatch):
+    import ascnet.demo as demo
+
+    seen = []
+    monkeypatch.setattr(demo, "run_demo", lambda cfg: seen.append(cfg) or (_ for _ in ()).throw(DemoError("stop")))
+    r = CliRunner().invoke(demo.main, ["--out", str(tmp_path), "--seeds", "0,1,2,3,4", "--no-ablation"])
+    assert r.exit_code == 1 and seen[-1].seeds == (0, 1, 2, 3, 4) and seen[-1].ablation is False
+    with pytest.raises(DemoError, match="a seed is repeated"):
+        DemoConfig(seeds=(1, 1)).check()
+    assert DemoConfig(seed=7, seeds=(2, 5)).check().seed == 2

@@ -29,6 +29,8 @@ HELP = {
     "proj_dim": "projection/prediction output size",
     "hidden_dim": "MLP hidden size of heads and predictors",
     "scp_weight": "lambda in L = L_acp + lambda L_scp (both means over clips: SCP's weight relative to ACP per clip)",
+    "scp_start": "step from which SCP enters the loss (-1: once the memory queue is full, as in the paper)",
+    "grad_clip": "clip the gradients' global norm to this before each step (0: no clipping)",
     "queue_size": "memory queue entries K",
     "ema_base": "target EMA momentum at step 0 (cosine to --ema-final)",
     "ema_final": "target EMA momentum at the last step",
