@@ -59,6 +59,8 @@ HELP = {
                 "seed takes its place, so --resume stays exact) or raise",
     "max_skip_fraction": "stop when more than this share of an epoch's videos failed to decode (the dataset or the "
                          "decoder is broken, not one file)",
+    "tensorboard": "TensorBoard event files in --out mirroring metrics.jsonl (view: tensorboard --logdir OUT)",
+    "wandb": "also log to this Weights & Biases project (pip install 'ascnet[wandb]'; WANDB_MODE=offline works)",
 }
 
 
