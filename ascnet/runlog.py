@@ -26,6 +26,8 @@ class RunRecord:
 
     def __init__(self, out: str | Path, *, config: dict, kind: str, main: bool = True):
         self.path, self.config, self.main = Path(out) / "metrics.jsonl", config, main
+        if main:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         self.events = EventWriter(out, config=config, kind=kind, tensorboard=config.get("tensorboard", True),
                                   wandb=config.get("wandb")) if main else None
 
