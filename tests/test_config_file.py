@@ -40,6 +40,7 @@ def computed(run: Path) -> list[dict]:
             for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("one_thread")
 def test_a_run_repeated_from_its_config_json_computes_the_same_metrics(tmp_path):
     first = tmp_path / "first.json"
