@@ -65,6 +65,26 @@ def pair_batch(cfg: PreviewConfig) -> tuple[dict, list[str], str]:
     return batch, [ids[int(i)] for i in batch["video_index"]], backend
 
 
+def pairs_mosaic(batch: dict, n: int = 4, max_frames: int = 16, gap: int = 2) -> np.ndarray:
+    """The first `n` pairs of `batch` as one RGB image (H, W, 3) uint8, without matplotlib (cheap
+    enough for the start of every run): rows clip a, clip b of each video, one column per frame;
+    a white gap between frames, a wider one between videos."""
+    a = denormalize(batch["clip_a"][:n].detach().cpu().float()).clamp(0, 255).byte().numpy()
+    b = denormalize(batch["clip_b"][:n].detach().cpu().float()).clamp(0, 255).byte().numpy()
+    _, _, t, h, w = a.shape
+    cols = np.unique(np.linspace(0, t - 1, min(t, max_frames)).round().astype(int))
+    rows = []
+    for i in range(len(a)):
+        for clips in (a, b):
+            frames = [clips[i, :, f].transpose(1, 2, 0) for f in cols]
+            row = np.full((h, len(cols) * (w + gap) - gap, 3), 255, np.uint8)
+            for j, frame in enumerate(frames):
+                row[:, j * (w + gap):j * (w + gap) + w] = frame
+            rows += [row, np.full((gap, row.shape[1], 3), 255, np.uint8)]
+        rows.append(np.full((2 * gap, rows[-1].shape[1], 3), 255, np.uint8))
+    return np.concatenate(rows[:-2])
+
+
 def draw_pairs(batch: dict, video_ids: list[str], out: str | Path, max_frames: int = 16, title: str = "") -> Path:
     """Write the contact sheet of `batch` (clip_a, clip_b (B, 3, T, H, W) normalised) to `out`."""
     import matplotlib

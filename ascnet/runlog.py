@@ -132,13 +132,16 @@ class RunLog:
 
 
 def first_pairs(batch: dict, path: Path, n: int = 4) -> Path:
-    """The contact sheet (`ascnet.preview.draw_pairs`) of a batch's first `n` pairs, as fed to the model."""
-    from ascnet.preview import draw_pairs
+    """RUN_DIR/pairs.png: a batch's first `n` pairs as fed to the model (`ascnet.preview.pairs_mosaic`;
+    `ascnet-train preview` draws the labelled sheet)."""
+    from PIL import Image
 
-    keys = ("clip_a", "clip_b", "speed_a", "speed_b", "video_index")
-    small = {k: batch[k][:n].detach().cpu() for k in keys}
-    ids = [f"video {int(i)}" for i in small["video_index"]]
-    return draw_pairs(small, ids, path, title="the first training pairs (after augmentation): clip a and clip b at their speeds")
+    from ascnet.atomic import atomic_path
+    from ascnet.preview import pairs_mosaic
+
+    with atomic_path(path, suffix=".png") as tmp:
+        Image.fromarray(pairs_mosaic(batch, n)).save(tmp)
+    return path
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
