@@ -9,7 +9,7 @@ one caller, so there is no second logging path.
     text      the run's config (JSON)
     hparams   the config (flattened: `clip.clip_len`) beside the final metrics
 
-TensorBoard files are written with tensorboardX (a few MB with protobuf; the `tensorboard`
+TensorBoard files are written with tensorboardX (about 3 MB with protobuf; the `tensorboard`
 package, about 60 MB with grpc, is needed only to view them: `pip install tensorboard`, then
 `tensorboard --logdir runs`). W&B needs `pip install 'ascnet[wandb]'`; `WANDB_MODE=offline`
 keeps the run in RUN_DIR/wandb/ for `wandb sync` later.
