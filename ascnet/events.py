@@ -21,8 +21,6 @@ import math
 import sys
 from pathlib import Path
 
-TOOLS = ("tensorboard", "wandb")
-
 
 def require_wandb():
     """Import wandb or raise an error that says how to install it."""
