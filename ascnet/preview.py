@@ -6,6 +6,8 @@ clip b, one column per frame. Look at it before a long run: a wrong crop, a blac
 frame or a broken colour conversion shows at once.
 
     ascnet-train preview --manifest ucf101.parquet --out pairs.png --n 4
+
+The command is `ascnet.cli.train`'s; this module is the library part.
 """
 from __future__ import annotations
 
@@ -13,15 +15,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import click
 import numpy as np
 
-from ascnet.cli.options import config_options, from_options
-from ascnet.clips import CLIP_HELP, ClipSpec, denormalize
-from ascnet.manifest import Manifest, ManifestError
+from ascnet.clips import ClipSpec, denormalize
+from ascnet.manifest import Manifest
 from ascnet.pipelines.backends import Backend
 from ascnet.pipelines.loader import build_pair_loader
-from ascnet.sampling import SamplingError
 
 
 @dataclass
@@ -38,11 +37,11 @@ class PreviewConfig:
 
     def check(self) -> "PreviewConfig":
         if not self.manifest:
-            raise click.BadParameter("no manifest: pass --manifest M.parquet (from 'ascnet-index build')", param_hint="--manifest")
+            raise ValueError("no manifest: pass --manifest M.parquet (from 'ascnet-index build')")
         if self.n < 1:
-            raise click.BadParameter(f"n={self.n}: show at least one pair", param_hint="--n")
+            raise ValueError(f"n={self.n}: show at least one pair (--n)")
         if Path(self.out).suffix.lower() not in (".png", ".jpg", ".jpeg", ".pdf", ".svg"):
-            raise click.BadParameter(f"{self.out}: write an image (.png, .jpg, .pdf or .svg)", param_hint="--out")
+            raise ValueError(f"{self.out}: write an image (.png, .jpg, .pdf or .svg) (--out)")
         return self
 
 
@@ -64,6 +63,26 @@ def pair_batch(cfg: PreviewConfig) -> tuple[dict, list[str], str]:
         loader.close()
     ids = manifest.select(cfg.split).df["video_id"].tolist()
     return batch, [ids[int(i)] for i in batch["video_index"]], backend
+
+
+def pairs_mosaic(batch: dict, n: int = 4, max_frames: int = 16, gap: int = 2) -> np.ndarray:
+    """The first `n` pairs of `batch` as one RGB image (H, W, 3) uint8, without matplotlib (cheap
+    enough for the start of every run): rows clip a, clip b of each video, one column per frame;
+    a white gap between frames, a wider one between videos."""
+    a = denormalize(batch["clip_a"][:n].detach().cpu().float()).clamp(0, 255).byte().numpy()
+    b = denormalize(batch["clip_b"][:n].detach().cpu().float()).clamp(0, 255).byte().numpy()
+    _, _, t, h, w = a.shape
+    cols = np.unique(np.linspace(0, t - 1, min(t, max_frames)).round().astype(int))
+    rows = []
+    for i in range(len(a)):
+        for clips in (a, b):
+            frames = [clips[i, :, f].transpose(1, 2, 0) for f in cols]
+            row = np.full((h, len(cols) * (w + gap) - gap, 3), 255, np.uint8)
+            for j, frame in enumerate(frames):
+                row[:, j * (w + gap):j * (w + gap) + w] = frame
+            rows += [row, np.full((gap, row.shape[1], 3), 255, np.uint8)]
+        rows.append(np.full((2 * gap, rows[-1].shape[1], 3), 255, np.uint8))
+    return np.concatenate(rows[:-2])
 
 
 def draw_pairs(batch: dict, video_ids: list[str], out: str | Path, max_frames: int = 16, title: str = "") -> Path:
@@ -109,27 +128,3 @@ def preview(cfg: PreviewConfig) -> Path:
              f"backend {backend}, epoch {cfg.epoch})")
     return draw_pairs(batch, ids, cfg.out, cfg.max_frames, title)
 
-
-HELP = {
-    **CLIP_HELP,
-    "manifest": "parquet manifest from ascnet-index build",
-    "out": "image to write (.png, .jpg, .pdf or .svg)",
-    "n": "pairs to show",
-    "split": "manifest split to draw from",
-    "backend": "decoder backend of the data pipeline",
-    "seed": "seed of the sampling and augmentation, as in pretraining",
-    "epoch": "which epoch's first batch",
-    "max_frames": "frames (columns) per clip",
-}
-
-
-@click.command("preview")
-@config_options(PreviewConfig, HELP)
-def preview_command(**options):
-    """Contact sheet of training pairs (both clips at their speeds, after augmentation)."""
-
-    try:
-        path = preview(from_options(PreviewConfig, options))
-    except (ManifestError, SamplingError, ValueError) as e:
-        raise click.ClickException(str(e))
-    click.echo(f"wrote {path}")

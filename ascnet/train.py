@@ -45,7 +45,7 @@ Optimizer = Literal["sgd", "adamw"]
 # fields a --resume may change: where the run writes, what it reports, how it is executed, where
 # this invocation stops; every other field (and the world size) changes what the run computes
 RESUMABLE = ("out", "resume", "progress", "log_every", "ckpt_every", "keep_last", "stop_at", "workers", "device",
-             "backend", "compile", "on_error", "max_skip_fraction")
+             "backend", "compile", "on_error", "max_skip_fraction", "tensorboard", "wandb")
 # the run's length may grow (its schedules stretch from the step reached)
 GROWABLE = ("epochs", "max_steps")
 
@@ -93,6 +93,8 @@ class PretrainConfig:
     progress: bool = True
     on_error: OnError = "skip"  # a video that fails to decode: "skip" it (a stand-in takes its place) or "raise"
     max_skip_fraction: float = 0.01  # stop when more than this share of an epoch was skipped
+    tensorboard: bool = True  # RUN_DIR/events.out.tfevents.* mirror metrics.jsonl (`ascnet.events`)
+    wandb: str | None = None  # a W&B project: the run is logged there too
 
     def check(self) -> "PretrainConfig":
         check_choices(self)
@@ -269,7 +271,7 @@ def pretrain(cfg: PretrainConfig, *, loader=None) -> dict:
                     world=rt.world, device=rt.device)
     take_skips = getattr(loader, "take_skips", list)
     log = RunLog(out, main=rt.main, progress=cfg.progress, total=total, step=step, clips_per_step=2 * cfg.batch_size * rt.world,
-                 skips=skips, num_classes=getattr(loader, "num_classes", 0))
+                 skips=skips, num_classes=getattr(loader, "num_classes", 0), config=asdict(cfg))
     bad = torch.zeros((), dtype=torch.bool, device=rt.device)  # any non-finite loss since the last check
     last_ckpt, stats, stopped_by = None, None, 0
     with StopRequest() as stop:
@@ -308,8 +310,8 @@ def pretrain(cfg: PretrainConfig, *, loader=None) -> dict:
                 raise RuntimeError(f"the loader yielded no batch for epoch {epoch} from step {first}; "
                                    f"it reports {spe} steps per epoch")
     loader.close()
-    log.close()
     curves = plot_run(out) if rt.main and log.lines else None
+    log.close(curves)
     return {"run_dir": str(out), "step": step, "total_steps": total, "final_loss": log.last.get("loss"),
             "checkpoint": str(last_ckpt) if last_ckpt else None, "curves": str(curves) if curves else None,
             "clips_per_s": log.last.get("clips_per_s"), "data_wait": log.last.get("data_wait"),

@@ -79,6 +79,13 @@ def torchrun(tmp_path, dataset, out, name, **opts) -> tuple[dict, dict]:
     return tuple(json.loads((report / f"rank{r}.json").read_text()) for r in (0, 1))
 
 
+def written(out):
+    """The files of a run directory; exactly one TensorBoard event file (rank 0's) is left out."""
+    names = sorted(p.name for p in out.iterdir())
+    assert sum(n.startswith("events.out.tfevents.") for n in names) == 1, names
+    return [n for n in names if not n.startswith("events.out.tfevents.")]
+
+
 def test_finetune_on_two_cpu_ranks_stays_in_sync(dataset, tmp_path):
     out = tmp_path / "run"
     r0, r1 = torchrun(tmp_path, dataset, out, "report")
@@ -92,7 +99,8 @@ def test_finetune_on_two_cpu_ranks_stays_in_sync(dataset, tmp_path):
     assert r0["model"] == r1["model"]  # ...and the weights agree bit for bit
     # only rank 0 tested and wrote the run directory
     assert (r0["rows"], r1["rows"]) == (1, 0)
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "curves.png", "results.json", "results.md"]
+    assert written(out) == ["checkpoint.pt", "curves.png", "metrics.jsonl", "results.json", "results.md"]
+    assert [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()] == results(out)["history"]
     res = results(out)
     assert res["steps"] == expected and len(res["history"]) == 2
     assert all(math.isfinite(h["loss"]) and 0 <= h["train_top1"] <= 100 for h in res["history"])
@@ -113,7 +121,7 @@ def test_a_signal_to_one_rank_stops_both_at_the_same_step_and_resume_is_exact(da
     r0, r1 = torchrun(tmp_path, dataset, stopped, "stop", epochs=4, signal_epoch=1)
     assert r0["stopped"] == r1["stopped"] == ["SIGINT", 2]
     assert r0["model"] == r1["model"]
-    assert sorted(p.name for p in stopped.iterdir()) == ["checkpoint.pt"]  # rank 0's, at the stop
+    assert written(stopped) == ["checkpoint.pt", "metrics.jsonl"]  # rank 0's, at the stop
     assert torch.load(stopped / "checkpoint.pt", weights_only=True)["step"] == 2
     r0, r1 = torchrun(tmp_path, dataset, stopped, "resume", epochs=4, resume=True)
     assert r0["steps"] == r1["steps"] == 4 and len(r0["seen"]) == 2  # the resumed run made steps 3 and 4 only

@@ -7,18 +7,20 @@ with `path` relative to the root; probing fills in the rest.
     ucf101    ROOT[/UCF-101]/<class>/<video>.avi, ucfTrainTestlist/{classInd,trainlistNN,testlistNN}.txt
     hmdb51    ROOT[/videos]/<class>/<video>.avi, <class>_test_splitN.txt (1 train, 2 test, 0 unused)
     kinetics  CSV label,youtube_id,time_start,time_end,split; files <id>[_%06d_%06d].<ext> anywhere under ROOT
+    ssv2      ROOT[/20bn-something-something-v2]/<id>.webm, labels/{labels,train,validation,test}.json
     folder    ROOT/[train|val|test/]<class>/<video>; labels from the sorted class folder names
 """
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, get_args
 
-Layout = Literal["ucf101", "hmdb51", "kinetics", "folder"]
+Layout = Literal["ucf101", "hmdb51", "kinetics", "ssv2", "folder"]
 LAYOUTS = get_args(Layout)
 VIDEO_EXTENSIONS = frozenset(
     {".avi", ".mp4", ".mkv", ".webm", ".mov", ".m4v", ".flv", ".mpg", ".mpeg", ".wmv", ".3gp", ".ogv"}
@@ -58,7 +60,7 @@ def scan(layout: str, root: str | Path, *, split: int = 1, annotations: str | Pa
         raise LayoutError(f"annotation path {annotations} does not exist (--annotations)")
     if split < 1:
         raise LayoutError(f"--split must be 1 or more, got {split}")
-    parser = {"ucf101": _ucf101, "hmdb51": _hmdb51, "kinetics": _kinetics, "folder": _folder}[layout]
+    parser = {"ucf101": _ucf101, "hmdb51": _hmdb51, "kinetics": _kinetics, "ssv2": _ssv2, "folder": _folder}[layout]
     return parser(root, split, Path(annotations) if annotations else None, tuple(Path(e).resolve() for e in exclude))
 
 
@@ -238,6 +240,80 @@ def _kinetics(root: Path, split: int, annotations: Path | None, exclude) -> Scan
             unique.append(r)
     unlisted = [_rel(p, root) for p in files if p not in listed]
     return Scan(unique, classes, ann, unlisted)
+
+
+# ---- ssv2 ------------------------------------------------------------------------------
+SSV2_VIDEOS = "20bn-something-something-v2"
+SSV2_SPLITS = {"train.json": "train", "validation.json": "val", "test.json": "test"}
+
+
+def ssv2_class_name(template: str) -> str:
+    """The labels.json key of a sample's template: its square brackets removed, their words kept
+    ("Putting [something] on [something]" -> "Putting something on something"). This is how the
+    dataset's own annotations are read by the public loaders (mmaction2's parse_sthv2_splits:
+    template.replace('[', '').replace(']', '') looked up in the labels file, int() of its value)."""
+    return template.replace("[", "").replace("]", "")
+
+
+def _json(path: Path, kind: type):
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise LayoutError(f"ssv2: {path} is not readable JSON ({e})") from None
+    if not isinstance(data, kind):
+        raise LayoutError(f"ssv2: {path} holds a {type(data).__name__}, expected a {kind.__name__}")
+    return data
+
+
+def _ssv2(root: Path, split: int, annotations: Path | None, exclude) -> Scan:
+    """Something-Something v2: videos <id>.webm, classes from labels.json (template -> index as a
+    string), samples from train/validation/test.json (lists of {id, label, template, placeholders};
+    test.json holds ids only: label -1). validation.json becomes split "val"."""
+    ann = _find_annotations("ssv2", annotations, [root / "labels", root.parent / "labels", root], "labels.json")
+    if ann.is_file():
+        ann = ann.parent
+    labels_file = ann / "labels.json"
+    if not labels_file.is_file():
+        raise LayoutError(f"ssv2: {labels_file} not found; pass --annotations with the labels folder")
+    index = {}
+    for name, value in _json(labels_file, dict).items():
+        try:
+            index[name] = int(value)
+        except (TypeError, ValueError):
+            raise LayoutError(f"{labels_file}: class '{name}' has index {value!r}, expected an integer (as a string)") from None
+    classes = [name for name, _ in sorted(index.items(), key=lambda kv: kv[1])]
+    if sorted(index.values()) != list(range(len(index))):
+        raise LayoutError(f"{labels_file}: class indices are not 0..{len(index) - 1}")
+
+    videos = root / SSV2_VIDEOS if (root / SSV2_VIDEOS).is_dir() else root
+    files = video_files(videos, exclude)
+    by_id = {p.stem: p for p in files if p.parent == videos}
+    rows, listed = [], set()
+    lists = [(ann / name, sp) for name, sp in SSV2_SPLITS.items() if (ann / name).is_file()]
+    if not lists:
+        raise LayoutError(f"ssv2: none of {', '.join(SSV2_SPLITS)} in {ann}; pass --annotations with the labels folder")
+    for path, sp in lists:
+        for n, item in enumerate(_json(path, list)):
+            if not isinstance(item, dict) or "id" not in item:
+                raise LayoutError(f"{path}: entry {n} has no 'id' (expected {{id, label, template, placeholders}})")
+            vid = str(item["id"])
+            label, name = -1, ""
+            if "template" in item:
+                name = ssv2_class_name(item["template"])
+                if name not in index:
+                    raise LayoutError(f"{path}: entry {n} (id {vid}): class '{name}' (its template without brackets) "
+                                      f"is not in {labels_file}")
+                label = index[name]
+            found = by_id.get(vid)
+            rel = _rel(found, root) if found else _rel(videos / f"{vid}.webm", root)
+            if found:
+                listed.add(found)
+            row = _row(root, rel, label, name, sp)
+            if found is None:
+                row["error"] = f"no file for id '{vid}' (looked for {videos / vid}.webm)"
+            rows.append(row)
+    unlisted = [_rel(p, root) for p in files if p not in listed]
+    return Scan(rows, classes, ann, unlisted)
 
 
 # ---- folder ----------------------------------------------------------------------------

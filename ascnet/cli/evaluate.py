@@ -51,6 +51,8 @@ HELP = {
     "on_error": "a training video that fails to decode: skip it (logged once in OUT/skipped.jsonl, a stand-in takes "
                 "its place) or stop; the test set is always complete or the run says which videos it lacks",
     "max_skip_fraction": "stop when more than this share of an epoch's videos failed to decode",
+    "tensorboard": "TensorBoard event files in --out: metrics, config, plots (view: tensorboard --logdir OUT)",
+    "wandb": "also log to this Weights & Biases project (pip install 'ascnet[wandb]'; WANDB_MODE=offline works)",
 }
 REQUIRED = ("manifest", "out")
 # evaluation reads clips at speed 1 with its own crops: the pairs' settings do not apply

@@ -2,10 +2,19 @@
 dataclass, type, default and allowed values taken from the field (`ascnet.config`), the help
 from the command's HELP dict. A field that is itself a dataclass (`clip: ClipSpec`) gives one
 option per field of it, under the inner name (`--clip-len`). Tuples are given comma-separated
-(`--speeds 1,2,4`)."""
+(`--speeds 1,2,4`).
+
+Every such command also takes `--config FILE` (JSON, or YAML with PyYAML installed): its keys
+are the command's options (`clip_len` or `clip-len`; a dataclass field may also be given as a
+mapping, `clip: {clip_len: 16}`, as a run's config.json has it), and the flags given on the
+command line override them. The file fills click's default map, so a value from it is checked
+and converted exactly as the same flag would be."""
 from __future__ import annotations
 
+import difflib
+import json
 from dataclasses import MISSING, fields, is_dataclass
+from pathlib import Path
 from typing import get_args, get_origin
 
 import click
@@ -58,9 +67,89 @@ def config_options(cls, help: dict[str, str], *, skip=(), required=(), arguments
             else:  # optional values (int | None): click takes the default's type
                 kw["type"] = next(a for a in get_args(tp) if a is not type(None))
             func = click.option(flag, name, **kw)(func)
-        return func
+        return config_file_option(func)
 
     return decorate
+
+
+def config_file_option(func):
+    """Decorator: `--config FILE`, whose keys become the command's defaults (flags still win)."""
+    return click.option("--config", "config_file", type=click.Path(dir_okay=False), expose_value=False, is_eager=True,
+                        callback=_load_config_file, metavar="FILE",
+                        help="JSON or YAML file of this command's options (keys as the options' names, e.g. clip_len); "
+                             "flags given here override it. A run's config.json is one.")(func)
+
+
+def read_config_file(path: str | Path) -> dict:
+    """The mapping in a JSON or YAML config file; ValueError naming the file and the fix."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read it ({e.strerror or e})") from None
+    if path.suffix.lower() in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError:
+            raise ValueError(f"{path}: YAML needs PyYAML (pip install 'ascnet[yaml]' or pyyaml), "
+                             "or give the same keys as a .json file") from None
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ValueError(f"{path}: not valid YAML ({e})") from None
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: not valid JSON ({e}); a .yaml/.yml name reads it as YAML") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: holds a {type(data).__name__}, not a mapping of option names to values")
+    return data
+
+
+def _flat(data: dict) -> dict:
+    """`clip: {clip_len: 16}` -> `clip_len: 16`; dashes in names -> underscores."""
+    out = {}
+    for key, value in data.items():
+        key = str(key).replace("-", "_")
+        items = value.items() if isinstance(value, dict) else [(key, value)]
+        for k, v in items:
+            out[str(k).replace("-", "_")] = v
+    return out
+
+
+def _load_config_file(ctx: click.Context, param: click.Parameter, path: str | None):
+    if not path:
+        return
+    try:
+        data = _flat(read_config_file(path))
+    except ValueError as e:
+        raise click.BadParameter(str(e), ctx=ctx, param=param) from None
+    names = {}  # a key of the file -> the parameter it sets: its name, or a flag's name (`init` for --init)
+    for p in ctx.command.params:
+        if p is param or not p.expose_value or p.name is None:
+            continue
+        for alias in [p.name] + [o.lstrip("-").replace("-", "_") for o in p.opts if o.startswith("--")]:
+            names.setdefault(alias, p)
+    defaults = dict(ctx.default_map or {})
+    for key, value in data.items():
+        if key not in names:
+            near = difflib.get_close_matches(key, list(names), n=1)
+            hint = f"; did you mean '{near[0]}'?" if near else f"; the options are: {', '.join(sorted(names))}"
+            raise click.BadParameter(f"{path}: '{key}' is not an option of this command{hint}", ctx=ctx, param=param)
+        p = names[key]
+        if value is None:  # null: the option's own default
+            continue
+        if isinstance(value, (list, tuple)) and not p.multiple:
+            value = ",".join(map(str, value))  # tuples are comma-separated options
+        elif p.multiple and not isinstance(value, (list, tuple)):
+            value = [value]
+        elif isinstance(p.type, click.Choice) and not isinstance(value, str):
+            value = str(value)
+        defaults[p.name] = value
+    ctx.default_map = defaults
 
 
 def _parse(name: str, tp, value):

@@ -14,7 +14,10 @@ import click
 from ascnet.checkpoint import CheckpointError, export_backbone
 from ascnet.cli.options import config_options, from_options
 from ascnet.clips import CLIP_HELP
+from ascnet.manifest import ManifestError
+from ascnet.preview import PreviewConfig, preview
 from ascnet.runlog import plot_run
+from ascnet.sampling import SamplingError
 from ascnet.train import PretrainConfig, TrainingDiverged, pretrain as run
 
 # every PretrainConfig field is one option, with this help
@@ -58,6 +61,8 @@ HELP = {
                 "seed takes its place, so --resume stays exact) or raise",
     "max_skip_fraction": "stop when more than this share of an epoch's videos failed to decode (the dataset or the "
                          "decoder is broken, not one file)",
+    "tensorboard": "TensorBoard event files in --out mirroring metrics.jsonl (view: tensorboard --logdir OUT)",
+    "wandb": "also log to this Weights & Biases project (pip install 'ascnet[wandb]'; WANDB_MODE=offline works)",
 }
 
 
@@ -109,9 +114,29 @@ def plot(run_dir):
     click.echo(f"wrote {path}")
 
 
-from ascnet.preview import preview_command  # noqa: E402
+PREVIEW_HELP = {
+    **CLIP_HELP,
+    "manifest": "parquet manifest from ascnet-index build",
+    "out": "image to write (.png, .jpg, .pdf or .svg)",
+    "n": "pairs to show",
+    "split": "manifest split to draw from",
+    "backend": "decoder backend of the data pipeline",
+    "seed": "seed of the sampling and augmentation, as in pretraining",
+    "epoch": "which epoch's first batch",
+    "max_frames": "frames (columns) per clip",
+}
 
-main.add_command(preview_command, name="preview")
+
+@main.command("preview")
+@config_options(PreviewConfig, PREVIEW_HELP)
+def preview_command(**options):
+    """Contact sheet of training pairs (both clips at their speeds, after augmentation)."""
+
+    try:
+        path = preview(from_options(PreviewConfig, options))
+    except (ManifestError, SamplingError, ValueError) as e:
+        raise click.ClickException(str(e))
+    click.echo(f"wrote {path}")
 
 
 if __name__ == "__main__":  # python -m ascnet.cli.train, e.g. under torchrun

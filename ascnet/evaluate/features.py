@@ -331,6 +331,8 @@ class FrozenEvalConfig:
     device: Device = "auto"
     cache_dir: str | None = None  # default: OUT/cache; share one between commands to reuse features
     seed: int = 0  # of a random init
+    tensorboard: bool = True  # OUT/events.out.tfevents.*: the final metrics, the config, the plot
+    wandb: str | None = None  # a W&B project: the results are logged there too
 
     def settings(self) -> ClipSettings:
         return ClipSettings(self.clip, self.clips_per_video, "center", self.backend)

@@ -37,6 +37,7 @@ from ascnet.manifest import Manifest
 from ascnet.models import Arch
 from ascnet.pipelines.backends import Backend
 from ascnet.pipelines.loader import build_clip_loader
+from ascnet.runlog import RunRecord, result_metrics
 from ascnet.runtime import Runtime, StopRequest, agreed_stop, rng_state, set_rng_state, setup_runtime
 from ascnet.schedule import cosine_lr
 from ascnet.skips import ON_ERROR, OnError, SkipLog
@@ -44,7 +45,7 @@ from ascnet.skips import ON_ERROR, OnError, SkipLog
 CHECKPOINT = "checkpoint.pt"
 # fields that may change between a run and its --resume (they do not change the result)
 RESUMABLE = {"resume", "stop_after_steps", "workers", "checkpoint_every", "test_crops", "test_clips", "on_error",
-             "max_skip_fraction"}
+             "max_skip_fraction", "tensorboard", "wandb"}
 
 
 @dataclass
@@ -75,6 +76,8 @@ class FinetuneConfig:
     resume: bool = False
     on_error: OnError = "skip"  # a training video that fails to decode: "skip" it (a stand-in takes its place) or "raise"
     max_skip_fraction: float = 0.01  # stop when more than this share of an epoch was skipped
+    tensorboard: bool = True  # OUT/events.out.tfevents.* mirror OUT/metrics.jsonl (a row per epoch)
+    wandb: str | None = None  # a W&B project: the run is logged there too
 
 
 class FinetuneModel(nn.Module):
@@ -160,6 +163,7 @@ def finetune(cfg: FinetuneConfig) -> tuple[dict, str]:
             "step": step, "history": history, "sums": sums, "rng": rng_state(), "world": rt.world,
         }, ckpt_path)
 
+    record = RunRecord(out, config=config, kind="finetune", main=rt.main)  # OUT/metrics.jsonl and its mirrors
     done_here = 0
     stopped = False
     stopped_by = 0  # the signal that stopped training, if any
@@ -200,6 +204,7 @@ def finetune(cfg: FinetuneConfig) -> tuple[dict, str]:
                             "train_top1": 100.0 * sums["correct"] / sums["seen"], "lr": lr_at(cfg, step, total),
                         })
                         sums = {"loss": 0.0, "correct": 0, "seen": 0}
+                        record.log(history[-1])
                         save()
                     elif cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
                         save()
@@ -217,10 +222,12 @@ def finetune(cfg: FinetuneConfig) -> tuple[dict, str]:
         # also at step == total: the checkpoint holds the whole training and --resume only tests
         save()
         name = signal.Signals(stopped_by).name
+        record.finish()
         return ({"command": "finetune", "stopped_at_step": step, "stopped_by": name, "checkpoint": str(ckpt_path), "rows": []},
                 f"stopped by {name} at step {step}/{total}; continue with --resume\n")
     if stopped and step < total:
         save()
+        record.finish()
         return {"command": "finetune", "stopped_at_step": step, "rows": []}, f"stopped at step {step}/{total}; continue with --resume\n"
 
     if not rt.main:
@@ -239,6 +246,7 @@ def finetune(cfg: FinetuneConfig) -> tuple[dict, str]:
         plot_curves(shown, [{"keys": ["loss"], "ylabel": "train loss"},
                             {"keys": ["train_top1", "test_top1"], "ylabel": "accuracy (%)", "ylim": (0, 100)}],
                     out / "curves.png", x="epoch", title=f"fine-tuning {info.arch} ({info.init})")
+    record.finish(result_metrics(results), {"curves": out / "curves.png" if history else None}, step)
     return results, table
 
 

@@ -15,6 +15,7 @@ from torch import nn
 
 from ascnet.evaluate.features import FrozenEvalConfig, frozen_features, load_splits
 from ascnet.evaluate.report import plot_bars, write_results
+from ascnet.runlog import publish_results
 
 
 def standardise(train: np.ndarray, *others: np.ndarray):
@@ -159,5 +160,5 @@ def linear_probe(cfg: LinearConfig) -> tuple[dict, str]:
     }
     out = Path(cfg.out)
     table = write_results(out, results, f"Linear probe: {cfg.test_split} split, {cfg.clips_per_video} clips/video, center crop")
-    plot_bars(rows, out / "accuracy.png", "linear probe")
+    publish_results(out, results, {"accuracy": plot_bars(rows, out / "accuracy.png", "linear probe")})
     return results, table

@@ -12,6 +12,7 @@ import numpy as np
 
 from ascnet.evaluate.features import EvalError, FrozenEvalConfig, frozen_features, load_splits
 from ascnet.evaluate.report import plot_topk, write_results
+from ascnet.runlog import publish_results
 
 DEFAULT_KS = (1, 5, 10, 20, 50)
 
@@ -98,5 +99,5 @@ def retrieval(cfg: RetrievalConfig) -> tuple[dict, str]:
     out = Path(cfg.out)
     note = f" (k capped at the gallery size {len(splits.train)} for k = {capped})" if capped else ""
     table = write_results(out, results, f"Video retrieval: {cfg.test_split} queries a {cfg.train_split} gallery{note}")
-    plot_topk(rows, out / "topk.png")
+    publish_results(out, results, {"topk": plot_topk(rows, out / "topk.png")})
     return results, table
