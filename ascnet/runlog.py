@@ -12,9 +12,9 @@ from pathlib import Path
 from ascnet.evaluate.report import plot_curves, short_label
 from ascnet.events import EventWriter, numeric
 
-# fields of a metrics.jsonl row that say how fast the run ran, not what it computed: the only
-# ones that differ between two runs of one config
-TIMING = ("time", "clips_per_s", "data_wait")
+# fields of a metrics.jsonl row that say how the run ran (speed, memory), not what it computed:
+# the only ones that differ between two runs of one config
+TIMING = ("time", "clips_per_s", "data_wait", "rss_mb")
 
 
 class RunRecord:
