@@ -155,7 +155,7 @@ def test_layout_rows_without_files_are_missing(tmp_path):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--layout", "ucf"], r"Invalid value for '--layout': 'ucf' is not one of 'ucf101', 'hmdb51', 'kinetics', 'folder'"),
+    (["--layout", "ucf"], r"Invalid value for '--layout': 'ucf' is not one of 'ucf101', 'hmdb51', 'kinetics', 'ssv2', 'folder'"),
     (["--layout", "ucf101", "--annotations", "NOWHERE"], r"^ascnet-index: annotation path NOWHERE does not exist"),
     (["--layout", "hmdb51"], r"^ascnet-index: hmdb51: no annotation files \(\*_test_split1\.txt\) found in "),
     (["--layout", "folder", "--transcode", "h264"], r"^ascnet-index: --transcode needs --transcode-dir DIR"),

@@ -180,7 +180,7 @@ def test_folder_with_split_folders_and_exclude(tmp_path):
 
 
 def test_bad_arguments_name_the_problem(tmp_path):
-    with pytest.raises(LayoutError, match=r"^unknown layout 'ucf'; allowed: ucf101, hmdb51, kinetics, folder$"):
+    with pytest.raises(LayoutError, match=r"^unknown layout 'ucf'; allowed: ucf101, hmdb51, kinetics, ssv2, folder$"):
         scan("ucf", tmp_path)
     (tmp_path / "empty").mkdir()
     with pytest.raises(LayoutError, match=r"root .*empty is empty: point ROOT at the dataset folder"):
