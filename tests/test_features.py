@@ -85,6 +85,17 @@ def test_random_init_is_seeded_and_takes_the_checkpoints_arch(tmp_path):
         resolve_inits((), "r3d18", None)
 
 
+def test_random_with_its_own_seed_is_that_seeds_network():
+    a, info = load_encoder("random:4", "r3d18", 8, seed=3)  # its own seed wins over the run's
+    b, _ = load_encoder("random", "r3d18", 8, seed=4)
+    assert (info.init, info.key) == ("random:4", "random:r3d18:8:4")
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    ck_arch = [("random:7", "r2plus1d18", 4)]
+    assert resolve_inits(("random:7",), "r2plus1d18", 4) == ck_arch
+    with pytest.raises(EvalError, match=r"--init random:x: write 'random' or 'random:SEED'"):
+        load_encoder("random:x", "r3d18", 8)
+
+
 def test_manifest_without_a_test_split_is_named(tmp_path):
     m = manifest_of([(0, "run", "train"), (1, "jump", "train"), (1, "jump", "val")], tmp_path)
     with pytest.raises(EvalError, match=r"m\.parquet: no usable videos in split 'test' \(splits with ok videos: \['train', 'val'\]\); pass --test-split"):

@@ -59,9 +59,9 @@ REQUIRED = ("manifest", "out")
 EVAL_CLIP_SKIP = ("speeds", "rate", "base_fps", "augment", "crop_scale", "flip_p")
 
 init_option = click.option(
-    "--init", "--checkpoint", "inits", multiple=True, metavar="CKPT|RUN_DIR|random",
-    help="A checkpoint (run or exported backbone), a run directory (its newest checkpoint) or 'random'; repeat to "
-         "compare in one table.")
+    "--init", "--checkpoint", "inits", multiple=True, metavar="CKPT|RUN_DIR|random[:SEED]",
+    help="A checkpoint (run or exported backbone), a run directory (its newest checkpoint), 'random' (--seed) or "
+         "'random:SEED' (a random network of its own seed); repeat to compare in one table.")
 
 
 def run(fn, cfg):

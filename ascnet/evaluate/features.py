@@ -37,7 +37,7 @@ class EvalError(ValueError):
 # ---- the encoder -------------------------------------------------------------------------
 @dataclass(frozen=True)
 class EncoderInfo:
-    init: str  # "random" or the checkpoint path as given
+    init: str  # "random", "random:SEED" or the checkpoint path as given
     arch: str
     width: int
     key: str  # what the features depend on: sha256 of the checkpoint, or "random:arch:width:seed"
@@ -78,20 +78,36 @@ def checkpoint_arch(init: str) -> tuple[str, int]:
     return backbone_state(init)[1:]
 
 
+def is_random(init: str) -> bool:
+    """"random" (the run's seed) or "random:SEED" (a random network of its own seed)."""
+    return init == "random" or str(init).startswith("random:")
+
+
+def random_seed(init: str, seed: int) -> int:
+    """The seed of a random init: SEED of "random:SEED", else the run's seed."""
+    if init == "random":
+        return seed
+    try:
+        return int(init.split(":", 1)[1])
+    except ValueError:
+        raise EvalError(f"--init {init}: write 'random' or 'random:SEED' with an integer seed, e.g. random:1000") from None
+
+
 def load_encoder(init: str, arch: str | None = None, width: int | None = None, seed: int = 0) -> tuple[nn.Module, EncoderInfo]:
-    """The backbone for `init`: "random" (seeded; needs arch), a checkpoint or a run directory.
+    """The backbone for `init`: "random" (the run's seed) or "random:SEED" (needs arch), a checkpoint
+    or a run directory.
 
     With a checkpoint, arch and width come from it; an `arch`/`width` that contradicts it, or
     weights that do not fit the named architecture, raise CheckpointError naming both.
     """
 
-    if init == "random":
+    if is_random(init):
         if not arch:
-            raise EvalError("--init random needs --arch (or a checkpoint among the inits to take it from)")
-        width = int(width or 64)
+            raise EvalError(f"--init {init} needs --arch (or a checkpoint among the inits to take it from)")
+        width, seed = int(width or 64), random_seed(init, seed)
         torch.manual_seed(seed)
         model = build_backbone(arch, width)
-        return model.eval(), EncoderInfo("random", arch, width, f"random:{arch}:{width}:{seed}")
+        return model.eval(), EncoderInfo(init, arch, width, f"random:{arch}:{width}:{seed}")
 
     state, ck_arch, ck_width = backbone_state(init)
     if arch and arch != ck_arch:
@@ -301,15 +317,15 @@ def resolve_inits(inits, arch: str | None, width: int | None) -> list[tuple[str,
     inits = list(dict.fromkeys(inits))  # the same init twice would only repeat its row
     if not inits:
         raise EvalError("nothing to evaluate: pass --init CKPT (a checkpoint) and/or --init random")
-    ckpts = [i for i in inits if i != "random"]
-    if "random" in inits and not arch:
+    ckpts = [i for i in inits if not is_random(i)]
+    if len(ckpts) < len(inits) and not arch:
         if not ckpts:
             raise EvalError("--init random needs --arch (r3d18, r2plus1d18 or s3dg) when no checkpoint is given")
         r_arch, ck_width = checkpoint_arch(ckpts[0])
         r_width = width or ck_width
     else:
         r_arch, r_width = arch, width
-    return [(i, r_arch, r_width) if i == "random" else (i, arch, width) for i in inits]
+    return [(i, r_arch, r_width) if is_random(i) else (i, arch, width) for i in inits]
 
 
 @dataclass
@@ -318,7 +334,7 @@ class FrozenEvalConfig:
 
     manifest: str = ""
     out: str = ""
-    inits: tuple[str, ...] = ()  # "random" and/or checkpoint paths; one result row each
+    inits: tuple[str, ...] = ()  # "random", "random:SEED" and/or checkpoint paths; one result row each
     arch: Arch | None = None  # with a checkpoint, taken from it
     width: int | None = None
     train_split: str = "train"

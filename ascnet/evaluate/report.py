@@ -98,9 +98,9 @@ def compare_table(run_dirs: list[str | Path]) -> str:
 
 
 def short_label(init: str) -> str:
-    """A legend entry: 'random', or the checkpoint's last two path parts."""
+    """A legend entry: 'random' / 'random:SEED', or the checkpoint's last two path parts."""
     parts = Path(str(init)).parts
-    return str(init) if init == "random" else "/".join(parts[-2:])
+    return str(init) if str(init).split(":")[0] == "random" else "/".join(parts[-2:])
 
 
 def _pyplot():
