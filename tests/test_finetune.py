@@ -165,8 +165,8 @@ def test_finetune_cli_passes_the_augmentation_options(tmp_path, monkeypatch):
 
 def test_sigterm_writes_a_checkpoint_and_resume_continues_exactly(dataset, tmp_path):
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
-    # 40 epochs x 3 steps: long enough to be stopped in the middle, short enough to finish after
-    FT = ["--init", "random", "--arch", "r3d18", "--width", "4", "--epochs", "40", "--batch-size", "2", "--test-clips", "1",
+    # 16 epochs x 3 steps: long enough to be stopped in the middle, short enough to finish after
+    FT = ["--init", "random", "--arch", "r3d18", "--width", "4", "--epochs", "16", "--batch-size", "2", "--test-clips", "1",
           "--test-crops", "center", "--clip-len", "8", "--crop-size", "32", "--lr", "0.01", "--backend", "dali-cpu"]
     args = ["finetune", "--manifest", str(dataset), "--out", str(stopped), *FT, "--checkpoint-every", "1"]
     code = f"import sys; from ascnet.cli.evaluate import main; sys.argv = ['ascnet-eval'] + {args!r}; main()"
@@ -187,7 +187,7 @@ def test_sigterm_writes_a_checkpoint_and_resume_continues_exactly(dataset, tmp_p
     err = log.read_text()
     assert proc.returncode == 128 + signal.SIGTERM, err
     step = torch.load(ckpt, weights_only=True)["step"]
-    assert 1 <= step < 120, step  # stopped in training, not at its end
+    assert 1 <= step < 48, step  # stopped in training, not at its end
     assert f"stopped by SIGTERM at step {step}; checkpoint {ckpt} (continue with --resume)" in err, err
     assert not (stopped / "results.json").exists()
 
@@ -203,15 +203,15 @@ def test_sigterm_writes_a_checkpoint_and_resume_continues_exactly(dataset, tmp_p
 def _resume_and_compare(dataset, FT, stopped, straight, ckpt, step):
     # --resume starts from the saved step, not from 0
     r = invoke("finetune", "--manifest", dataset, "--out", stopped, *FT, "--resume", "--stop-after-steps", "2")
-    assert r.exit_code == 0 and f"stopped at step {step + 2}/120; continue with --resume" in r.output, r.output
+    assert r.exit_code == 0 and f"stopped at step {step + 2}/48; continue with --resume" in r.output, r.output
     r = invoke("finetune", "--manifest", dataset, "--out", stopped, *FT, "--resume")
     assert r.exit_code == 0, r.output
     # and ends where an uninterrupted run ends
     r = invoke("finetune", "--manifest", dataset, "--out", straight, *FT)
     assert r.exit_code == 0, r.output
     ra, rb = results(straight), results(stopped)
-    assert ra["steps"] == rb["steps"] == 120
-    assert ra["history"] == rb["history"] and len(rb["history"]) == 40
+    assert ra["steps"] == rb["steps"] == 48
+    assert ra["history"] == rb["history"] and len(rb["history"]) == 16
     assert ra["rows"][0]["metrics"] == rb["rows"][0]["metrics"]
     a = torch.load(straight / "checkpoint.pt", weights_only=True)["model"]
     b = torch.load(ckpt, weights_only=True)["model"]

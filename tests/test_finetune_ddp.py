@@ -9,6 +9,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from ascnet.sampling import steps_per_epoch
 from tests.test_eval_cli import dataset, results  # noqa: F401  (dataset is a fixture)
 
@@ -86,14 +88,21 @@ def written(out):
     return [n for n in names if not n.startswith("events.out.tfevents.")]
 
 
-def test_finetune_on_two_cpu_ranks_stays_in_sync(dataset, tmp_path):
-    out = tmp_path / "run"
-    r0, r1 = torchrun(tmp_path, dataset, out, "report")
+@pytest.fixture(scope="module")
+def straight(dataset, tmp_path_factory):
+    """One uninterrupted 4-epoch run on 2 ranks: the sync test's run and the signal test's reference."""
+    tmp = tmp_path_factory.mktemp("straight")
+    out = tmp / "run"
+    return out, torchrun(tmp, dataset, out, "report", epochs=4)
+
+
+def test_finetune_on_two_cpu_ranks_stays_in_sync(straight):
+    out, (r0, r1) = straight
     assert r0["world"] == r1["world"] == 2
     assert (r0["shards"], r1["shards"]) == ([[0, 2]], [[1, 2]])
-    # 6 train videos over 2 ranks x batch 2: 1 step an epoch, 2 epochs
-    expected = 2 * steps_per_epoch(6, 2, num_shards=2)
-    assert r0["steps"] == r1["steps"] == expected == 2
+    # 6 train videos over 2 ranks x batch 2: 1 step an epoch, 4 epochs
+    expected = 4 * steps_per_epoch(6, 2, num_shards=2)
+    assert r0["steps"] == r1["steps"] == expected == 4
     assert len(r0["seen"]) == len(r1["seen"]) == expected
     assert r0["seen"] != r1["seen"]  # each rank trained on its own shard...
     assert r0["model"] == r1["model"]  # ...and the weights agree bit for bit
@@ -102,7 +111,7 @@ def test_finetune_on_two_cpu_ranks_stays_in_sync(dataset, tmp_path):
     assert written(out) == ["checkpoint.pt", "curves.png", "metrics.jsonl", "results.json", "results.md"]
     assert [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()] == results(out)["history"]
     res = results(out)
-    assert res["steps"] == expected and len(res["history"]) == 2
+    assert res["steps"] == expected and len(res["history"]) == 4
     assert all(math.isfinite(h["loss"]) and 0 <= h["train_top1"] <= 100 for h in res["history"])
     metrics = res["rows"][0]["metrics"]
     assert set(metrics) == {"center_top1", "center_top5"} and all(math.isfinite(v) for v in metrics.values())
@@ -112,11 +121,10 @@ def test_finetune_on_two_cpu_ranks_stays_in_sync(dataset, tmp_path):
     assert ckpt["step"] == expected and ckpt["world"] == 2 and ckpt["sums"] == {"loss": 0.0, "correct": 0, "seen": 0}
 
 
-def test_a_signal_to_one_rank_stops_both_at_the_same_step_and_resume_is_exact(dataset, tmp_path):
+def test_a_signal_to_one_rank_stops_both_at_the_same_step_and_resume_is_exact(dataset, straight, tmp_path):
     import torch
 
-    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
-    torchrun(tmp_path, dataset, straight, "straight", epochs=4)
+    straight, stopped = straight[0], tmp_path / "stopped"
     # rank 1 alone gets SIGINT while its 2nd step's batch is made (1 step an epoch): both finish step 2 and stop
     r0, r1 = torchrun(tmp_path, dataset, stopped, "stop", epochs=4, signal_epoch=1)
     assert r0["stopped"] == r1["stopped"] == ["SIGINT", 2]
