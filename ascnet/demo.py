@@ -407,7 +407,7 @@ def write_report(cfg: DemoConfig, *, manifest: Path, inits: dict[str, tuple[str,
     each = {r["init"]: r["metrics"] for r in retrieval["rows"]}
     random_line = (f"The '{RANDOM}' row is the mean of {len(inits[RANDOM])} random networks "
                    f"({', '.join(inits[RANDOM])}; their retrieval top-1 "
-                   + ", ".join(f"{each[i].get('top1', float('nan')):.1f}" for i in inits[RANDOM]) + "). "
+                   + ", ".join(f"{each[i].get('top1', float('nan')):.1f}" for i in inits[RANDOM]) + ")."
                    if len(inits[RANDOM]) > 1 else "")
     met = gap_lin >= GOAL_POINTS and gap_ret >= GOAL_POINTS
     ntr, nte = len(splits.train), len(splits.test)
@@ -426,7 +426,7 @@ def write_report(cfg: DemoConfig, *, manifest: Path, inits: dict[str, tuple[str,
         table,
         f"Pretrained minus random init: linear top-1 {gap_lin:+.1f} points, retrieval top-1 {gap_ret:+.1f} points "
         f"(goal: both at least +{GOAL_POINTS:.0f}: {'met' if met else 'NOT met'}). " + random_line
-        + (f" The '{SUPERVISED}' row is the same encoder trained on the training split's labels, evaluated the "
+        + (f"{' ' if random_line else ''}The '{SUPERVISED}' row is the same encoder trained on the training split's labels, evaluated the "
            "same way: what this architecture can learn from this data (ASCNet sees no labels)." if SUPERVISED in inits else ""),
         "",
         *seeds_block(seed_rows or []),
@@ -493,7 +493,7 @@ def seeds_block(rows: list[dict]) -> list[str]:
             f"The same pretraining and evaluation with each seed (the table above is seed {rows[0]['seed']}; each seed "
             "also draws its own random init). Gains over that seed's random init, points:", "", table,
             *[f"- {line}" for line in lines],
-            f"- goal (both at least +{GOAL_POINTS:.0f}) met with {'every seed' if every else 'NOT every seed'}", "",
+            f"- goal (both at least +{GOAL_POINTS:.0f}) {'met with every seed' if every else 'NOT met with every seed'}", "",
             "Exact digits depend on the processor (torch's CPU kernels differ in the last bits between CPU kinds); the "
             "spread over seeds is what carries over.", ""]
 
