@@ -90,7 +90,9 @@ class DemoConfig:
     redraw_every: int = 0  # 0: one appearance per video (re-drawing it within a video left ACP nothing to learn from)
     jump: bool = True  # with a re-draw: the path goes on from a random point at each one
     speed_range: tuple[float, float] = (0.04, 0.08)  # sprite speed, fractions of the canvas per frame
-    scene_correlation: float = 0.0  # chance that a video's background is its class's texture family
+    # chance that a video's background is its class's texture family, as real scenes go with their
+    # actions. At 0.6 every one of five seeds cleared +10 (at 0, one seed in five learned no motion)
+    scene_correlation: float = 0.6
     grating_contrast: float = GRATING_CONTRAST  # the background grating's amplitude (the texture family's cue)
     data_seed: int = 0
     # pretraining: the recipe above; manifest, out, device, backend, workers, seed and progress are set per run
