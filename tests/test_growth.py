@@ -106,3 +106,27 @@ def test_growth_table_at_tiny_sizes(real_manifest, tmp_path):
         assert len(r["workers"]) == 2 and all(w["rss_mb"] > 0 for w in r["workers"])  # both decoder workers found
         assert r["first_batch_s"] > 0 and r["peak_main_mb"] > 100
     assert (out / "growth.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_growth_index_stage_keeps_each_manifest(tmp_path):
+    """The index stage builds each subset afresh in its own process and keeps its manifest in --out:
+    the whole set's is what the end-to-end jobs read next."""
+    from ascnet.cli.bench_growth import growth
+    from ascnet.tools.ucf_like import main as ucf_like
+
+    root = tmp_path / "ucf_like"
+    res = CliRunner().invoke(ucf_like, ["--out", str(root), "--videos", "8", "--classes", "2", "--max-seconds", "1.2",
+                                        "--workers", "2"])
+    assert res.exit_code == 0, res.output
+    out = tmp_path / "g"
+    for sizes, want in (("4,0", [(4, "probed 4"), (8, "probed 8")]), ("0", [(8, "probed 8")])):
+        # the second run finds the kept manifest and still probes every file: it times a fresh build
+        res = CliRunner().invoke(growth, ["--ucf-root", str(root), "--stages", "index", "--index-sizes", sizes,
+                                          "--out", str(out), "--allow-busy"])
+        assert res.exit_code == 0, res.output
+        rows = json.loads((out / "growth.json").read_text())["rows"]
+        assert [(r["stage"], r["videos"], r["detail"]) for r in rows] == [("index", *w) for w in want]
+    assert len(Manifest.from_parquet(out / "index-4.parquet")) == 4
+    kept = Manifest.from_parquet(out / "index-8.parquet")
+    assert len(kept) == 8 and set(kept.df["status"]) == {"ok"}

@@ -5,7 +5,7 @@ stage should cost a constant time per video and hold memory that grows no faster
 manifest's rows; this benchmark shows whether it does:
 
 - `index`: `ascnet-index build` of a UCF-101-shaped set (`python -m ascnet.tools.ucf_like`) at
-  subsets of its lists (0 = the whole set).
+  subsets of its lists (0 = the whole set); each manifest is kept as OUT/index-N.parquet.
 - `manifest`: a manifest of N rows (`replicate_manifest`: real probed rows under distinct
   video_ids, their files cycled, so decoding works): its load, the pair loader's build, the
   first batch, and the resident memory of the main process and of EACH decoder worker
@@ -105,16 +105,17 @@ def self_peak_mb() -> float:
 NARROW = dict(clip_len=8, crop_size=64, speeds=(1, 2, 4))  # the CPU recipe's clips
 
 
-def stage_index(root: str, annotations: str, workers: int) -> dict:
+def stage_index(root: str, annotations: str, workers: int, out: str) -> dict:
+    """Index the listed videos into `out` (kept: the whole set's manifest serves the next jobs)."""
     import resource
 
     from ascnet.tools.index import IndexConfig, build_index
 
-    with tempfile.TemporaryDirectory() as tmp:
-        t = time.perf_counter()
-        res = build_index(IndexConfig(root=root, layout="ucf101", out=f"{tmp}/m.parquet", annotations=annotations,
-                                      workers=workers, progress=False))
-        wall = time.perf_counter() - t
+    Path(out).unlink(missing_ok=True)  # a fresh build: a re-use of an earlier one would time nothing
+    t = time.perf_counter()
+    res = build_index(IndexConfig(root=root, layout="ucf101", out=out, annotations=annotations,
+                                  workers=workers, progress=False))
+    wall = time.perf_counter() - t
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return {"videos": len(res.manifest), "seconds": wall, "peak_main_mb": self_peak_mb(), "peak_worker_mb": kids,
             "detail": f"probed {res.probed}"}
@@ -279,7 +280,7 @@ def run_growth(cfg: GrowthConfig, echo=print) -> list[dict]:
             for n in cfg.index_sizes:
                 listed = subset_lists(Path(cfg.ucf_root), n, Path(tmp) / f"lists{n}")
                 add("index", listed, "index", {"root": cfg.ucf_root, "annotations": f"{tmp}/lists{n}",
-                                               "workers": cfg.workers})
+                                               "workers": cfg.workers, "out": str(out / f"index-{listed}.parquet")})
         if set(cfg.stages) - {"index"}:
             src = Manifest.from_parquet(cfg.manifest)
             for n in cfg.sizes:
