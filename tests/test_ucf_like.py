@@ -70,8 +70,12 @@ def test_indexes_as_ucf101_with_the_real_files_codec(tiny):
 
 def test_second_call_encodes_nothing_and_other_parameters_are_refused(tiny):
     before = {p: p.stat().st_mtime_ns for p in tiny.rglob("*.avi")}
+    first = sorted(before)[0]
+    stale = first.parent / f".{first.stem}.k1ll3d.avi"  # the temp file of a call killed mid-encode
+    stale.write_bytes(b"half a video")
     res = CliRunner().invoke(main, ["--out", str(tiny), *TINY])
     assert res.exit_code == 0 and "encoded 0, reused 12" in res.output
+    assert not stale.exists()
     assert {p: p.stat().st_mtime_ns for p in tiny.rglob("*.avi")} == before
     res = CliRunner().invoke(main, ["--out", str(tiny), *TINY, "--seed", "1"])
     assert res.exit_code != 0 and "other parameters" in res.output

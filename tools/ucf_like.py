@@ -19,7 +19,7 @@ so a model can learn something; colours, sizes, textures and starts are random p
     python -m ascnet.tools.ucf_like --out data/ucf_like --workers 8
 
 Parallel (a process pool), resumable (finished files are skipped; each is written to a temp
-name and renamed), deterministic for a seed (bit-exact encodes).
+name and renamed; a killed call's temp files are removed by the next), deterministic for a seed (bit-exact encodes).
 """
 from __future__ import annotations
 
@@ -299,6 +299,8 @@ def generate(cfg: UcfLikeConfig, progress: bool = True) -> Generated:
         raise click.BadParameter(f"{out} holds a dataset made with other parameters ({stamp}); pass another --out, "
                                  "or the same parameters to finish it", param_hint="--out")
     stamp.write_text(json.dumps(cfg.identity(), indent=1) + "\n")  # first: files and stamp always agree
+    for stale in (out / "UCF-101").glob("*/.v_*.avi"):  # temp files of a killed call: never finished videos
+        stale.unlink(missing_ok=True)
     specs = video_specs(cfg)
     todo = [s for s in specs if not (out / "UCF-101" / s["path"]).is_file()]
     bar = tqdm(total=len(specs), initial=len(specs) - len(todo), desc="ucf-like: encoding", unit="video",
