@@ -17,8 +17,9 @@ manifest's rows; this benchmark shows whether it does:
 
 Each (stage, size) runs in a fresh process (`python -m ascnet.bench.growth stage JSON`), so its
 peak memory is its own. Times follow the quiet-machine rule of every benchmark
-(`ascnet.bench.common`): a loaded machine is refused unless `allow_busy`, and rows of a loaded
-run are marked busy; memory and counts hold under load.
+(`ascnet.bench.common`): a loaded machine is refused unless `allow_busy`, and a row during whose
+stage other processes took more than `FOREIGN_BUSY` cores is marked busy (the load average before a
+stage is the last stage's own work, so it cannot tell); memory and counts hold under load.
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from ascnet.bench.common import MAX_LOAD, Table, check_at_least, check_quiet, load_average, load_line, write_json_atomic
+from ascnet.bench.common import Meter, Table, check_at_least, check_quiet, load_average, load_line, write_json_atomic
 from ascnet.config import check_choices
 from ascnet.manifest import Manifest, ManifestError
 
@@ -268,10 +269,11 @@ def run_growth(cfg: GrowthConfig, echo=print) -> list[dict]:
     rows: list[dict] = []
 
     def add(stage, size, name, args, ranks=0):
-        load = load_average()  # before the stage: its own processes are not other work
-        for r in run_stage(name, args, ranks=ranks):
+        with Meter() as meter:  # other work's CPU during the stage; the load before it is the last stage's own
+            stage_rows = run_stage(name, args, ranks=ranks)
+        for r in stage_rows:
             rows.append({"stage": stage + (f" rank {r['rank']}" if ranks else ""), "size": size, **r,
-                         "busy": load > MAX_LOAD})
+                         "foreign_cores": meter.foreign_cores, "busy": meter.busy})
             echo(format_row(rows[-1]))
 
     echo(format_head())
