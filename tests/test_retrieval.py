@@ -35,3 +35,17 @@ def test_video_means_average_then_normalise():
 
 def test_l2_normalise_keeps_zero_rows():
     np.testing.assert_allclose(l2_normalise(np.array([[3.0, 4.0], [0.0, 0.0]])), [[0.6, 0.8], [0.0, 0.0]])
+
+
+def test_topk_in_query_chunks_equals_one_pass(monkeypatch):
+    """Queries are ranked a few at a time (memory ~QUERY_CELLS, not queries x gallery); the result is
+    the one-pass result, ties included (features on a coarse grid tie often)."""
+    import ascnet.evaluate.retrieval as retrieval
+
+    rng = np.random.default_rng(0)
+    gallery, query = rng.integers(0, 3, (40, 4)).astype(float), rng.integers(0, 3, (23, 4)).astype(float)
+    g_labels, q_labels = rng.integers(0, 5, 40), rng.integers(0, 5, 23)
+    whole = topk_accuracy(query, q_labels, gallery, g_labels, ks=(1, 3, 5, 10))
+    monkeypatch.setattr(retrieval, "QUERY_CELLS", 3 * 40)  # 3 queries at a time, the last chunk of 2
+    assert topk_accuracy(query, q_labels, gallery, g_labels, ks=(1, 3, 5, 10)) == whole
+    assert whole[1] not in (0.0, 100.0)

@@ -41,6 +41,9 @@ def l2_normalise(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), eps)
 
 
+QUERY_CELLS = 1 << 22  # similarities ranked at a time (32 MB as float64): Kinetics' Q x G would be ~40 GB
+
+
 def topk_accuracy(
     query: np.ndarray,
     query_labels: np.ndarray,
@@ -58,10 +61,13 @@ def topk_accuracy(
     query_labels, gallery_labels = np.asarray(query_labels), np.asarray(gallery_labels)
     if len(query) == 0 or len(gallery) == 0:
         raise ValueError(f"retrieval needs queries and a gallery (got {len(query)} queries, {len(gallery)} gallery videos)")
-    sims = query @ gallery.T  # (Q, G)
-    order = np.argsort(-sims, axis=1, kind="stable")
-    hits = gallery_labels[order] == query_labels[:, None]  # (Q, G): rank r holds the query's class
-    first_hit = np.where(hits.any(axis=1), hits.argmax(axis=1), len(gallery))  # rank of the first hit
+    first_hit = np.empty(len(query), np.int64)  # per query, the rank of its class's first gallery video
+    step = max(1, QUERY_CELLS // len(gallery))  # queries at a time: memory stays ~QUERY_CELLS, not Q x G
+    for q in range(0, len(query), step):
+        sims = query[q:q + step] @ gallery.T  # (q, G)
+        order = np.argsort(-sims, axis=1, kind="stable")
+        hits = gallery_labels[order] == query_labels[q:q + step, None]  # rank r holds the query's class
+        first_hit[q:q + step] = np.where(hits.any(axis=1), hits.argmax(axis=1), len(gallery))
     result = {}
     for k in sorted({min(int(k), len(gallery)) for k in ks}):
         result[k] = float(100.0 * np.mean(first_hit < k))
