@@ -141,7 +141,7 @@ def test_growth_index_stage_keeps_each_manifest(tmp_path):
         assert [(r["stage"], r["videos"], r["detail"]) for r in rows] == [("index", *w) for w in want]
         assert all(r["foreign_cores"] is not None for r in rows)
         if burner:  # other work's CPU during the stage marks it, not the load average before it (slow to rise)
-            assert rows[0]["busy"] and rows[0]["foreign_cores"] > 0.5, rows
+            assert rows[0]["busy"], rows  # foreign_cores > FOREIGN_BUSY (the burner shares 2 cores with the stage)
             assert "BUSY" in res.output
     assert len(Manifest.from_parquet(out / "index-4.parquet")) == 4
     kept = Manifest.from_parquet(out / "index-8.parquet")

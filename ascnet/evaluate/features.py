@@ -282,7 +282,7 @@ def run_model(
     if len(counts) != num_videos or (counts != rows_per_video).any():
         bad = np.flatnonzero(counts != rows_per_video)[:3].tolist()
         raise EvalError(f"the evaluation loader gave {counts[bad].tolist()} rows for videos {bad}, expected {rows_per_video} each")
-    return ClipFeatures(feats.astype(np.float32), vidx, cidx, kidx, np.asarray(labels, np.int64), list(video_ids))
+    return ClipFeatures(feats, vidx, cidx, kidx, np.asarray(labels, np.int64), list(video_ids))
 
 
 def eval_batches(split_rows: Manifest, settings: ClipSettings, *, batch_size: int, device: torch.device, workers: int):
