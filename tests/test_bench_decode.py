@@ -230,6 +230,30 @@ def test_every_loader_is_warmed_up_alike_timed_in_rounds_on_a_warm_page_cache(vp
         assert not r["epoch_ended"]  # 64 rows: the epoch outlasts warm-up and timing
 
 
+def test_the_old_methods_rules_can_be_switched_back_on_one_at_a_time(vp9):
+    """--warmup, --across-epochs and --no-peers-persistent bring back what the fair method removed, so
+    each fix's effect on a ratio can be measured; the run then says it is not the fair method."""
+    from ascnet.bench.baseline import build_baseline_loader
+
+    base = dict(manifest=str(vp9), backends=("baseline",), batch_size=2, workers=(1,), seconds=1.0,
+                clip=ClipSpec(clip_len=8, crop_size=32), min_videos=8, check_pairs=0, rounds=1, allow_busy=True)
+    lines: list[str] = []
+    old = run_decode_bench(DecodeBenchConfig(**base, warmup=1, across_epochs=True, peers_persistent=False),
+                           echo=lambda *a: lines.append(" ".join(map(str, a))))
+    r = old["rows"][0]
+    assert r["warmup_batches"] == 1 and not r["epoch_ended"]
+    assert r["pairs"] > 8  # timed on past the end of the 4-batch epoch, into the next ones
+    assert "NOT the fair method: timed on across epochs, the peers' workers restart every epoch" in "\n".join(lines)
+    fair = run_decode_bench(DecodeBenchConfig(**base), echo=lambda *_: None)["rows"][0]
+    assert fair["warmup_batches"] == 3 and fair["epoch_ended"] and fair["pairs"] <= 8 - 2 * 3  # epoch 0 only
+    manifest = Manifest.from_parquet(vp9)
+    for persistent in (True, False):
+        loader = build_baseline_loader(manifest, ClipSpec(clip_len=8, crop_size=32), batch_size=2, workers=1,
+                                       persistent=persistent)
+        assert loader.dataloader.persistent_workers is persistent
+        loader.close()
+
+
 def test_decord_serves_both_clips_from_one_reader_and_dali_reads_on_up_to_ten_frames():
     keys = np.array([0, 16, 32, 100])
     # clip b right after clip a in the same keyframe interval: decord's reader reads on (no seek)

@@ -378,9 +378,10 @@ class _EpochSampler(torch.utils.data.Sampler):
 
 class BaselineLoader:
     """The peers' loader behind `TrainLoader`'s surface (CPU tensors only): one DataLoader whose
-    workers persist from epoch to epoch."""
+    workers persist from epoch to epoch (`persistent=False`: new workers every epoch, the
+    DataLoader's default)."""
 
-    def __init__(self, dataset: PairDataset, *, batch_size, seed, shard_id, num_shards, workers):
+    def __init__(self, dataset: PairDataset, *, batch_size, seed, shard_id, num_shards, workers, persistent: bool = True):
         self.dataset = dataset
         self.backend = {"decord": "baseline"}.get(dataset.decoder, dataset.decoder)
         self.batch_size, self.seed = batch_size, seed
@@ -389,7 +390,7 @@ class BaselineLoader:
         self._sampler = _EpochSampler()
         self.dataloader = torch.utils.data.DataLoader(
             dataset, batch_size=batch_size, sampler=self._sampler, num_workers=workers, drop_last=True,
-            persistent_workers=workers > 0,
+            persistent_workers=persistent and workers > 0,
         )
 
     def epoch(self, epoch: int, start_step: int = 0) -> Iterator[dict]:
@@ -422,8 +423,10 @@ def build_baseline_loader(
     workers: int = 2,
     decoder: Decoder = "decord",
     recipe: Recipe = "per-frame",
+    persistent: bool = True,
 ) -> BaselineLoader:
-    """The peers' DataLoader over `manifest.select(split)` (status ok): `decoder` decodes, `recipe` augments."""
+    """The peers' DataLoader over `manifest.select(split)` (status ok): `decoder` decodes, `recipe` augments;
+    `persistent`: its workers live from epoch to epoch."""
     _check("recipe", recipe, RECIPES)
     table = _decode_table(manifest, split, decoder)
     if len(table) < batch_size * num_shards:
@@ -432,7 +435,8 @@ def build_baseline_loader(
             f" x {num_shards} shard(s): lower --batch-size or use a larger manifest"
         )
     dataset = PairDataset(table, clip.check(), seed=seed, decoder=decoder, recipe=recipe)
-    return BaselineLoader(dataset, batch_size=batch_size, seed=seed, shard_id=shard_id, num_shards=num_shards, workers=workers)
+    return BaselineLoader(dataset, batch_size=batch_size, seed=seed, shard_id=shard_id, num_shards=num_shards, workers=workers,
+                          persistent=persistent)
 
 
 # ---- evaluation mode: one item per video, its N clips ------------------------------------------

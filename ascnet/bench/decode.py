@@ -51,6 +51,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -105,10 +106,16 @@ class DecodeBenchConfig:
     min_videos: int = 2048     # a small split is repeated up to this many rows so an epoch outlasts warm-up and timing
     allow_busy: bool = False   # run even when the machine is loaded (rows are marked busy)
     json: str | None = None
+    # the method's fairness rules, each switchable to show what it changes (defaults: the fair method)
+    warmup: int | None = None  # batches discarded before timing; None: 2 x workers + 1 (`warmup_batches`)
+    across_epochs: bool = False  # time on into the next epochs when one ends (with a small --min-videos)
+    peers_persistent: bool = True  # the peers' DataLoader keeps its workers from epoch to epoch
 
     def check(self) -> "DecodeBenchConfig":
         check_backends(self.backends, BACKENDS)
         check_at_least(self, {"batch_size": 1, "check_pairs": 0, "min_videos": 1, "rounds": 1})
+        if self.warmup is not None and self.warmup < 0:
+            raise ValueError(f"--warmup {self.warmup}: must be 0 or more (default: 2 x workers + 1)")
         if self.clip.crop_size < 8:
             raise ValueError(f"--crop-size {self.clip.crop_size}: must be 8 or more")
         self.clip = self.clip.check()
@@ -186,7 +193,8 @@ def _build(name: str, manifest: Manifest, cfg: DecodeBenchConfig, augment: bool,
     common = dict(split=cfg.split, batch_size=cfg.batch_size, seed=cfg.seed, workers=workers)
     if name in PEERS:
         decoder, recipe = PEERS[name]
-        return build_baseline_loader(manifest, clip, decoder=decoder, recipe=recipe, **common)
+        return build_baseline_loader(manifest, clip, decoder=decoder, recipe=recipe, persistent=cfg.peers_persistent,
+                                     **common)
 
     device = "cuda" if name == "nvdec" else "cpu"
     if name == "dali-cpu-repeats":
@@ -201,23 +209,34 @@ def default_workers(cpus: int) -> tuple[int, ...]:
     return tuple(sorted({1, 2, 4, cpus, 2 * cpus} | {w for w in (8, 16, 32) if w < 2 * cpus}))
 
 
-def warmup_batches(workers: int) -> int:
+def warmup_batches(workers: int, given: int | None = None) -> int:
     """Batches discarded before timing, for every loader alike: what a DataLoader of `workers`
-    workers has ready when its first batch arrives (2 per worker), and one more."""
-    return 2 * workers + 1
+    workers has ready when its first batch arrives (2 per worker), and one more; `given` (--warmup)
+    overrides it."""
+    return 2 * workers + 1 if given is None else given
+
+
+def epochs_of(loader, across: bool) -> Iterator[dict]:
+    """The loader's batches from epoch 0: that epoch alone, or on through epochs 1, 2, ... (`across`)."""
+    epoch = 0
+    while True:
+        yield from loader.epoch(epoch)
+        if not across:
+            return
+        epoch += 1
 
 
 def time_loader(name: str, manifest: Manifest, cfg: DecodeBenchConfig, workers: int) -> Run:
     """Pairs/s over `cfg.seconds` inside epoch 0, after the warm-up batches (build and warm-up timed apart)."""
     t0 = time.perf_counter()
     loader = _build(name, manifest, cfg, augment=True, workers=workers)
-    it = loader.epoch(0)
-    videos, ended = [], False
+    it = epochs_of(loader, cfg.across_epochs)
+    videos, ended, warmup = [], False, warmup_batches(workers, cfg.warmup)
     try:
-        for _ in range(warmup_batches(workers)):
+        for _ in range(warmup):
             if next(it, None) is None:
                 raise ValueError(f"{name}: the epoch of {loader.steps_per_epoch} batches ended during the warm-up "
-                                 f"({warmup_batches(workers)} batches): raise --min-videos")
+                                 f"({warmup} batches): raise --min-videos")
         startup = time.perf_counter() - t0
         decoded0 = getattr(loader, "frames_decoded", None)
         with Meter() as meter, tqdm(desc=f"{name:>8} x{workers}", unit="pair", leave=False) as bar:
@@ -256,7 +275,7 @@ def summarise(name: str, runs: list[Run], table, cfg: DecodeBenchConfig) -> tupl
     foreign = [r.meter.foreign_cores for r in runs if r.meter.foreign_cores is not None]
     row = Row(name, "ok", workers=best, sweep=sweep, rounds={w: [r.pairs_per_s for r in x] for w, x in by_w.items()},
               pairs_per_s=sweep[best], frames_per_s=sweep[best] * 2 * cfg.clip.clip_len, pairs=sum(r.pairs for r in rs),
-              seconds=sum(r.meter.wall for r in rs), warmup_batches=warmup_batches(best),
+              seconds=sum(r.meter.wall for r in rs), warmup_batches=warmup_batches(best, cfg.warmup),
               epoch_ended=any(r.epoch_ended for r in runs),
               cpu_s_per_pair=_median([per_pair(r, r.meter.tree_cpu) for r in rs]),
               machine_cpu_s_per_pair=_median([per_pair(r, r.meter.machine_cpu) for r in rs]),
@@ -558,12 +577,16 @@ def run_decode_bench(cfg: DecodeBenchConfig, echo=print) -> dict:
 
 def _env_lines(env: dict, cfg: DecodeBenchConfig, reps: int, counts) -> str:
     c = cfg.clip
+    warm = "2 x workers + 1" if cfg.warmup is None else str(cfg.warmup)
+    rules = [("timed on across epochs", cfg.across_epochs), ("the peers' workers restart every epoch", not cfg.peers_persistent),
+             ("warm-up not 2 x workers + 1", cfg.warmup is not None)]
+    changed = "; NOT the fair method: " + ", ".join(what for what, on in rules if on) if any(on for _, on in rules) else ""
     rate = f"rate {c.rate}" + (f" at {c.base_fps:g} fps" if c.rate == "fixed" else "")
     return environment_lines(env, cfg.manifest, cfg.split, f"rows repeated x{reps}",
                              f"batch {cfg.batch_size}, workers {', '.join(map(str, counts))} (each loader at its best), "
                              f"{c.clip_len}x{c.crop_size}, speeds {list(c.speeds)}, {rate}; {cfg.rounds} interleaved "
-                             f"round(s) of {cfg.seconds:g} s per run after 2 x workers + 1 warm-up batches, medians; "
-                             "page cache warmed")
+                             f"round(s) of {cfg.seconds:g} s per run after {warm} warm-up batches, medians; "
+                             f"page cache warmed{changed}")
 
 
 TABLE = Table((("backend", 17), ("workers", 7), ("pairs/s", 8), ("x peer", 6), ("of ceiling", 10), ("CPU ms/pair", 11),

@@ -20,6 +20,9 @@ HELP = {
     "min_videos": "repeat a small split's rows up to this many, so an epoch outlasts warm-up and timing",
     "allow_busy": ALLOW_BUSY,
     "json": "also write the results here (atomic)",
+    "warmup": "batches discarded before timing (default 2 x workers + 1, what a DataLoader has ready; 1: the old rule)",
+    "across_epochs": "time on into the next epochs when one ends (with a small --min-videos: what a short epoch costs)",
+    "peers_persistent": "the peers' DataLoader keeps its workers between epochs (--no-peers-persistent: PyTorch's default)",
 }
 
 
