@@ -233,7 +233,7 @@ def test_every_loader_is_warmed_up_alike_timed_in_rounds_on_a_warm_page_cache(vp
 def test_the_old_methods_rules_can_be_switched_back_on_one_at_a_time(vp9):
     """--warmup, --across-epochs and --no-peers-persistent bring back what the fair method removed, so
     each fix's effect on a ratio can be measured; the run then says it is not the fair method."""
-    from ascnet.bench.baseline import build_baseline_loader
+    from ascnet.bench.decode import _build
 
     base = dict(manifest=str(vp9), backends=("baseline",), batch_size=2, workers=(1,), seconds=1.0,
                 clip=ClipSpec(clip_len=8, crop_size=32), min_videos=8, check_pairs=0, rounds=1, allow_busy=True)
@@ -247,9 +247,9 @@ def test_the_old_methods_rules_can_be_switched_back_on_one_at_a_time(vp9):
     fair = run_decode_bench(DecodeBenchConfig(**base), echo=lambda *_: None)["rows"][0]
     assert fair["warmup_batches"] == 3 and fair["epoch_ended"] and fair["pairs"] <= 8 - 2 * 3  # epoch 0 only
     manifest = Manifest.from_parquet(vp9)
-    for persistent in (True, False):
-        loader = build_baseline_loader(manifest, ClipSpec(clip_len=8, crop_size=32), batch_size=2, workers=1,
-                                       persistent=persistent)
+    for persistent in (True, False):  # the loader the timing builds carries the switch
+        cfg = DecodeBenchConfig(**{**base, "peers_persistent": persistent}).check()
+        loader = _build("baseline", manifest, cfg, augment=True, workers=1)
         assert loader.dataloader.persistent_workers is persistent
         loader.close()
 
