@@ -4,12 +4,14 @@ import math
 import re
 from dataclasses import replace
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
 
 from ascnet.cli.train import main as train_cli
-from ascnet.demo import DEMO_CLIP, DemoConfig, DemoError, run_demo
+from ascnet.demo import DEMO_CLIP, DemoConfig, DemoError, data_config, run_demo
+from ascnet.tools.demo_data import trajectory, video_specs
 
 TINY = dict(videos=24, size=32, min_frames=24, max_frames=30, clips_per_video=2, workers=2, supervised_epochs=1)
 TINY_PRETRAIN = dict(width=4, clip=replace(DEMO_CLIP, clip_len=4, crop_size=16), max_steps=3, batch_size=4, hidden_dim=32,
@@ -157,11 +159,6 @@ def test_seeds_option_parses_and_rejects_repeats(tmp_path, monkeypatch):
 def test_demo_sprites_move_fast_and_their_direction_does_not_alias():
     """The demo's videos: straight motions move 6-12 % of the canvas a frame, and less than half of it at the
     top pretraining speed (past half, a sprite on the wrapping canvas would seem to move the other way)."""
-    import numpy as np
-
-    from ascnet.demo import data_config
-    from ascnet.tools.demo_data import trajectory, video_specs
-
     cfg = DemoConfig(videos=60)
     size, top = cfg.size, max(cfg.clip.speeds)
     steps = []
