@@ -2,10 +2,12 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from ascnet.checkpoint import save_atomic
+from ascnet.clips import ClipSpec
 from ascnet.cli.evaluate import main
 from ascnet.manifest import Manifest
 from ascnet.models import build_backbone
@@ -150,3 +152,26 @@ def test_bad_options_are_named(dataset, tmp_path):
     assert r.exit_code == 2 and "finetune takes exactly one --init" in r.output
     r = invoke("linear", "--init", tmp_path / "none.pt", *base)
     assert r.exit_code == 2 and "none.pt: no such checkpoint" in r.output
+
+
+def test_several_encoders_decode_each_split_once_and_match_one_at_a_time(dataset, tmp_path, monkeypatch):
+    from ascnet.evaluate import features as F
+
+    calls = []
+    real = F.eval_batches
+    monkeypatch.setattr(F, "eval_batches", lambda rows, *a, **k: calls.append(len(rows)) or real(rows, *a, **k))
+    rows = F.split_of(Manifest.from_parquet(dataset), "train", "--train-split")
+    settings = F.ClipSettings(ClipSpec(clip_len=8, crop_size=32), 2, "center", "dali-cpu")
+    encoders = [F.load_encoder(f"random:{s}", "r3d18", 4) for s in (1, 2, 3)]
+    kw = dict(batch_size=4, device="cpu", workers=1)
+
+    F.cached_features_many(encoders[:1], rows, "train", settings, tmp_path / "together", **kw)  # one already cached
+    together = F.cached_features_many(encoders, rows, "train", settings, tmp_path / "together", **kw)
+    assert calls == [6, 6]  # the two still missing came from one pass over the six videos
+    assert [hit for _, hit in together] == [True, False, False]
+    alone = [F.cached_features(m, info, rows, "train", settings, tmp_path / f"alone{i}", **kw)[0]
+             for i, (m, info) in enumerate(encoders)]
+    for (a, _), b in zip(together, alone):
+        np.testing.assert_array_equal(a.features, b.features)  # each encoder's own features, rows in the same order
+        np.testing.assert_array_equal(a.video_index, b.video_index)
+    assert not np.array_equal(together[1][0].features, together[2][0].features)

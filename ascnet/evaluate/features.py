@@ -247,42 +247,54 @@ def run_model(
     The output of `model` per row (a (B, D) feature or (B, C) logits) becomes ClipFeatures.
     Every video must come back with exactly `rows_per_video` rows.
     """
+    return run_models([model], batches, num_videos, rows_per_video, labels, video_ids, device, desc)[0]
+
+
+def run_models(
+    models: list[nn.Module], batches, num_videos: int, rows_per_video: int, labels: np.ndarray, video_ids: list[str],
+    device: torch.device, desc: str = "features",
+) -> list[ClipFeatures]:
+    """`run_model` for several models from one pass of the loader: each batch is decoded once
+    and goes through every model (evaluating N encoders decodes the split once, not N times)."""
     from tqdm import tqdm
 
-    model = model.to(device).eval()
+    models = [m.to(device).eval() for m in models]
     total = num_videos * rows_per_video
     # written in place into arrays of the final size: a list of small per-batch arrays, each allocated
     # between two large batches, pins glibc's heap and grows it by about a clip per row (8 GB over
     # UCF-101's 19k training clips at 8x64x64); these stay at the features' own size
     index = np.zeros((3, total), np.int64)  # video, clip, crop per row
-    feats, n = None, 0
+    feats: list[np.ndarray | None] = [None] * len(models)
+    n = 0
     with torch.inference_mode(), autocast(device), tqdm(
         total=total, desc=desc, unit="video", unit_scale=1 / rows_per_video, leave=False,
         bar_format=VIDEO_BAR,
     ) as bar:  # counts rows, shows videos
         for batch in batches:
             x = batch["clips"].to(device, non_blocking=True)
-            y = model(x).float().cpu().numpy()
-            b = len(y)
+            b = len(x)
             if n + b > total:
                 raise EvalError(f"the evaluation loader gave more than the {total} rows of {num_videos} videos x {rows_per_video}")
-            if feats is None:
-                feats = np.zeros((total, y.shape[1]), np.float32)
-            feats[n:n + b] = y
+            for m, model in enumerate(models):
+                y = model(x).float().cpu().numpy()
+                if feats[m] is None:
+                    feats[m] = np.zeros((total, y.shape[1]), np.float32)
+                feats[m][n:n + b] = y
             for r, key in enumerate(("video_index", "clip_index", "crop_index")):
                 index[r, n:n + b] = batch[key].cpu().numpy()
             n += b
             bar.update(b)
-    if feats is None:
+    if n == 0:
         raise EvalError("the evaluation loader yielded no batches")
-    feats, (vidx, cidx, kidx) = feats[:n], index[:, :n]
+    vidx, cidx, kidx = index[:, :n]
     order = np.lexsort((kidx, cidx, vidx))
-    feats, vidx, cidx, kidx = feats[order], vidx[order], cidx[order], kidx[order]
+    vidx, cidx, kidx = vidx[order], cidx[order], kidx[order]
     counts = np.bincount(vidx, minlength=num_videos)
     if len(counts) != num_videos or (counts != rows_per_video).any():
         bad = np.flatnonzero(counts != rows_per_video)[:3].tolist()
         raise EvalError(f"the evaluation loader gave {counts[bad].tolist()} rows for videos {bad}, expected {rows_per_video} each")
-    return ClipFeatures(feats, vidx, cidx, kidx, np.asarray(labels, np.int64), list(video_ids))
+    labels = np.asarray(labels, np.int64)
+    return [ClipFeatures(f[:n][order], vidx, cidx, kidx, labels, list(video_ids)) for f in feats]
 
 
 def eval_batches(split_rows: Manifest, settings: ClipSettings, *, batch_size: int, device: torch.device, workers: int):
@@ -303,23 +315,40 @@ def cached_features(
 
     Returns (features, True) when read from the cache, (features, False) when decoded now.
     """
-    key, meta = cache_key(encoder, rows, split, settings)
-    path = Path(cache_dir) / f"{split}-{key}.npz"
-    if path.exists():
-        return ClipFeatures.load(path), True
+    return cached_features_many([(model, encoder)], rows, split, settings, cache_dir, batch_size=batch_size,
+                                device=device, workers=workers)[0]
+
+
+def cached_features_many(
+    encoders: list[tuple[nn.Module, EncoderInfo]], rows: Manifest, split: str, settings: ClipSettings,
+    cache_dir: str | Path, *, batch_size: int = 8, device: str = "auto", workers: int = 2,
+) -> list[tuple[ClipFeatures, bool]]:
+    """`cached_features` for several encoders: those not in the cache share one decoding pass.
+
+    Returns one (features, from the cache) per encoder, in order.
+    """
+    keys = [cache_key(info, rows, split, settings) for _, info in encoders]
+    paths = [Path(cache_dir) / f"{split}-{key}.npz" for key, _ in keys]
+    out: list[tuple[ClipFeatures, bool] | None] = [(ClipFeatures.load(p), True) if p.exists() else None for p in paths]
+    todo = [i for i, o in enumerate(out) if o is None]
+    if not todo:
+        return out
     dev = resolve_device(device)
     loader = eval_batches(rows, settings, batch_size=batch_size, device=dev, workers=workers)
     try:
-        feats = run_model(
-            model, loader, len(rows), settings.clips_per_video * CROPS_PER_CLIP[settings.crops],
-            rows.df["label"].to_numpy(), rows.df["video_id"].tolist(), dev, desc=f"{split} features",
+        feats = run_models(
+            [encoders[i][0] for i in todo], loader, len(rows), settings.clips_per_video * CROPS_PER_CLIP[settings.crops],
+            rows.df["label"].to_numpy(), rows.df["video_id"].tolist(), dev,
+            desc=f"{split} features" + (f" ({len(todo)} encoders)" if len(todo) > 1 else ""),
         )
     finally:
         close = getattr(loader, "close", None)
         if close:
             close()
-    feats.save(path, meta)
-    return feats, False
+    for i, f in zip(todo, feats):
+        f.save(paths[i], keys[i][1])
+        out[i] = (f, False)
+    return out
 
 
 def resolve_inits(inits, arch: str | None, width: int | None) -> list[tuple[str, str | None, int | None]]:
@@ -384,16 +413,18 @@ def load_splits(cfg: FrozenEvalConfig) -> SplitPair:
 def frozen_features(cfg: FrozenEvalConfig, splits: SplitPair):
     """Per init: (EncoderInfo, train ClipFeatures, test ClipFeatures, both came from the cache)."""
     cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else Path(cfg.out) / "cache"
-    for init, arch, width in resolve_inits(cfg.inits, cfg.arch, cfg.width):
-        model, info = load_encoder(init, arch, width, cfg.seed)
-        kw = dict(batch_size=cfg.batch_size, device=cfg.device, workers=cfg.workers)
-        train, hit_train = cached_features(model, info, splits.train, cfg.train_split, cfg.settings(), cache_dir, **kw)
-        test, hit_test = cached_features(model, info, splits.test, cfg.test_split, cfg.settings(), cache_dir, **kw)
-        del model
-        yield info, train, test, hit_train and hit_test
+    encoders = [load_encoder(init, arch, width, cfg.seed) for init, arch, width in resolve_inits(cfg.inits, cfg.arch, cfg.width)]
+    kw = dict(batch_size=cfg.batch_size, device=cfg.device, workers=cfg.workers)
+    # every encoder at once: each split is decoded once, however many inits are compared
+    train = cached_features_many(encoders, splits.train, cfg.train_split, cfg.settings(), cache_dir, **kw)
+    test = cached_features_many(encoders, splits.test, cfg.test_split, cfg.settings(), cache_dir, **kw)
+    infos = [info for _, info in encoders]
+    del encoders
+    for info, (tr, hit_train), (te, hit_test) in zip(infos, train, test):
+        yield info, tr, te, hit_train and hit_test
 
 
 __all__ = [
     "CheckpointError", "ClipFeatures", "ClipSettings", "EncoderInfo", "EvalError", "ManifestError",
-    "FrozenEvalConfig", "cached_features", "check_classes", "frozen_features", "load_splits", "load_encoder", "resolve_inits", "run_model", "split_of",
+    "FrozenEvalConfig", "cached_features", "cached_features_many", "check_classes", "frozen_features", "load_splits", "load_encoder", "resolve_inits", "run_model", "run_models", "split_of",
 ]
