@@ -109,12 +109,14 @@ class RunLog:
             self.t0 += time.perf_counter() - drawn  # drawing is neither training nor waiting
         return batch
 
-    def record(self, step: int, epoch: int, stats: dict, lr: float, m: float) -> None:
+    def record(self, step: int, epoch: int, stats: dict, lr: float, m: float, scp_weight: float | None = None) -> None:
         now = time.perf_counter()
         elapsed, steps = now - self.t0, step - self.prev_step
         row = {"step": step, "epoch": epoch, **{k: float(v.item()) for k, v in stats.items()},
                "lr": lr, "ema": m, "clips_per_s": steps * self.clips_per_step / max(elapsed, 1e-9),
                "data_wait": self.waited / max(elapsed, 1e-9), "rss_mb": rss_mb(), "time": time.time()}
+        if scp_weight is not None:
+            row["scp_weight"] = scp_weight
         if self.chance is None:
             row.pop("scp_pos_same_class", None)
         else:

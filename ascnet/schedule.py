@@ -1,4 +1,4 @@
-"""Pure schedules: learning rate (linear warm-up, then cosine) and EMA momentum (cosine to 1)."""
+"""Pure schedules: learning rate (linear warm-up, then cosine), EMA momentum (cosine to 1) and SCP's weight."""
 from __future__ import annotations
 
 import math
@@ -21,6 +21,16 @@ def ema_momentum(step: int, total_steps: int, base: float = 0.99, final: float =
     """BYOL's schedule: base at step 0, cosine-annealed to `final` at the last step."""
     t = min(step / max(total_steps - 1, 1), 1.0)
     return final - (final - base) * 0.5 * (1 + math.cos(math.pi * t))
+
+
+def scp_weight_at(step: int, total_steps: int, weight: float, final_ratio: float = 1.0, start: int = 0) -> float:
+    """lambda at `step`: 0 before `start`, then cosine from `weight` down to weight x final_ratio
+    at the last step (final_ratio 1: constant)."""
+    if step < start:
+        return 0.0
+    t = min(step / max(total_steps - 1, 1), 1.0)
+    final = weight * final_ratio
+    return final + (weight - final) * 0.5 * (1 + math.cos(math.pi * t))
 
 
 def scaled_lr(base_lr: float, global_batch: int, reference_batch: int = 64) -> float:

@@ -37,7 +37,7 @@ from ascnet.pipelines.synthetic import SyntheticPairs
 from ascnet.queue import MemoryQueue
 from ascnet.runlog import RunLog, plot_run
 from ascnet.runtime import Runtime, StopRequest, agreed_stop, gather, rng_state, set_rng_state, setup_runtime
-from ascnet.schedule import cosine_lr, ema_momentum, scaled_lr
+from ascnet.schedule import cosine_lr, ema_momentum, scaled_lr, scp_weight_at
 from ascnet.skips import OnError, SkipLog
 
 Data = Literal["manifest", "synthetic"]
@@ -64,6 +64,7 @@ class PretrainConfig:
     proj_dim: int = 128
     hidden_dim: int = 2048
     scp_weight: float = 1.0  # lambda in L = L_acp + lambda * L_scp, both means over clips: SCP's weight per clip
+    scp_final_ratio: float = 1.0  # lambda cosine-annealed to scp_weight x this at the last step (1: constant)
     scp_start: int = 0  # SCP enters the loss from this step (-1: once the queue is full, queue_size / (2 x global batch))
     queue_size: int = 16384
     ema_base: float = 0.99  # EMA momentum, cosine-annealed to ema_final
@@ -108,6 +109,8 @@ class PretrainConfig:
             raise ValueError("batch_size must be >= 2 (BatchNorm needs more than one sample)")
         if self.grad_clip < 0:
             raise ValueError(f"grad_clip={self.grad_clip} must be >= 0 (0: no clipping)")
+        if not 0 <= self.scp_final_ratio <= 1:
+            raise ValueError(f"scp_final_ratio={self.scp_final_ratio} must be in [0, 1] (1: lambda constant)")
         if self.scp_start < -1:
             raise ValueError(f"scp_start={self.scp_start} must be a step >= 0, or -1 (once the queue is full)")
         if not 0 <= self.max_skip_fraction <= 1:
@@ -284,7 +287,8 @@ def pretrain(cfg: PretrainConfig, *, loader=None) -> dict:
                     break
                 stats = train_step(net, model, queue, optimizer, batch, rt, lr=cosine_lr(step, total, lr_peak, warmup, cfg.final_lr_ratio),
                                    m=ema_momentum(step, total, cfg.ema_base, cfg.ema_final),
-                                   scp_weight=cfg.scp_weight if step >= scp_start else 0.0, grad_clip=cfg.grad_clip)
+                                   scp_weight=scp_weight_at(step, total, cfg.scp_weight, cfg.scp_final_ratio, scp_start),
+                                   grad_clip=cfg.grad_clip)
                 bad |= ~torch.isfinite(stats["loss"])
                 skips.add(take_skips(), epoch)
                 step += 1
@@ -300,7 +304,8 @@ def pretrain(cfg: PretrainConfig, *, loader=None) -> dict:
                             f"Last good checkpoint: {last_ckpt or 'none'}. Resume from it with a lower --base-lr, or check the data."
                         )
                     log.record(step, epoch, stats, cosine_lr(step - 1, total, lr_peak, warmup, cfg.final_lr_ratio),
-                               ema_momentum(step - 1, total, cfg.ema_base, cfg.ema_final))
+                               ema_momentum(step - 1, total, cfg.ema_base, cfg.ema_final),
+                               scp_weight_at(step - 1, total, cfg.scp_weight, cfg.scp_final_ratio, scp_start))
                     stopped_by = agreed_stop(rt, stop.signum)
                     if (at_ckpt or stopped_by) and rt.main:
                         last_ckpt = save_checkpoint(cfg, model, queue, optimizer, step, epoch, rt.world)

@@ -19,7 +19,7 @@ from ascnet.checkpoint import CheckpointError
 from ascnet.cli.train import main as train_cli
 from ascnet.manifest import Manifest
 from ascnet.models import build_backbone
-from ascnet.schedule import cosine_lr, ema_momentum, scaled_lr
+from ascnet.schedule import cosine_lr, ema_momentum, scaled_lr, scp_weight_at
 from ascnet.checkpoint import checkpoint_paths
 from ascnet.clips import ClipSpec
 from ascnet.pipelines.synthetic import SyntheticPairs
@@ -54,6 +54,14 @@ def test_ema_momentum_and_lr_scaling():
     assert ema_momentum(50, 101) == pytest.approx(0.995)
     assert ema_momentum(100, 101) == 1.0
     assert scaled_lr(0.1, 256) == pytest.approx(0.4)
+
+
+def test_scp_weight_anneals_from_lambda_to_its_final_share_and_waits_for_its_start():
+    w = [scp_weight_at(s, 101, 0.5, final_ratio=0.2) for s in range(101)]
+    assert w[0] == 0.5 and w[50] == pytest.approx(0.3) and w[100] == pytest.approx(0.1)
+    assert all(a >= b for a, b in zip(w, w[1:]))  # never rises
+    assert {scp_weight_at(s, 101, 0.5) for s in range(101)} == {0.5}  # final_ratio 1: constant
+    assert [scp_weight_at(s, 101, 0.5, start=3) for s in range(4)] == [0.0, 0.0, 0.0, 0.5]
 
 
 # ---- runs -------------------------------------------------------------------------------
@@ -122,6 +130,15 @@ def test_run_dir_contents(tmp_path):
     backbone = checkpoint.load_backbone_state(summary["checkpoint"])
     assert backbone["input_size"] == [4, 16, 16]
     build_backbone("r3d18", 4).load_state_dict(backbone["state_dict"])
+
+
+def test_annealed_scp_weight_is_the_one_in_each_steps_loss(tmp_path):
+    pretrain(tiny(tmp_path, max_steps=5, log_every=1, scp_weight=0.5, scp_final_ratio=0.0))
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["scp_weight"] for r in rows] == pytest.approx([0.5, 0.4268, 0.25, 0.0732, 0.0], abs=1e-4)
+    for r in rows:  # the row of step k holds step k's loss, taken with that step's lambda
+        assert r["loss"] == pytest.approx(r["acp"] + r["scp_weight"] * r["scp"], rel=1e-5)
+    assert rows[-1]["scp"] > 0 and rows[-1]["loss"] == pytest.approx(rows[-1]["acp"])  # SCP still measured, no longer trained
 
 
 def test_resume_refuses_a_checkpoint_of_the_old_loss_scale(tmp_path):

@@ -32,6 +32,7 @@ HELP = {
     "proj_dim": "projection/prediction output size",
     "hidden_dim": "MLP hidden size of heads and predictors",
     "scp_weight": "lambda in L = L_acp + lambda L_scp (both means over clips: SCP's weight relative to ACP per clip)",
+    "scp_final_ratio": "lambda at the last step as a share of --scp-weight, cosine-annealed from it (1: constant)",
     "scp_start": "step from which SCP enters the loss (-1: once the memory queue is full, as in the paper)",
     "grad_clip": "clip the gradients' global norm to this before each step (0: no clipping)",
     "queue_size": "memory queue entries K",
