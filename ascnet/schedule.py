@@ -19,18 +19,19 @@ def cosine_lr(step: int, total_steps: int, base_lr: float, warmup_steps: int = 0
 
 def ema_momentum(step: int, total_steps: int, base: float = 0.99, final: float = 1.0) -> float:
     """BYOL's schedule: base at step 0, cosine-annealed to `final` at the last step."""
-    t = min(step / max(total_steps - 1, 1), 1.0)
-    return final - (final - base) * 0.5 * (1 + math.cos(math.pi * t))
+    return cosine_between(step, total_steps, base, final)
 
 
 def scp_weight_at(step: int, total_steps: int, weight: float, final_ratio: float = 1.0, start: int = 0) -> float:
     """lambda at `step`: 0 before `start`, then cosine from `weight` down to weight x final_ratio
     at the last step (final_ratio 1: constant)."""
-    if step < start:
-        return 0.0
+    return 0.0 if step < start else cosine_between(step, total_steps, weight, weight * final_ratio)
+
+
+def cosine_between(step: int, total_steps: int, first: float, last: float) -> float:
+    """`first` at step 0, cosine-annealed to `last` at the last step (and held there after it)."""
     t = min(step / max(total_steps - 1, 1), 1.0)
-    final = weight * final_ratio
-    return final + (weight - final) * 0.5 * (1 + math.cos(math.pi * t))
+    return last - (last - first) * 0.5 * (1 + math.cos(math.pi * t))
 
 
 def scaled_lr(base_lr: float, global_batch: int, reference_batch: int = 64) -> float:
