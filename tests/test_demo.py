@@ -45,6 +45,7 @@ def test_report_holds_the_table_and_pictures(demo):
     text = report.read_text()
     rows = _table(text)
     assert set(rows) == {"ASCNet (ACP+SCP)", "ACP only", "random init", "supervised (labels)"}
+    assert "One run is one draw" in text and "`--seeds 0,1,2,3,4`" in text  # one seed: what it is a draw from
     for name, values in rows.items():
         assert len(values) == 6, name  # linear, linear clip, retrieval top-1/5/10, digit probe
         assert all(math.isfinite(v) and 0 <= v <= 100 for v in values), (name, values)
@@ -140,6 +141,7 @@ def test_seeds_report_each_seed_and_the_spread(tmp_path):
     random_top1 = {r["init"]: r["metrics"]["video_top1"] for r in first_linear["rows"]}["random:100"]
     assert second["gap_linear_top1"] == pytest.approx(top1 - random_top1)
     text = report.read_text()
+    assert "One run is one draw" not in text  # the seeds' own spread instead
     assert "## Seeds: 3, 1" in text and re.search(r"ASCNet linear top-1 over random init: [+-]\d+\.\d ± \d+\.\d points", text)
 
 
