@@ -96,9 +96,9 @@ class DemoConfig:
     speed_range: tuple[float, float] = (0.06, 0.12)
     # chance that a video's background is its class's texture family, as real scenes go with their
     # actions. At 0.6 every seed of five learned the motion (linear top-1 +13.7 or more over random init,
-    # within 1.5 points with 2 torch threads instead of 1). At 0.3 the five seeds held +10 on both measures
-    # with one thread, and seed 0 with two threads fell from +15.2 to +5.9 retrieval; at 0 seeds 0 and 2
-    # reached +4.7 and +1.4 retrieval (the README's demo section)
+    # moved by at most 1.5 points with 2 torch threads instead of 1; retrieval moved by up to 6.5). At 0.3 the
+    # five seeds held +10 on both measures with one thread, and seed 0 with two threads fell from +15.2 to +5.9
+    # retrieval; at 0 seeds 0 and 2 reached +4.7 and +1.4 retrieval (the README's demo section)
     scene_correlation: float = 0.6
     grating_contrast: float = GRATING_CONTRAST  # the background grating's amplitude (the texture family's cue)
     data_seed: int = 0
