@@ -42,7 +42,7 @@ from ascnet.config import Device
 from ascnet.evaluate.features import FrozenEvalConfig, frozen_features, load_splits
 from ascnet.evaluate.finetune import CHECKPOINT, FinetuneConfig, finetune
 from ascnet.evaluate.linear import LinearConfig, fit_linear, linear_probe, logits_of, standardise, video_logits
-from ascnet.evaluate.report import _pyplot, markdown_table, save_figure, write_text_atomic
+from ascnet.evaluate.report import _pyplot, markdown_table, paired_gain_se, save_figure, write_text_atomic
 from ascnet.evaluate.retrieval import RetrievalConfig, retrieval, video_means
 from ascnet.manifest import Manifest
 from ascnet.pipelines.backends import Backend, choose_backend
@@ -261,18 +261,31 @@ def row_metrics(results: dict, group: tuple[str, ...]) -> dict:
     return {k: float(np.mean([by[i][k] for i in group])) for k, v in first.items() if isinstance(v, (int, float))}
 
 
+def row_hits(results: dict, group: tuple[str, ...]) -> list[str]:
+    """The `top1_hits` of a table row's inits (one, or the random networks), test videos in split order."""
+    by = {r["init"]: r["top1_hits"] for r in results["rows"]}
+    return [by[i] for i in group]
+
+
 def reference(linear: dict, retrieval: dict, inits: dict[str, tuple[str, ...]]) -> dict:
-    """The random-init row's linear and retrieval top-1: what every seed's gains are taken from."""
-    return {"linear": row_metrics(linear, inits[RANDOM])["video_top1"], "retrieval": row_metrics(retrieval, inits[RANDOM])["top1"]}
+    """The random-init row's linear and retrieval top-1, what every seed's gains are taken from, and its
+    networks' per-video hits (for the gains' standard errors)."""
+    group = inits[RANDOM]
+    return {"linear": row_metrics(linear, group)["video_top1"], "retrieval": row_metrics(retrieval, group)["top1"],
+            "linear_hits": row_hits(linear, group), "retrieval_hits": row_hits(retrieval, group)}
 
 
 def gains(linear: dict, retrieval: dict, inits: dict[str, tuple[str, ...]], random_row: dict) -> dict:
-    """Linear and retrieval top-1 of each pretrained encoder minus the random init's (`reference`), in points."""
-    lin = {name: row_metrics(linear, group)["video_top1"] for name, group in inits.items()}
-    ret = {name: row_metrics(retrieval, group)["top1"] for name, group in inits.items()}
+    """Linear and retrieval top-1 of each pretrained encoder minus the random init's (`reference`), in points,
+    each with its standard error from sampling the test videos (`se_...`, paired video by video)."""
+    results = {"linear": (linear, "video_top1"), "retrieval": (retrieval, "top1")}
     keys = {"ASCNet (ACP+SCP)": "", "ACP only": "acp_only_"}
-    return {f"{keys[name]}gap_{what}_top1": by[name] - random_row[what]
-            for name in inits if name in keys for what, by in (("linear", lin), ("retrieval", ret))}
+    out = {}
+    for name in (n for n in inits if n in keys):
+        for what, (res, metric) in results.items():
+            out[f"{keys[name]}gap_{what}_top1"] = row_metrics(res, inits[name])[metric] - random_row[what]
+            out[f"{keys[name]}se_{what}_top1"] = paired_gain_se(row_hits(res, inits[name])[0], random_row[f"{what}_hits"])
+    return out
 
 
 def run_seed(cfg: DemoConfig, manifest: Path, random_row: dict) -> dict:
@@ -299,8 +312,11 @@ def seeds_table(rows: list[dict]) -> tuple[str, list[str]]:
     for c in cols:
         v = np.array([r[c] for r in rows])
         sd = v.std(ddof=1) if len(v) > 1 else 0.0
+        se = [r.get(c.replace("gap_", "se_")) for r in rows]
+        sampling = (f"; one run's standard error from the test videos alone: {np.mean(se):.1f}"
+                    if all(isinstance(e, float) for e in se) else "")
         lines.append(f"{names[c]} top-1 over random init: {v.mean():+.1f} ± {sd:.1f} points (sd over {len(v)} seeds), "
-                     f"minimum {v.min():+.1f}")
+                     f"minimum {v.min():+.1f}{sampling}")
     return table, lines
 
 
@@ -424,6 +440,9 @@ def write_report(cfg: DemoConfig, *, manifest: Path, inits: dict[str, tuple[str,
     table = markdown_table(header, body)
     gap_lin = lin["ASCNet (ACP+SCP)"]["video_top1"] - lin[RANDOM]["video_top1"]
     gap_ret = ret["ASCNet (ACP+SCP)"]["top1"] - ret[RANDOM]["top1"]
+    random_hits = {what: row_hits(res, inits[RANDOM]) for what, res in (("linear", linear), ("retrieval", retrieval))}
+    se_lin = paired_gain_se(row_hits(linear, inits["ASCNet (ACP+SCP)"])[0], random_hits["linear"])
+    se_ret = paired_gain_se(row_hits(retrieval, inits["ASCNet (ACP+SCP)"])[0], random_hits["retrieval"])
     each = {r["init"]: r["metrics"] for r in retrieval["rows"]}
     random_line = (f"The '{RANDOM}' row is the mean of {len(inits[RANDOM])} random networks "
                    f"({', '.join(inits[RANDOM])}; their retrieval top-1 "
@@ -444,8 +463,11 @@ def write_report(cfg: DemoConfig, *, manifest: Path, inits: dict[str, tuple[str,
         f"{cfg.clips_per_video} clips per video.",
         "",
         table,
-        f"Pretrained minus random init: linear top-1 {gap_lin:+.1f} points, retrieval top-1 {gap_ret:+.1f} points "
-        f"(goal: both at least +{GOAL_POINTS:.0f}: {'met' if met else 'NOT met'}). " + random_line
+        f"Pretrained minus random init: linear top-1 {gap_lin:+.1f} ± {se_lin:.1f} points, retrieval top-1 "
+        f"{gap_ret:+.1f} ± {se_ret:.1f} points (goal: both at least +{GOAL_POINTS:.0f}: {'met' if met else 'NOT met'}). "
+        f"The ± is one standard error from sampling the {nte} test videos, paired video by video: another test set "
+        "of this size would move a gain by about that much, so a gain within it of the goal's line is not told "
+        "apart from the line by this test set. " + random_line
         + (f"{' ' if random_line else ''}The '{SUPERVISED}' row is the same encoder trained on the training split's labels, evaluated the "
            "same way: what this architecture can learn from this data (ASCNet sees no labels)." if SUPERVISED in inits else ""),
         "",
@@ -497,7 +519,9 @@ def write_report(cfg: DemoConfig, *, manifest: Path, inits: dict[str, tuple[str,
 
     write_text_atomic(out / "summary.json", json.dumps({
         "rows": [dict(zip(header, r)) for r in body], "gap_linear_top1": gap_lin, "gap_retrieval_top1": gap_ret,
-        "goal_met": met, "seeds": seed_rows or [{"seed": cfg.seed, "gap_linear_top1": gap_lin, "gap_retrieval_top1": gap_ret}],
+        "goal_met": met, "se_linear_top1": se_lin, "se_retrieval_top1": se_ret,
+        "seeds": seed_rows or [{"seed": cfg.seed, "gap_linear_top1": gap_lin, "gap_retrieval_top1": gap_ret,
+                                "se_linear_top1": se_lin, "se_retrieval_top1": se_ret}],
         "timings_s": timings, "config": asdict(cfg),
     }, indent=2, default=list) + "\n")
     return write_text_atomic(out / "REPORT.md", "\n".join(lines))

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from ascnet.cli.train import main as train_cli
+from ascnet.evaluate.report import hits_array, paired_gain_se
 from ascnet.demo import DEMO_CLIP, DemoConfig, DemoError, data_config, run_demo
 from ascnet.tools.demo_data import trajectory, video_specs
 
@@ -140,8 +141,20 @@ def test_seeds_report_each_seed_and_the_spread(tmp_path):
     first_linear = json.loads((report.parent / "eval" / "linear" / "results.json").read_text())
     random_top1 = {r["init"]: r["metrics"]["video_top1"] for r in first_linear["rows"]}["random:100"]
     assert second["gap_linear_top1"] == pytest.approx(top1 - random_top1)
+    # each gain carries its standard error from the test videos, paired video by video with the same random network
+    for command, metric in (("linear", "video_top1"), ("retrieval", "top1")):
+        rows = json.loads((report.parent / "eval" / command / "results.json").read_text())["rows"]
+        hits = {r["init"]: r["top1_hits"] for r in rows}
+        for r in rows:  # one character per test video, and the row's top-1 is their mean
+            assert 100 * hits_array(r["top1_hits"]).mean() == pytest.approx(r["metrics"][metric])
+        mine = next(h for i, h in hits.items() if not i.startswith("random"))
+        se = paired_gain_se(mine, [hits["random:100"]])
+        assert 0 < se <= 100 / math.sqrt(len(mine) - 1)  # |d| <= 1 per video
+        assert first[f"se_{command}_top1"] == pytest.approx(se) == summary[f"se_{command}_top1"]
     text = report.read_text()
     assert "One run is one draw" not in text  # the seeds' own spread instead
+    assert re.search(r"retrieval top-1 [+-]\d+\.\d ± \d+\.\d points", text)
+    assert "one run's standard error from the test videos alone" in text
     assert "## Seeds: 3, 1" in text and re.search(r"ASCNet linear top-1 over random init: [+-]\d+\.\d ± \d+\.\d points", text)
 
 

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from ascnet.evaluate.retrieval import l2_normalise, topk_accuracy, video_means
+from ascnet.evaluate.report import hits_array, hits_string, paired_gain_se
+from ascnet.evaluate.retrieval import first_hit_ranks, l2_normalise, topk_accuracy, video_means
 
 
 def test_topk_on_hand_made_features():
@@ -16,6 +17,9 @@ def test_topk_on_hand_made_features():
     got = topk_accuracy(query, query_labels, gallery, gallery_labels, ks=(1, 2, 3, 5))
     # k=5 is capped at the gallery size 4, and reported as 4
     assert got == pytest.approx({1: 100 / 3, 2: 100 / 3, 3: 200 / 3, 4: 100.0})
+    ranks = first_hit_ranks(query, query_labels, gallery, gallery_labels)
+    assert ranks.tolist() == [0, 3, 2]
+    assert hits_string(ranks < 1) == "100"  # what a results row's top1_hits holds: q0 alone is a top-1 hit
 
 
 def test_topk_no_hit_anywhere_is_a_miss():
@@ -49,3 +53,22 @@ def test_topk_in_query_chunks_equals_one_pass(monkeypatch):
     monkeypatch.setattr(retrieval, "QUERY_CELLS", 3 * 40)  # 3 queries at a time, the last chunk of 2
     assert topk_accuracy(query, q_labels, gallery, g_labels, ks=(1, 3, 5, 10)) == whole
     assert whole[1] not in (0.0, 100.0)
+
+
+def test_paired_gain_se_by_hand():
+    # five test videos; the reference is the mean of two networks' hits: (1, .5, 0, 0, .5)
+    mine, refs = "11010", ["11000", "10001"]
+    d = np.array([0, 0.5, 0, 1, -0.5])  # mine - reference per video; gain = mean(d) = 0.2 = 20 points
+    assert paired_gain_se(mine, refs) == pytest.approx(100 * d.std(ddof=1) / np.sqrt(5))
+    # the same hits: no gain and no sampling error, however the accuracy would vary alone
+    assert paired_gain_se("10110", ["10110"]) == 0.0
+    # a gain made of videos that flip both ways is less certain than one of videos won only
+    assert paired_gain_se("1100", ["0011"]) > paired_gain_se("1100", ["0000"])
+
+
+def test_paired_gain_se_refuses_other_test_sets_and_bad_strings():
+    with pytest.raises(ValueError, match="4 and 3 videos: not the same test set"):
+        paired_gain_se("1010", ["101"])
+    with pytest.raises(ValueError, match="string of 0 and 1"):
+        hits_array("10x1")
+    assert hits_array("0110").tolist() == [0.0, 1.0, 1.0, 0.0]

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ascnet.evaluate.features import FrozenEvalConfig, frozen_features, load_splits
-from ascnet.evaluate.report import plot_bars, write_results
+from ascnet.evaluate.report import hits_string, plot_bars, write_results
 from ascnet.runlog import publish_results
 
 
@@ -148,11 +148,13 @@ def linear_probe(cfg: LinearConfig) -> tuple[dict, str]:
             xtr, train.clip_labels, splits.num_classes, optimizer=cfg.optimizer, epochs=cfg.epochs, lr=lr,
             weight_decay=cfg.weight_decay, batch_size=cfg.classifier_batch_size, seed=cfg.seed,
         )
-        metrics = accuracy_report(logits_of(layer, xte), test.clip_labels, test.video_index, test.labels)
+        test_logits = logits_of(layer, xte)
+        metrics = accuracy_report(test_logits, test.clip_labels, test.video_index, test.labels)
+        video_hits = topk_hits(video_logits(test_logits, test.video_index, len(test.labels)), test.labels, 1)
         train_acc = float(100.0 * (logits_of(layer, xtr).argmax(1) == train.clip_labels).mean())
         rows.append({
             "init": info.init, "arch": info.arch, "width": info.width, "metrics": metrics,
-            "train_clip_top1": train_acc, "feature_dim": int(train.features.shape[1]), "features_cached": cached,
+            "top1_hits": hits_string(video_hits), "train_clip_top1": train_acc, "feature_dim": int(train.features.shape[1]), "features_cached": cached,
         })
     results = {
         "command": "linear", "config": asdict(cfg), "rows": rows, "num_classes": splits.num_classes,

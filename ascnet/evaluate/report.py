@@ -4,14 +4,18 @@ Every evaluation command writes the same shape of results.json, so `compare` can
 them:
 
     {"command": "linear", "config": {...}, "rows": [{"init": ..., "arch": ..., "width": ...,
-     "metrics": {"video_top1": 53.1, ...}}, ...], ...}
+     "metrics": {"video_top1": 53.1, ...}, "top1_hits": "0110..."}, ...], ...}
 
-Metrics are percentages.
+Metrics are percentages. `top1_hits` holds one character per test video, in the split's order:
+"1" where the video was a top-1 hit. Two encoders scored on the same videos can then be compared
+video by video (`paired_gain_se`): how far a gain between them would move with another test set.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
+
+import numpy as np
 
 from ascnet import atomic
 
@@ -19,6 +23,33 @@ ROW_KEYS = ("init", "arch", "width")
 
 
 write_text_atomic = atomic.write_text
+
+
+def hits_string(hits) -> str:
+    """A row's `top1_hits`: "1"/"0" per test video, in the split's order."""
+    return "".join("1" if h else "0" for h in np.asarray(hits, bool))
+
+
+def hits_array(hits: str) -> np.ndarray:
+    """(N,) float: a `top1_hits` string as 1.0 / 0.0, or a ValueError naming what is wrong."""
+    if not hits or set(hits) - {"0", "1"}:
+        raise ValueError(f"top1_hits must be a non-empty string of 0 and 1, got {hits[:20]!r}")
+    return np.frombuffer(hits.encode(), np.uint8).astype(np.float64) - ord("0")
+
+
+def paired_gain_se(hits: str, reference_hits: list[str]) -> float:
+    """The standard error, in points, of a top-1 gain over a reference from sampling the test videos.
+
+    Both were scored on the same videos, so the gain is the mean over videos of d = hit − the
+    reference's hit (the mean over its networks where it is several): se = 100 · sd(d) / √N. A
+    gain within about one se of a line is not told apart from it by this test set.
+    """
+    ref = np.mean([hits_array(h) for h in reference_hits], axis=0)
+    mine = hits_array(hits)
+    if mine.shape != ref.shape:
+        raise ValueError(f"top1_hits of {len(mine)} and {len(ref)} videos: not the same test set")
+    d = mine - ref
+    return float(100.0 * d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
 
 
 def fmt(value) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ascnet.evaluate.features import EvalError, FrozenEvalConfig, frozen_features, load_splits
-from ascnet.evaluate.report import plot_topk, write_results
+from ascnet.evaluate.report import hits_string, plot_topk, write_results
 from ascnet.runlog import publish_results
 
 DEFAULT_KS = (1, 5, 10, 20, 50)
@@ -44,34 +44,40 @@ def l2_normalise(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
 QUERY_CELLS = 1 << 22  # similarities ranked at a time (32 MB as float64): Kinetics' Q x G would be ~40 GB
 
 
-def topk_accuracy(
-    query: np.ndarray,
-    query_labels: np.ndarray,
-    gallery: np.ndarray,
-    gallery_labels: np.ndarray,
-    ks=DEFAULT_KS,
-) -> dict[int, float]:
-    """Retrieval top-k accuracy in percent, {k: acc}, for each k capped at the gallery size.
+def first_hit_ranks(query: np.ndarray, query_labels: np.ndarray, gallery: np.ndarray,
+                    gallery_labels: np.ndarray) -> np.ndarray:
+    """(Q,) int: per query, the rank (0 = nearest) of the first gallery video of its class; G when none.
 
-    query: (Q, D), gallery: (G, D), both L2-normalised (cosine = dot product). A k larger than
-    G is reported as G (the key is the k actually used), so the result never claims a k that
-    the gallery could not give. Ties in similarity are broken by gallery order (stable sort).
+    query: (Q, D), gallery: (G, D), both L2-normalised (cosine = dot product). Ties in similarity
+    are broken by gallery order (stable sort).
     """
     query, gallery = np.asarray(query, np.float64), np.asarray(gallery, np.float64)
     query_labels, gallery_labels = np.asarray(query_labels), np.asarray(gallery_labels)
     if len(query) == 0 or len(gallery) == 0:
         raise ValueError(f"retrieval needs queries and a gallery (got {len(query)} queries, {len(gallery)} gallery videos)")
-    first_hit = np.empty(len(query), np.int64)  # per query, the rank of its class's first gallery video
+    first_hit = np.empty(len(query), np.int64)
     step = max(1, QUERY_CELLS // len(gallery))  # queries at a time: memory stays ~QUERY_CELLS, not Q x G
     for q in range(0, len(query), step):
         sims = query[q:q + step] @ gallery.T  # (q, G)
         order = np.argsort(-sims, axis=1, kind="stable")
         hits = gallery_labels[order] == query_labels[q:q + step, None]  # rank r holds the query's class
         first_hit[q:q + step] = np.where(hits.any(axis=1), hits.argmax(axis=1), len(gallery))
-    result = {}
-    for k in sorted({min(int(k), len(gallery)) for k in ks}):
-        result[k] = float(100.0 * np.mean(first_hit < k))
-    return result
+    return first_hit
+
+
+def topk_from_ranks(first_hit: np.ndarray, gallery_size: int, ks=DEFAULT_KS) -> dict[int, float]:
+    """Top-k accuracy in percent, {k: acc}, from `first_hit_ranks`, each k capped at the gallery size.
+
+    A k larger than the gallery is reported as its size (the key is the k actually used), so the
+    result never claims a k that the gallery could not give.
+    """
+    return {k: float(100.0 * np.mean(np.asarray(first_hit) < k)) for k in sorted({min(int(k), gallery_size) for k in ks})}
+
+
+def topk_accuracy(query: np.ndarray, query_labels: np.ndarray, gallery: np.ndarray, gallery_labels: np.ndarray,
+                  ks=DEFAULT_KS) -> dict[int, float]:
+    """Retrieval top-k accuracy in percent, {k: acc}: `first_hit_ranks` then `topk_from_ranks`."""
+    return topk_from_ranks(first_hit_ranks(query, query_labels, gallery, gallery_labels), len(gallery), ks)
 
 
 # ---- the command -------------------------------------------------------------------------
@@ -91,10 +97,12 @@ def retrieval(cfg: RetrievalConfig) -> tuple[dict, str]:
     for info, train, test, cached in frozen_features(cfg, splits):
         gallery = video_means(train.features, train.video_index, train.num_videos)
         query = video_means(test.features, test.video_index, test.num_videos)
-        acc = topk_accuracy(query, test.labels, gallery, train.labels, cfg.ks)
+        first_hit = first_hit_ranks(query, test.labels, gallery, train.labels)
+        acc = topk_from_ranks(first_hit, len(gallery), cfg.ks)
         rows.append({
             "init": info.init, "arch": info.arch, "width": info.width,
             "metrics": {f"top{k}": v for k, v in acc.items()},
+            "top1_hits": hits_string(first_hit < 1),
             "feature_dim": int(train.features.shape[1]), "features_cached": cached,
         })
     capped = sorted(k for k in cfg.ks if k > len(splits.train))
