@@ -61,7 +61,7 @@ def test_report_holds_the_table_and_pictures(demo):
     supervised = report.parent / "eval" / "supervised"
     assert json.loads((supervised / "results.json").read_text())["config"]["clip"]["augment"] is False
     assert any(r["init"] == str(supervised / "checkpoint.pt") for r in linear["rows"])
-    assert re.search(r"linear top-1 [+-]\d+\.\d points, retrieval top-1 [+-]\d+\.\d points", text)
+    assert re.search(r"linear top-1 [+-]\d+\.\d ± \d+\.\d points, retrieval top-1 [+-]\d+\.\d ± \d+\.\d points", text)
     # the ablation pretrained with lambda = 0 and was evaluated like the others
     assert json.loads((report.parent / "pretrain-acp" / "config.json").read_text())["scp_weight"] == 0.0
     assert any(r["init"].startswith(str(report.parent / "pretrain-acp")) for r in linear["rows"])
