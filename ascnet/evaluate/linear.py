@@ -154,7 +154,8 @@ def linear_probe(cfg: LinearConfig) -> tuple[dict, str]:
         train_acc = float(100.0 * (logits_of(layer, xtr).argmax(1) == train.clip_labels).mean())
         rows.append({
             "init": info.init, "arch": info.arch, "width": info.width, "metrics": metrics,
-            "top1_hits": hits_string(video_hits), "train_clip_top1": train_acc, "feature_dim": int(train.features.shape[1]), "features_cached": cached,
+            "top1_hits": hits_string(video_hits), "train_clip_top1": train_acc,
+            "feature_dim": int(train.features.shape[1]), "features_cached": cached,
         })
     results = {
         "command": "linear", "config": asdict(cfg), "rows": rows, "num_classes": splits.num_classes,
