@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import platform
+import shlex
 import shutil
 import sys
 import time
@@ -36,7 +37,7 @@ import torch
 from click.core import ParameterSource
 
 from ascnet.checkpoint import checkpoint_paths
-from ascnet.cli.options import config_options, from_options
+from ascnet.cli.options import changed_flags, config_options, from_options
 from ascnet.clips import ClipSpec
 from ascnet.config import Device
 from ascnet.evaluate.features import FrozenEvalConfig, frozen_features, load_splits
@@ -328,6 +329,22 @@ def eval_fields(cfg: DemoConfig, manifest: Path, inits: tuple[str, ...], out: Pa
     )
 
 
+def command_line(cfg: DemoConfig) -> tuple[str, bool]:
+    """(the command that runs `cfg` again, whether it does so whole): `python -m ascnet.demo` with each option
+    that differs from its default (the seeds, the data folder, the recipe's flags). It is not whole when the
+    pretraining recipe was changed beyond the demo's recipe flags (in code, as the tests do)."""
+    recipe = DemoConfig().pretrain
+    words = ["python", "-m", "ascnet.demo", "--out", cfg.out, *changed_flags(cfg, skip=("pretrain", "out", "progress"))]
+    for flag, field_name in (("--epochs", "epochs"), ("--width", "width"), ("--scp-weight", "scp_weight")):
+        if getattr(cfg.pretrain, field_name) != getattr(recipe, field_name):
+            words += [flag, str(getattr(cfg.pretrain, field_name))]
+    if not cfg.clip.augment:
+        words.append("--no-augment")
+    by_flags = replace(recipe, epochs=cfg.pretrain.epochs, width=cfg.pretrain.width, scp_weight=cfg.pretrain.scp_weight,
+                       clip=replace(recipe.clip, augment=cfg.clip.augment))
+    return shlex.join(words), by_flags == cfg.pretrain
+
+
 # ---- the report -----------------------------------------------------------------------------
 def pca_2d(x: np.ndarray) -> np.ndarray:
     """(N, D) -> (N, 2): projection on the two leading principal components."""
@@ -397,6 +414,7 @@ def write_report(cfg: DemoConfig, *, manifest: Path, inits: dict[str, tuple[str,
     """OUT/REPORT.md and its PNGs; returns the report's path."""
 
     out = Path(cfg.out)
+    command, whole = command_line(cfg)
     names = {init: name for name, group in inits.items() for init in group}  # init string -> row name
     lin = {name: row_metrics(linear, group) for name, group in inits.items()}
     ret = {name: row_metrics(retrieval, group) for name, group in inits.items()}
@@ -510,7 +528,8 @@ def write_report(cfg: DemoConfig, *, manifest: Path, inits: dict[str, tuple[str,
         "",
         "![projection](projection.png)",
         "",
-        "Reproduce: `python -m ascnet.demo --out " + cfg.out + "`; every number above comes from "
+        f"Reproduce: `{command}`" + ("" if whole else " with the pretraining recipe of `pretrain/config.json`")
+        + "; every number above comes from "
         "`eval/linear/results.json` and `eval/retrieval/results.json`.",
         "",
     ]

@@ -155,6 +155,7 @@ def test_seeds_report_each_seed_and_the_spread(tmp_path):
     assert "One run is one draw" not in text  # the seeds' own spread instead
     assert re.search(r"retrieval top-1 [+-]\d+\.\d ± \d+\.\d points", text)
     assert "one run's standard error from the test videos alone" in text
+    assert re.search(r"Reproduce: `python -m ascnet.demo --out \S+ .*--seeds 3,1.*` with the pretraining recipe of", text)
     assert "## Seeds: 3, 1" in text and re.search(r"ASCNet linear top-1 over random init: [+-]\d+\.\d ± \d+\.\d points", text)
 
 
@@ -169,6 +170,31 @@ def test_seeds_option_parses_and_rejects_repeats(tmp_path, monkeypatch):
     with pytest.raises(DemoError, match="a seed is repeated"):
         DemoConfig(seeds=(1, 1)).check()
     assert DemoConfig(seed=7, seeds=(2, 5)).check().seed == 2
+
+
+def test_report_command_line_runs_the_same_config_again(tmp_path, monkeypatch):
+    """The report's 'Reproduce' line, fed back to the command, gives the run's config: its seeds, data folder,
+    data options and recipe flags (a run with --seeds once printed a line without them)."""
+    import shlex
+
+    import ascnet.demo as demo
+
+    seen = []
+    monkeypatch.setattr(demo, "run_demo", lambda cfg: seen.append(cfg) or (_ for _ in ()).throw(DemoError("stop")))
+    cfg = DemoConfig(out=str(tmp_path / "a run"), data=str(tmp_path / "data"), seeds=(2, 0, 4), seed=2, ablation=True,
+                     speed_range=(0.05, 0.1), scene_correlation=0.3, supervised_epochs=0, threads=2)
+    cfg = replace(cfg, pretrain=replace(cfg.pretrain, width=8, scp_weight=0.7, epochs=30,
+                                        clip=replace(cfg.clip, augment=False)))
+    line, whole = demo.command_line(cfg)
+    assert whole and "--seeds 2,0,4" in line and "--no-augment" in line and "--fast" not in line
+    words = shlex.split(line)
+    assert words[:3] == ["python", "-m", "ascnet.demo"]
+    r = CliRunner().invoke(demo.main, words[3:] + ["--no-progress"])
+    assert r.exit_code == 1, r.output
+    assert replace(seen[-1], progress=False) == replace(cfg, progress=False)
+    # the default run needs nothing but its folder; a recipe changed beyond the flags is said to be elsewhere
+    assert demo.command_line(DemoConfig()) == ("python -m ascnet.demo --out runs/demo", True)
+    assert demo.command_line(replace(cfg, pretrain=replace(cfg.pretrain, max_steps=3)))[1] is False
 
 
 def test_demo_sprites_move_fast_and_their_direction_does_not_alias():

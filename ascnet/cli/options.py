@@ -72,6 +72,23 @@ def config_options(cls, help: dict[str, str], *, skip=(), required=(), arguments
     return decorate
 
 
+def changed_flags(cfg, *, skip=()) -> list[str]:
+    """The command-line words that set `cfg`'s options where they differ from their defaults,
+    spelt as `config_options` makes them (`--clip-len 16`, `--no-augment`, `--speeds 1,2,4`):
+    with the command's name they run the same config again."""
+    words = []
+    for name, outer, tp, default, _ in _leaves(type(cfg), skip):
+        value = getattr(getattr(cfg, outer) if outer else cfg, name)
+        if value == default:
+            continue
+        flag = "--" + name.replace("_", "-")
+        if tp is bool:
+            words.append(flag if value else "--no-" + name.replace("_", "-"))
+        else:
+            words += [flag, ",".join(map(str, value)) if isinstance(value, tuple) else str(value)]
+    return words
+
+
 def config_file_option(func):
     """Decorator: `--config FILE`, whose keys become the command's defaults (flags still win)."""
     return click.option("--config", "config_file", type=click.Path(dir_okay=False), expose_value=False, is_eager=True,
