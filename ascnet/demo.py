@@ -98,8 +98,9 @@ class DemoConfig:
     # chance that a video's background is its class's texture family, as real scenes go with their
     # actions. At 0.6 every seed of five learned the motion (linear top-1 +13.7 or more over random init,
     # moved by at most 1.5 points with 2 torch threads instead of 1; retrieval moved by up to 6.5). At 0.3 the
-    # five seeds held +10 on both measures with one thread, and seed 0 with two threads fell from +15.2 to +5.9
-    # retrieval; at 0 seeds 0 and 2 reached +4.7 and +1.4 retrieval (the README's demo section)
+    # five seeds held +10 on both measures with one thread and two of them fell below it with two; over its ten
+    # runs it gained the same retrieval as 0.6 (+11.3) with a wider linear spread. At 0 seeds 0 and 2 reached +4.7
+    # and +1.4 retrieval (the README's demo section)
     scene_correlation: float = 0.6
     grating_contrast: float = GRATING_CONTRAST  # the background grating's amplitude (the texture family's cue)
     data_seed: int = 0
@@ -340,9 +341,14 @@ def command_line(cfg: DemoConfig) -> tuple[str, bool]:
             words += [flag, str(getattr(cfg.pretrain, field_name))]
     if not cfg.clip.augment:
         words.append("--no-augment")
-    by_flags = replace(recipe, epochs=cfg.pretrain.epochs, width=cfg.pretrain.width, scp_weight=cfg.pretrain.scp_weight,
-                       clip=replace(recipe.clip, augment=cfg.clip.augment))
+    by_flags = with_recipe_flags(recipe, epochs=cfg.pretrain.epochs, width=cfg.pretrain.width,
+                                 augment=cfg.clip.augment, scp_weight=cfg.pretrain.scp_weight)
     return shlex.join(words), by_flags == cfg.pretrain
+
+
+def with_recipe_flags(pretrain: PretrainConfig, *, epochs: int, width: int, augment: bool, scp_weight: float) -> PretrainConfig:
+    """The pretraining recipe with what the demo's recipe flags (--epochs, --width, --augment, --scp-weight) set."""
+    return replace(pretrain, epochs=epochs, width=width, scp_weight=scp_weight, clip=replace(pretrain.clip, augment=augment))
 
 
 # ---- the report -----------------------------------------------------------------------------
@@ -697,8 +703,8 @@ def main(ctx, fast, epochs, width, augment, scp_weight, **options):
         options.update({k: v for k, v in FAST.items() if ctx.get_parameter_source(k) is ParameterSource.DEFAULT})
     cfg = from_options(DemoConfig, options, skip=("pretrain",))
     epochs = epochs or (FAST_EPOCHS if fast else cfg.pretrain.epochs)
-    cfg = replace(cfg, pretrain=replace(cfg.pretrain, width=width, clip=replace(cfg.clip, augment=augment),
-                                        scp_weight=scp_weight, epochs=epochs))
+    cfg = replace(cfg, pretrain=with_recipe_flags(cfg.pretrain, epochs=epochs, width=width, augment=augment,
+                                                  scp_weight=scp_weight))
     t0 = time.perf_counter()
     try:
         report = run_demo(cfg)
